@@ -1,0 +1,79 @@
+"""The ``hyenamd`` command line: parses arguments and YAML configs, then calls the library.
+
+Each subcommand is ``(add_arguments, run)``; heavy imports happen inside ``run`` so that
+``hyenamd --help`` stays fast. Configs are read by :func:`hyenamd.config.load_config`
+(YAML → frozen dataclass) and accept ``--set key.sub=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from hyenamd import __version__
+from hyenamd.config import ConfigError
+
+__all__ = ["main"]
+
+
+def _add_config_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    if positional:
+        p.add_argument("config", help="YAML config file")
+    else:
+        p.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set n_atoms=1000 (repeatable)",
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from hyenamd.config import load_config
+    from hyenamd.demo import DemoConfig, run_demo
+
+    cfg = load_config(args.config, DemoConfig, args.overrides)
+    run_demo(cfg)
+    return 0
+
+
+COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
+    "demo": ("run the end-to-end demo (configs/demo.yaml)", _add_config_args, _run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyenamd",
+        description="Large-system molecular simulation with a Geometric Hyena surrogate.",
+    )
+    parser.add_argument("--version", action="version", version=f"hyenamd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_, add_args, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_args(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ConfigError as e:
+        print(f"hyenamd {args.command}: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

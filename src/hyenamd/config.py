@@ -1,0 +1,207 @@
+"""Typed configuration: YAML (safe-loaded) into frozen dataclasses.
+
+Each component owns a frozen dataclass (``GHyenaConfig``, ``ReferenceConfig``, ...) whose fields
+map 1:1 onto a YAML file under ``configs/``. :func:`load_config` reads the file with
+``yaml.safe_load`` (no Python tags, no code), applies ``key.sub=value`` overrides from the
+command line and builds the dataclass, checking every value against the field's type.
+
+Errors are :class:`ConfigError` (a ``ValueError``) naming the key, the file and — for an
+unknown key — the valid keys. Configs never name import paths: a field that selects an
+implementation is a ``Literal`` of known names, mapped to code by the component itself.
+
+Supported field types: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``pathlib.Path``,
+``None``, ``Literal[...]``, ``X | None`` and other unions, ``tuple[X, ...]``, ``tuple[X, Y]``,
+``list[X]``, ``dict[str, X]`` and nested dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, Union
+
+__all__ = ["ConfigError", "from_dict", "load_config", "load_yaml", "to_dict"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or of the wrong type."""
+
+
+def _where(source: str, key: str) -> str:
+    return f"'{key}' in {source}" if key else source
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check/convert ``value`` to type ``tp``; raise ConfigError naming ``key`` and ``source``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    where = _where(source, key)
+
+    if tp is Any:
+        return value
+    if tp is type(None) or tp is None:
+        if value is not None:
+            raise ConfigError(f"{where} must be null, got {value!r}")
+        return None
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"{where} must be a mapping of {tp.__name__} fields, got {type(value).__name__}"
+            )
+        return from_dict(tp, value, source=source, prefix=key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            # YAML 1.1 reads 1e-3 as a string: accept numeric strings for floats
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if tp is pathlib.Path:
+        if not isinstance(value, str | pathlib.Path):
+            raise ConfigError(f"{where} must be a path string, got {value!r}")
+        return pathlib.Path(value)
+    if origin in (tuple, list):
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
+            items = [_convert(v, a, f"{key}[{k}]", source) for k, (v, a) in enumerate(zip(value, args))]
+        else:
+            item_tp = args[0] if args else Any
+            items = [_convert(v, item_tp, f"{key}[{k}]", source) for k, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {
+            _convert(k, kt, f"{key}.{k}", source): _convert(v, vt, f"{key}.{k}", source)
+            for k, v in value.items()
+        }
+    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")  # a bug in the dataclass
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, checking keys and types (see module doc)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_where(source, prefix)} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        full = ".".join(p for p in (prefix, str(unknown[0])) if p)
+        raise ConfigError(
+            f"unknown key '{full}' in {source} ({cls.__name__}); valid keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], key, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key '{key}' in {source} ({cls.__name__})")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # __post_init__ checks of the dataclass
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"invalid {cls.__name__} in {source}: {e}") from e
+
+
+def to_dict(cfg: Any) -> Any:
+    """A dataclass (recursively) as plain YAML/JSON-able data (tuples become lists, paths strings)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, tuple | list):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, pathlib.Path):
+        return str(cfg)
+    return cfg
+
+
+def load_yaml(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; a clear error if it is not a mapping."""
+    import yaml
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(data: dict[str, Any], override: str, source: str) -> None:
+    import yaml
+
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: '{p}' in {source} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: Sequence[str] = ()) -> T:
+    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus ``key=value`` overrides."""
+    source = str(path) if path is not None else "defaults"
+    data = load_yaml(path) if path is not None else {}
+    for o in overrides:
+        _apply_override(data, o, source + " (with overrides)")
+    return from_dict(cls, data, source=source)

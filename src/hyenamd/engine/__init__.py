@@ -1,0 +1,1 @@
+"""Integrators, the simulation driver, reporters and the ASE/OpenMM adapters."""

@@ -1,0 +1,1 @@
+"""The G-Hyena surrogate model: kernels, layers, heads, ordering, checkpoints, training."""

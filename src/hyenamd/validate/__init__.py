@@ -1,0 +1,1 @@
+"""Comparisons of surrogate trajectories against reference MD: metrics, plots, reports."""
