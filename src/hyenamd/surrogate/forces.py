@@ -1,0 +1,66 @@
+"""Forces and stress from any energy model, by automatic differentiation (one wrapper).
+
+A *potential* is an ``nn.Module`` with a ``cutoff`` attribute (Å) whose
+``forward(batch, neighbors=None)`` returns a dict with ``"energy"`` ``[n_systems]`` eV and
+``"energies"`` ``[n_atoms]`` eV, computed from ``batch.positions`` and ``batch.cell`` only
+through differentiable operations (pair vectors ``x_j - x_i + S @ cell``). The G-Hyena model
+and the classical torch potentials of the engine all follow this protocol.
+
+Forces ``F = -∂E/∂x`` (eV/Å). Stress ``σ = (1/V) ∂E/∂ε`` (eV/Å³) for a symmetric strain ε
+applied as ``x -> x (1 + ε)``, ``cell -> cell (1 + ε)``: ASE's sign convention, negative when
+the system is compressed (it pushes outwards). Systems without a 3-D cell get zero stress.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hyenamd.geometry import Neighbors
+from hyenamd.system import Batch
+
+__all__ = ["compute_forces"]
+
+
+def compute_forces(
+    model: nn.Module,
+    batch: Batch,
+    *,
+    stress: bool = False,
+    neighbors: Neighbors | None = None,
+    create_graph: bool = False,
+) -> dict[str, Tensor]:
+    """Run ``model`` and add ``"forces"`` ``[n_atoms, 3]`` (and ``"stress"`` ``[n_systems, 3, 3]``).
+
+    ``create_graph=True`` keeps the graph of the forces (for training on forces).
+    The batch itself is not modified; gradients are taken through detached copies.
+    """
+    pos = batch.positions.detach().requires_grad_(True)
+    cell = batch.cell.detach()
+    inputs = [pos]
+    if stress:
+        eps = torch.zeros(batch.n_systems, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=True)
+        sym = 0.5 * (eps + eps.transpose(1, 2))
+        one = torch.eye(3, dtype=pos.dtype, device=pos.device)
+        deform = one + sym  # [B, 3, 3]
+        pos_in = torch.bmm(pos.unsqueeze(1), deform[batch.batch]).squeeze(1)
+        cell = torch.bmm(cell, deform)
+        inputs.append(eps)
+    else:
+        pos_in = pos
+    with torch.enable_grad():
+        out = dict(model(batch.replace(positions=pos_in, cell=cell), neighbors=neighbors))
+        grads = torch.autograd.grad(
+            out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True
+        )
+    f = grads[0]
+    out["forces"] = torch.zeros_like(pos) if f is None else -f
+    if stress:
+        de = grads[1] if grads[1] is not None else torch.zeros(batch.n_systems, 3, 3, dtype=pos.dtype, device=pos.device)
+        vol = torch.linalg.det(batch.cell.detach()).abs()
+        full = (batch.has_cell if batch.has_cell is not None else torch.ones_like(vol, dtype=torch.bool)) & (vol > 0)
+        safe = torch.where(full, vol, torch.ones_like(vol))
+        out["stress"] = torch.where(full[:, None, None], de / safe[:, None, None], torch.zeros_like(de))
+    if not create_graph:
+        out = {k: v.detach() for k, v in out.items()}
+    return out
