@@ -161,8 +161,9 @@ def test_wrap_positions_into_cell():
     assert torch.allclose((f - f0)[:, :2], torch.round((f - f0)[:, :2]), atol=1e-10)
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("batched", [False, True])
-def test_verlet_list_random_walk_with_rewrapping(batched):
+def test_verlet_list_random_walk_with_rewrapping(batched, exact):
     """Never misses a pair within the cutoff, even when positions are re-wrapped every step."""
     rng = np.random.default_rng(9)
     cutoff, skin = 3.0, 1.0
@@ -173,7 +174,7 @@ def test_verlet_list_random_walk_with_rewrapping(batched):
         cells, pbcs, ns = cells[:1], pbcs[:1], ns[:1]
     xs = [random_positions(rng, c, n, None) for c, n in zip(cells, ns)]
     ptr = torch.tensor([0, *np.cumsum(ns).tolist()])
-    nl = VerletList(cutoff, skin)
+    nl = VerletList(cutoff, skin, exact=exact)
     n_steps = 300
     for step in range(n_steps):
         xs = [x + torch.tensor(rng.normal(0, 0.05, x.shape), dtype=DT) for x in xs]
@@ -185,7 +186,14 @@ def test_verlet_list_random_walk_with_rewrapping(batched):
         else:
             nb = nl(xs[0], cells[0], pbcs[0])
             fresh = neighbor_list(xs[0], cells[0], pbcs[0], cutoff)
-        assert pair_set(nb) == pair_set(fresh), f"step {step}"
+        if exact:
+            assert pair_set(nb) == pair_set(fresh), f"step {step}"
+        else:  # a superset: every pair within the cutoff, none beyond cutoff + 2 skin
+            assert pair_set(fresh) <= pair_set(nb), f"step {step}"
+            x_all = torch.cat(xs)
+            c_all = torch.stack(cells) if batched else cells[0]
+            d = edge_vectors(x_all, c_all, nb, torch.repeat_interleave(torch.arange(len(ns)), torch.tensor(ns)))
+            assert float(d.norm(dim=1).max()) < cutoff + 2 * skin  # each atom moved < skin/2
     assert nl.n_calls == n_steps
     # rms step 0.05*sqrt(3) ≈ 0.087 Å: an atom needs many steps to travel skin/2 = 0.5 Å
     assert 1 < nl.n_builds < n_steps / 4

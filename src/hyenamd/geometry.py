@@ -307,6 +307,11 @@ class VerletList:
     The returned pairs are exactly those closer than ``cutoff`` (pairs in the skin are
     filtered out), with shifts valid for the positions passed in.
 
+    With ``exact=False`` the pairs within ``cutoff + skin`` at the last build are returned
+    instead (a superset of the pairs within ``cutoff``), which makes a reuse O(n_atoms) when
+    nothing was re-wrapped and O(n_pairs) integer work otherwise: the right choice for a model
+    whose cutoff envelope vanishes smoothly at ``cutoff`` (G-Hyena's local blocks).
+
     The list is rebuilt (with ``cutoff + skin``) when any atom moved more than ``skin / 2``
     since the last build, or when the cell, pbc or atom count changed. Moves are measured
     with the minimum image, so a re-wrap of positions into the cell is not a move: the
@@ -317,12 +322,13 @@ class VerletList:
     Attributes: ``n_builds`` (rebuilds so far), ``n_calls``.
     """
 
-    def __init__(self, cutoff: float, skin: float = 1.0, *, full: bool = True) -> None:
+    def __init__(self, cutoff: float, skin: float = 1.0, *, full: bool = True, exact: bool = True) -> None:
         if cutoff <= 0 or skin < 0:
             raise ValueError(f"need cutoff > 0 and skin >= 0 (Å), got cutoff={cutoff}, skin={skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.full = full
+        self.exact = exact
         self.n_builds = 0
         self.n_calls = 0
         self._ref: Tensor | None = None
@@ -373,17 +379,17 @@ class VerletList:
         )
         if self.skin == 0 or float(moved.norm(dim=1).max()) > 0.5 * self.skin:
             return self._build(positions, cell, pbc, ptr, batch)
+        nb = self._nbrs
+        w = wraps.to(torch.int64)
+        if not self.exact:
+            if not bool(w.any()):
+                return nb
+            return Neighbors(nb.i, nb.j, nb.shifts + w[nb.i] - w[nb.j], self.full)
         # r_ij = (x_j - W_j) - (x_i - W_i) + S @ cell, with W = wraps @ cell the lattice
         # translation the re-wrap applied to each atom since the build
-        wvec = (
-            torch.bmm(wraps.unsqueeze(1), self._cell_c[batch]).squeeze(1)
-            if cell.shape[0] > 1
-            else wraps @ self._cell_c[0]
-        )
+        wvec = wraps @ self._cell_c[0] if cell.shape[0] == 1 else torch.bmm(wraps.unsqueeze(1), self._cell_c[batch]).squeeze(1)
         xu = positions - wvec
-        nb = self._nbrs
         keep = (xu[nb.j] - xu[nb.i] + self._svec).norm(dim=1) < self.cutoff
-        w = wraps.to(torch.int64)
         i, j = nb.i[keep], nb.j[keep]
         return Neighbors(i, j, nb.shifts[keep] + w[i] - w[j], self.full)
 
@@ -414,6 +420,8 @@ class VerletList:
         self._inv = torch.linalg.inv(self._cell_c)
         self._nbrs = batch_neighbor_list(positions, cell, pbc, ptr, self.cutoff + self.skin, full=self.full)
         nb = self._nbrs
+        if not self.exact:
+            return nb
         self._svec = shift_vectors(nb.shifts, cell, batch[nb.i] if cell.shape[0] > 1 else None)
         keep = (positions[nb.j] - positions[nb.i] + self._svec).norm(dim=1) < self.cutoff
         return Neighbors(nb.i[keep], nb.j[keep], nb.shifts[keep], self.full)
