@@ -18,10 +18,10 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import header, write_json  # noqa: E402
+from common import header, write_json
 
-from hyenamd.demo import liquid_like_system  # noqa: E402
-from hyenamd.geometry import VerletList, neighbor_list  # noqa: E402
+from hyenamd.demo import liquid_like_system
+from hyenamd.geometry import VerletList, neighbor_list
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
