@@ -1,0 +1,110 @@
+"""Validation of the arrays handed to ``FrameStore.append``: pure functions, no file access.
+
+Every check runs before a store writes anything, so a bad frame leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hyenamd.io.schema import FrameError, Layout, quantize
+
+__all__ = ["as_float_array", "as_step", "as_time", "atom_range", "layout_from_call"]
+
+
+def _to_numpy(name: str, x: Any) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # pragma: no cover - exotic inputs
+        raise FrameError(f"{name} could not be converted to an array: {e}") from None
+
+
+def as_float_array(
+    name: str,
+    x: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    allow_nan: bool,
+    digits: int | None = None,
+    what: str = "",
+) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype`` and ``shape``, or a :class:`FrameError`.
+
+    Refuses non-float input, a float64 array for a float32 store (silent precision loss; cast
+    explicitly), a wrong shape (naming the atom count when that is what differs) and NaN/inf
+    values unless ``allow_nan``. ``digits`` applies the store's opt-in quantisation.
+    """
+    a = _to_numpy(name, x)
+    if a.dtype.kind != "f":
+        raise FrameError(f"{name} must be a float32/float64 array, got dtype {a.dtype}")
+    dtype = np.dtype(dtype)
+    if a.dtype.itemsize > dtype.itemsize:
+        raise FrameError(
+            f"{name} is {a.dtype} but the store holds {dtype}: cast explicitly (e.g. x.astype(np.float32)) "
+            f"or create the store with dtype={a.dtype}"
+        )
+    if a.shape != shape:
+        if len(shape) == 2 and a.ndim == 2 and a.shape[1] == shape[1] and a.shape[0] != shape[0]:
+            raise FrameError(f"{name} has {a.shape[0]} atoms but {what or 'the store'} expects {shape[0]}")
+        raise FrameError(f"{name} has shape {a.shape}, expected {shape}")
+    if not allow_nan and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))
+        raise FrameError(
+            f"{name} contains NaN/inf ({len(bad)} entries, first at {tuple(int(i) for i in bad[0])}); "
+            "refusing to store it (pass allow_nan=True to keep such frames)"
+        )
+    a = np.asarray(a, dtype=dtype, order="C")
+    if digits is not None:
+        a = quantize(a, digits)
+    return a
+
+
+def as_step(step: Any) -> int:
+    """An integer MD step (python/numpy int or 0-d integer tensor), or a FrameError."""
+    s = _to_numpy("step", step)
+    if s.ndim != 0 or s.dtype.kind not in "iu":
+        raise FrameError(f"step must be an integer, got {step!r}")
+    s = int(s)
+    if s < -(2**62):
+        raise FrameError(f"step {s} is out of range")
+    return s
+
+
+def as_time(time: Any) -> float:
+    """A finite time in fs, or a FrameError."""
+    t = _to_numpy("time", time)
+    if t.ndim != 0 or t.dtype.kind not in "iuf":
+        raise FrameError(f"time must be a number (fs), got {time!r}")
+    t = float(t)
+    if not np.isfinite(t):
+        raise FrameError(f"time must be finite, got {t}")
+    return t
+
+
+def atom_range(atoms: Any, n_atoms: int) -> tuple[int, int]:
+    """Normalise ``atoms`` (None or a step-1 slice) to ``(start, stop)`` within ``[0, n_atoms]``."""
+    if atoms is None:
+        return 0, n_atoms
+    if not isinstance(atoms, slice):
+        raise FrameError(f"atoms must be a slice (a contiguous atom range), got {type(atoms).__name__}")
+    a, b, s = atoms.indices(n_atoms)
+    if s != 1 or b <= a:
+        raise FrameError(f"atoms must be a non-empty contiguous slice with step 1, got {atoms}")
+    return a, b
+
+
+def layout_from_call(base: Layout, velocities: Any, forces: Any, observables: Mapping[str, Any]) -> Layout:
+    """The layout a store takes when its first ``append`` defines which elements it holds."""
+    fields = ["position"]
+    if velocities is not None:
+        fields.append("velocity")
+    if forces is not None:
+        fields.append("force")
+    obs = {k: tuple(np.shape(_to_numpy(k, v))) for k, v in observables.items()}
+    return base.replace(fields=tuple(fields), observables=obs)

@@ -1,0 +1,302 @@
+"""HDF5 frame store laid out per H5MD 1.1 and appended in SWMR mode (readable by MDAnalysis).
+
+Layout: see :mod:`hyenamd.io.schema` and ``docs/stores.md``. All time-dependent datasets are
+created before SWMR is switched on (at creation when ``fields=``/``observables=`` are given,
+else with the first frame); the ``step``/``time`` datasets live in ``position`` and are hard
+links in every other element, as H5MD allows. A writer killed mid-frame leaves the HDF5
+"file open for write" flag set; ``mode="a"`` clears it (what ``h5clear -s`` does) under the
+store's writer lock and drops the torn tail frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hyenamd.io.base import FrameStore
+from hyenamd.io.schema import (
+    H5MD_VERSION,
+    PARAMETERS,
+    PARTICLES,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    STEP_SENTINEL,
+    Layout,
+    SchemaError,
+    StoreError,
+)
+from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, static_from_arrays
+
+__all__ = ["H5MDStore", "clear_status_flags"]
+
+_FRAME_CHUNK = 1024  # frames per chunk of the small frame-axis datasets (step, time, box, observables)
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def clear_status_flags(path) -> None:
+    """Clear the superblock "open for write" flags a killed HDF5 writer leaves (``h5clear -s``).
+
+    Calls HDF5's own ``clear_status_flags`` file-access property through ctypes on the
+    library h5py is linked against. Only safe when no process is writing the file: stores
+    call it while holding their writer lock.
+    """
+    import ctypes
+
+    h5py = _h5py()
+    from h5py import h5f, h5p
+
+    try:
+        lib = ctypes.CDLL(h5p.__file__)
+        h5pset = lib.H5Pset
+    except (OSError, AttributeError) as e:  # pragma: no cover - depends on the h5py build
+        raise StoreError(
+            f"cannot reach HDF5's H5Pset to recover {path}; run `h5clear -s {path}` ({e})"
+        ) from None
+    h5pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
+    flag = ctypes.c_bool(True)
+    if h5pset(fapl.id, b"clear_status_flags", ctypes.byref(flag)) < 0:  # pragma: no cover
+        raise StoreError(f"HDF5 refused to clear the status flags of {path}; run `h5clear -s {path}`")
+    fid = h5f.open(str(path).encode(), h5f.ACC_RDWR, fapl=fapl)
+    h5py.File(fid).close()
+
+
+class H5MDStore(FrameStore):
+    """HDF5 (H5MD 1.1) backend of :class:`hyenamd.io.base.FrameStore`; one writer (SWMR)."""
+
+    backend = "hdf5"
+
+    def _check_compression(self, compression):
+        if compression not in (None, "lzf", "gzip"):
+            raise StoreError(
+                f"HDF5 stores support compression None, 'lzf' or 'gzip', not {compression!r} "
+                "(zstd needs hdf5plugin, which hyenamd does not depend on; use a .zarr store for zstd)"
+            )
+
+    # ------------------------------------------------------------------ files
+    def _exists(self) -> bool:
+        return self.path.exists()
+
+    def _remove(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not an HDF5 file; refusing to remove it")
+        self.path.unlink()
+
+    def _create(self, system, *, author: str | None) -> None:
+        from hyenamd import __version__
+
+        h5py = _h5py()
+        f = self._f = h5py.File(self.path, "w", libver="latest")
+        h = f.create_group("h5md")
+        h.attrs["version"] = np.array(H5MD_VERSION, dtype=np.int32)
+        h.create_group("author").attrs["name"] = author or "hyenamd user"
+        c = h.create_group("creator")
+        c.attrs["name"], c.attrs["version"] = "hyenamd", __version__
+        f.attrs["hyenamd_schema"] = SCHEMA_NAME
+        f.attrs["hyenamd_schema_version"] = SCHEMA_VERSION
+        f.attrs.create("status", np.array(b"writing", dtype="S8"))
+        arrays, attrs = static_arrays(system)
+        p = f.create_group(PARTICLES)
+        box = p.create_group("box")
+        box.attrs["dimension"] = 3
+        box.attrs["boundary"] = attrs["boundary"]
+        f.create_group(PARAMETERS)
+        for path, (arr, unit) in arrays.items():
+            if arr.dtype.kind == "U":
+                arr = np.char.encode(arr, "utf-8")
+            ds = f.create_dataset(path, data=arr)
+            if unit:
+                ds.attrs["unit"] = unit
+        f.create_group("observables")
+
+    def _open(self, *, writable: bool) -> None:
+        h5py = _h5py()
+        if not h5py.is_hdf5(self.path):
+            raise SchemaError(f"{self.path} is not an HDF5 file")
+        try:
+            if writable:
+                try:
+                    self._f = h5py.File(self.path, "r+", libver="latest")
+                except OSError as e:
+                    if "h5clear" not in str(e) and "already open" not in str(e):
+                        raise
+                    clear_status_flags(self.path)  # the writer was killed; we hold the writer lock
+                    self._f = h5py.File(self.path, "r+", libver="latest")
+            else:
+                try:
+                    self._f = h5py.File(self.path, "r", swmr=True)
+                except OSError as e:  # this process already has it open without SWMR (e.g. MDAnalysis)
+                    if "SWMR read access flag" not in str(e):
+                        raise
+                    self._f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise StoreError(
+                f"cannot open {self.path}: {e} (a writer may have it open without having written its "
+                "first frame yet)"
+            ) from None
+        f = self._f
+        if "h5md" not in f or "particles" not in f:
+            self._f.close()
+            raise SchemaError(f"{self.path} is an HDF5 file but not H5MD (no /h5md and /particles groups)")
+        if f.attrs.get("hyenamd_schema") != SCHEMA_NAME or PARTICLES not in f:
+            creator = f["h5md/creator"].attrs.get("name", "?") if "h5md/creator" in f else "?"
+            self._f.close()
+            raise SchemaError(
+                f"{self.path} is an H5MD file written by {creator!r}, not a hyenamd store "
+                f"(no hyenamd_schema={SCHEMA_NAME!r} attribute); convert it first"
+            )
+        version = int(f.attrs["hyenamd_schema_version"])
+        if version > SCHEMA_VERSION:
+            self._f.close()
+            raise SchemaError(
+                f"{self.path} has hyenamd schema {version}; this hyenamd reads up to {SCHEMA_VERSION}"
+            )
+        text = f.attrs.get("hyenamd_layout")
+        self.layout = layout_from_json(text) if text else None
+        self._bind()
+
+    def _bind(self) -> None:
+        """Map logical keys to datasets."""
+        f, lay = self._f, self.layout
+        self._ds = {}
+        if lay is None:
+            return
+        p = f[PARTICLES]
+        for name in lay.fields:
+            self._ds[name] = p[f"{name}/value"]
+        self._ds["step"] = p["position/step"]
+        self._ds["time"] = p["position/time"]
+        if lay.has_box:
+            self._ds["box"] = p["box/edges/value"]
+        for name in lay.observables:
+            self._ds[name] = f[f"observables/{name}/value"]
+
+    def _read_static(self) -> dict:
+        f = self._f
+        get = {path: f[path][()] for path in _static_paths(f)}
+        boundary = [
+            b.decode() if isinstance(b, bytes) else str(b) for b in f[f"{PARTICLES}/box"].attrs["boundary"]
+        ]
+        return static_from_arrays(get, boundary)
+
+    # ------------------------------------------------------------------ arrays
+    def _create_arrays(self, lay: Layout, n: int) -> None:
+        f = self._f
+        p = f[PARTICLES]
+        ca, cf = lay.atom_chunk, lay.chunk_frames
+        comp = {} if lay.compression is None else {"compression": lay.compression, "shuffle": True}
+        step = time = None
+        for name in lay.fields:
+            g = p.create_group(name)
+            ds = g.create_dataset(
+                "value", shape=(n, lay.n_atoms, 3), maxshape=(None, lay.n_atoms, 3), chunks=(cf, ca, 3),
+                dtype=lay.dtype, fillvalue=0, **comp,
+            )  # fmt: skip
+            _unit_attrs(ds, lay, name)
+            if step is None:
+                step = g.create_dataset(
+                    "step", shape=(n,), maxshape=(None,), chunks=(_FRAME_CHUNK,), dtype=np.int64,
+                    fillvalue=STEP_SENTINEL,
+                )  # fmt: skip
+                time = g.create_dataset(
+                    "time", shape=(n,), maxshape=(None,), chunks=(_FRAME_CHUNK,), dtype=np.float64,
+                    fillvalue=np.nan,
+                )  # fmt: skip
+                time.attrs["unit"] = "fs"
+            else:
+                g["step"], g["time"] = step, time
+        groups = []
+        if lay.has_box:
+            e = p["box"].create_group("edges")
+            ds = e.create_dataset(
+                "value", shape=(n, 3, 3), maxshape=(None, 3, 3), chunks=(_FRAME_CHUNK, 3, 3), dtype=lay.dtype
+            )
+            _unit_attrs(ds, lay, "box")
+            groups.append(e)
+        for name, shape in lay.observables.items():
+            g = f["observables"].create_group(name)
+            ds = g.create_dataset(
+                "value", shape=(n, *shape), maxshape=(None, *shape), chunks=(_FRAME_CHUNK, *shape),
+                dtype=np.float64, fillvalue=np.nan,
+            )  # fmt: skip
+            if lay.unit(name):
+                ds.attrs["unit"] = lay.unit(name)
+            groups.append(g)
+        for g in groups:
+            g["step"], g["time"] = step, time
+        f.attrs["hyenamd_layout"] = layout_to_json(lay)
+        self.layout = lay
+        self._bind()
+
+    def _begin_appending(self) -> None:
+        if not self._f.swmr_mode:
+            self._f.flush()
+            self._f.swmr_mode = True
+
+    def _frame_datasets(self):
+        return [self._ds[k] for k in self._ds]
+
+    def _slots(self) -> int:
+        return min(ds.shape[0] for ds in self._frame_datasets())
+
+    def _resize(self, n: int) -> None:
+        for ds in self._frame_datasets():
+            if ds.shape[0] != n:
+                ds.resize(n, axis=0)
+
+    def _write(self, key, k, value, atoms=None) -> None:
+        ds = self._ds[key]
+        sel = np.s_[k] if atoms is None else np.s_[k, atoms]
+        value = np.asarray(value, dtype=ds.dtype)
+        if value.ndim == 0:
+            ds[sel] = value
+        else:
+            ds.write_direct(np.ascontiguousarray(value), dest_sel=sel)
+
+    def _read(self, key, k, atoms=None) -> np.ndarray:
+        ds = self._ds[key]
+        if atoms is None and isinstance(k, (int, np.integer)) and ds.ndim > 1:
+            out = np.empty(ds.shape[1:], dtype=ds.dtype)
+            ds.read_direct(out, source_sel=np.s_[k])
+            return out
+        return ds[k] if atoms is None else ds[k, atoms]
+
+    def _flush(self) -> None:
+        self._f.flush()
+
+    def _set_status(self, status: str) -> None:
+        self._f.attrs["status"] = np.array(status.encode(), dtype="S8")
+
+    def _get_status(self) -> str:
+        return bytes(self._f.attrs["status"]).rstrip(b"\x00 ").decode()
+
+    def _refresh_file(self) -> None:
+        self._f.close()
+        self._open(writable=False)
+
+    def _close_file(self) -> None:
+        if getattr(self, "_f", None) is not None and self._f.id.valid:
+            self._f.close()
+
+
+def _unit_attrs(ds, lay: Layout, name: str) -> None:
+    ds.attrs["unit"] = lay.unit(name)
+    if name in lay.quantize:
+        from hyenamd.io.schema import quantum
+
+        ds.attrs["hyenamd_quantize_digits"] = lay.quantize[name]
+        ds.attrs["hyenamd_max_abs_error"] = quantum(lay.quantize[name]) / 2
+
+
+def _static_paths(f) -> list[str]:
+    out = []
+    for base in (PARTICLES, PARAMETERS):
+        for name, obj in f[base].items():
+            if not hasattr(obj, "keys"):  # a dataset: time-independent element
+                out.append(f"{base}/{name}")
+    return out
