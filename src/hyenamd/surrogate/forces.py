@@ -50,15 +50,19 @@ def compute_forces(
         pos_in = pos
     with torch.enable_grad():
         out = dict(model(batch.replace(positions=pos_in, cell=cell), neighbors=neighbors))
-        grads = torch.autograd.grad(
-            out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True
-        )
+        grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True)
     f = grads[0]
     out["forces"] = torch.zeros_like(pos) if f is None else -f
     if stress:
-        de = grads[1] if grads[1] is not None else torch.zeros(batch.n_systems, 3, 3, dtype=pos.dtype, device=pos.device)
+        de = (
+            grads[1]
+            if grads[1] is not None
+            else torch.zeros(batch.n_systems, 3, 3, dtype=pos.dtype, device=pos.device)
+        )
         vol = torch.linalg.det(batch.cell.detach()).abs()
-        full = (batch.has_cell if batch.has_cell is not None else torch.ones_like(vol, dtype=torch.bool)) & (vol > 0)
+        full = (batch.has_cell if batch.has_cell is not None else torch.ones_like(vol, dtype=torch.bool)) & (
+            vol > 0
+        )
         safe = torch.where(full, vol, torch.ones_like(vol))
         out["stress"] = torch.where(full[:, None, None], de / safe[:, None, None], torch.zeros_like(de))
     if not create_graph:

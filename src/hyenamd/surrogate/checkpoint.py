@@ -1,0 +1,205 @@
+"""Model checkpoints: one ``.safetensors`` file, weights plus a JSON description. Never unpickles.
+
+Layout (format version 1): the tensors are the model's ``state_dict`` (parameters and
+buffers, names as in PyTorch); the safetensors metadata (string → string) holds
+
+* ``"format"``: ``"hyenamd.checkpoint"``; ``"format_version"``: ``"1"``;
+* ``"hyenamd"``: a JSON object with ``model`` (class name), ``config`` (the
+  :class:`~hyenamd.surrogate.model.GHyenaConfig` as a mapping), ``species``, ``cutoff`` (Å),
+  ``units``, ``dtype`` (of the saved tensors), ``ordering`` (the sequence-order rule),
+  ``hyenamd_version``, ``n_parameters`` and ``training`` (the ``**metadata`` given to
+  :func:`save_model`: data set, steps, errors, ...; any JSON-able values).
+
+:func:`load_model` reads only JSON and raw tensors (``safetensors.safe_open``): a file can
+never execute code. Every way a file can be wrong raises :class:`CheckpointError` naming the
+problem: unreadable/truncated file, foreign or missing format tag, unsupported format
+version, unknown or invalid config key, missing or unexpected tensors, shape mismatches.
+:func:`save_model` writes to a temporary file and renames it, so an existing checkpoint is
+never left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import torch
+
+from hyenamd.config import ConfigError, from_dict, to_dict
+from hyenamd.surrogate.model import GHyena, GHyenaConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "describe_checkpoint", "load_model", "save_model"]
+
+FORMAT = "hyenamd.checkpoint"
+FORMAT_VERSION = 1
+UNITS = {"length": "Å", "energy": "eV", "time": "fs", "mass": "amu", "force": "eV/Å", "stress": "eV/Å³"}
+ORDERING_RULE = (
+    "topology (chain, residue, atom index) when labels exist, else a 3-D Hilbert curve over "
+    "wrapped fractional coordinates; computed once per system (hyenamd.surrogate.ordering)"
+)
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, foreign, of an unsupported version, or does not fit the model."""
+
+
+def _version() -> str:
+    from hyenamd import __version__
+
+    return __version__
+
+
+def save_model(model: GHyena, path: str | os.PathLike, **metadata: Any) -> pathlib.Path:
+    """Write ``model`` to ``path`` (one ``.safetensors`` file); ``metadata`` = training-data summary (JSON-able).
+
+    Returns the path written. The file is replaced atomically.
+    """
+    if not isinstance(model, GHyena):
+        raise TypeError(f"save_model expects a GHyena model, got {type(model).__name__}")
+    from safetensors.torch import save_file
+
+    path = pathlib.Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got {path.name!r}")
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    info = {
+        "model": type(model).__name__,
+        "config": to_dict(model.cfg),
+        "species": list(model.cfg.species),
+        "cutoff": model.cutoff,
+        "units": UNITS,
+        "dtype": _DTYPE_NAMES.get(model.dtype, str(model.dtype)),
+        "ordering": ORDERING_RULE,
+        "hyenamd_version": _version(),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "training": metadata,
+    }
+    try:
+        text = json.dumps(info, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"checkpoint metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}"
+        ) from e
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "hyenamd": text}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The JSON description and the tensor shapes of a checkpoint (checks format and version)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type for every malformed file
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {e}"
+        ) from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a hyenamd checkpoint (metadata 'format' is {meta.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    version = meta.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this hyenamd ({_version()}) reads "
+            f"version {FORMAT_VERSION}"
+        )
+    try:
+        info = json.loads(meta["hyenamd"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"{path}: the 'hyenamd' metadata entry is missing or not valid JSON ({e})"
+        ) from e
+    if not isinstance(info, dict) or "config" not in info:
+        raise CheckpointError(f"{path}: the 'hyenamd' metadata has no 'config' entry")
+    if info.get("model", "GHyena") != "GHyena":
+        raise CheckpointError(
+            f"{path} holds a {info.get('model')!r} model; load_model reads GHyena checkpoints"
+        )
+    return info, shapes
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> GHyena:
+    """Rebuild the model saved at ``path`` on ``device`` (dtype: the saved one unless given). Eval mode."""
+    from safetensors import safe_open
+
+    path = pathlib.Path(path)
+    info, shapes = _read_header(path)
+    try:
+        cfg = from_dict(GHyenaConfig, info["config"], source=f"{path} (config)")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config does not fit this hyenamd: {e}") from e
+    saved_dtype = {"float32": torch.float32, "float64": torch.float64}.get(info.get("dtype", cfg.dtype))
+    if saved_dtype is None:
+        raise CheckpointError(f"{path}: unsupported dtype {info.get('dtype')!r} (float32 or float64)")
+    model = GHyena(cfg).to(saved_dtype)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: tensors do not match the model built from its config "
+            f"(missing: {missing[:8]}{' ...' if len(missing) > 8 else ''}; "
+            f"unexpected: {extra[:8]}{' ...' if len(extra) > 8 else ''})"
+        )
+    wrong = [f"{k}: file {shapes[k]} vs model {expected[k]}" for k in expected if shapes[k] != expected[k]]
+    if wrong:
+        raise CheckpointError(f"{path}: tensor shape mismatch: " + "; ".join(wrong[:8]))
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        state = {k: f.get_tensor(k) for k in expected}
+    model.load_state_dict(state, strict=True)
+    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+    return model.eval()
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """A human-readable summary of a checkpoint (what ``hyenamd inspect model.safetensors`` prints)."""
+    from hyenamd.elements import SYMBOLS
+
+    path = pathlib.Path(path)
+    info, shapes = _read_header(path)
+    cfg = info["config"]
+    n_par = info.get("n_parameters", "?")
+    lines = [
+        f"hyenamd checkpoint {path} ({path.stat().st_size:,} bytes, format v{FORMAT_VERSION})",
+        f"  model        {info.get('model', 'GHyena')}, {n_par:,} parameters"
+        if isinstance(n_par, int)
+        else f"  model        {info.get('model', 'GHyena')}",
+        f"  written by   hyenamd {info.get('hyenamd_version', '?')}",
+        "  species      " + ", ".join(f"{SYMBOLS[z]} ({z})" for z in info.get("species", [])),
+        f"  cutoff       {info.get('cutoff')} Å",
+        f"  widths       scalars {cfg.get('n_scalar')}, vectors {cfg.get('n_vector')}, rbf {cfg.get('n_rbf')}",
+        f"  blocks       {' → '.join(cfg.get('pattern', []))}",
+        f"  heads        {', '.join(cfg.get('heads', []))}"
+        + (f" (horizon {cfg.get('dynamics_horizon_fs')} fs)" if "dynamics" in cfg.get("heads", []) else ""),
+        f"  dtype        {info.get('dtype')}; {len(shapes)} tensors",
+        "  units        " + ", ".join(f"{k} {v}" for k, v in info.get("units", {}).items()),
+        f"  ordering     {info.get('ordering')}",
+    ]
+    training = info.get("training") or {}
+    if training:
+        lines.append("  training")
+        lines += [f"    {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in training.items()]
+    else:
+        lines.append("  training     (no summary recorded)")
+    return "\n".join(lines)

@@ -1,0 +1,246 @@
+"""G-Hyena: the whole surrogate model (embedding → local/global blocks → heads) and its config.
+
+``model = GHyena(GHyenaConfig(...))``; ``model(batch, neighbors=None)`` returns a dict:
+
+=================  ===================  =====  ==============================================
+key                shape                units  when
+=================  ===================  =====  ==============================================
+energy             [n_systems]          eV     always (Σ of the per-atom energies)
+energies           [n_atoms]            eV     always
+direct_forces      [n_atoms, 3]         eV/Å   ``"direct_forces" in cfg.heads`` (not conservative)
+displacement       [n_atoms, 3]         Å      ``"dynamics" in cfg.heads`` (needs velocities)
+velocities         [n_atoms, 3]         Å/fs   ``"dynamics" in cfg.heads``
+=================  ===================  =====  ==============================================
+
+The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a ``cutoff``
+attribute; positions enter only through ``edge_vectors``), so
+``compute_forces(model, batch, stress=True)`` adds conservative ``"forces"`` and ``"stress"``.
+Energies are exactly invariant to translations and periodic re-wrapping; given the sequence
+order (``batch.order``, or :func:`hyenamd.surrogate.ordering.batch_order` when absent), they
+are invariant under O(3) and the vector outputs are equivariant. See ``docs/model.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from hyenamd.elements import MAX_Z
+from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
+from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
+from hyenamd.surrogate.local_block import LocalBlock, make_edges
+from hyenamd.surrogate.radial import RadialEmbedding
+from hyenamd.system import Batch
+
+__all__ = ["GHyena", "GHyenaConfig"]
+
+BlockKind = Literal["local", "global"]
+HeadKind = Literal["energy", "direct_forces", "dynamics"]
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclasses.dataclass(frozen=True)
+class GHyenaConfig:
+    """Settings of :class:`GHyena` (``configs/surrogate/{S,M,L}.yaml`` map 1:1 onto it).
+
+    species: atomic numbers the model knows (index in this tuple = embedding row).
+    cutoff: local-block cutoff, Å.  n_scalar (F), n_vector (C): channel widths of the two streams.
+    n_rbf: radial basis size K; radial_basis: "bessel" or "gaussian"; envelope_exponent: p of
+    the polynomial envelope (C² at the cutoff for p >= 2).
+    avg_neighbors: ν, local messages are summed and divided by ν (keeps activations O(1)).
+    pattern: the block stack, e.g. ("local", "global", "local", "global").
+    filter_order: width of the implicit-filter MLP of the global blocks (passed to GlobalBlock).
+    heads: output heads; "energy" is required (the potential protocol), "direct_forces" and
+    "dynamics" are optional.  dynamics_horizon_fs: Δτ of the dynamics head, fs.
+    energy_shifts: per-species energy offsets μ_Z (eV), one per species (None: zeros);
+    energy_scale: σ, scale of the learned per-atom energies (eV). Both become buffers.
+    dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
+    """
+
+    species: tuple[int, ...] = (1, 6, 7, 8)
+    cutoff: float = 5.0
+    n_scalar: int = 64
+    n_vector: int = 16
+    n_rbf: int = 8
+    radial_basis: Literal["bessel", "gaussian"] = "bessel"
+    envelope_exponent: int = 6
+    avg_neighbors: float = 16.0
+    pattern: tuple[BlockKind, ...] = ("local", "global", "local", "global")
+    filter_order: int = 16
+    heads: tuple[HeadKind, ...] = ("energy",)
+    dynamics_horizon_fs: float = 10.0
+    energy_shifts: tuple[float, ...] | None = None
+    energy_scale: float = 1.0
+    dtype: Literal["float32", "float64"] = "float32"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "species", tuple(int(z) for z in self.species))
+        object.__setattr__(self, "pattern", tuple(self.pattern))
+        object.__setattr__(self, "heads", tuple(self.heads))
+        if not self.species:
+            raise ValueError("species must list at least one atomic number")
+        if len(set(self.species)) != len(self.species):
+            raise ValueError(f"species has duplicates: {list(self.species)}")
+        bad = [z for z in self.species if not 1 <= z <= MAX_Z]
+        if bad:
+            raise ValueError(f"species must be atomic numbers in 1..{MAX_Z}, got {bad}")
+        if not self.cutoff > 0:
+            raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
+        for name in ("n_scalar", "n_vector", "n_rbf", "filter_order"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.envelope_exponent < 2:
+            raise ValueError(f"envelope_exponent must be >= 2 (C² cutoff), got {self.envelope_exponent}")
+        if not self.avg_neighbors > 0:
+            raise ValueError(f"avg_neighbors must be positive, got {self.avg_neighbors}")
+        if not self.pattern:
+            raise ValueError("pattern needs at least one block ('local' or 'global')")
+        for k in self.pattern:
+            if k not in ("local", "global"):
+                raise ValueError(f"unknown block kind {k!r} in pattern; use 'local' or 'global'")
+        for h in self.heads:
+            if h not in ("energy", "direct_forces", "dynamics"):
+                raise ValueError(f"unknown head {h!r}; choose from energy, direct_forces, dynamics")
+        if "energy" not in self.heads:
+            raise ValueError("heads must include 'energy' (every model is a potential)")
+        if not self.dynamics_horizon_fs > 0:
+            raise ValueError(f"dynamics_horizon_fs must be positive, got {self.dynamics_horizon_fs}")
+        if self.energy_shifts is not None and len(self.energy_shifts) != len(self.species):
+            raise ValueError(
+                f"energy_shifts has {len(self.energy_shifts)} values but species has {len(self.species)}"
+            )
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+class GHyena(nn.Module):
+    """The G-Hyena surrogate (see the module doc for outputs, ``docs/model.md`` for the maths)."""
+
+    def __init__(self, cfg: GHyenaConfig = GHyenaConfig()) -> None:
+        super().__init__()
+        if not isinstance(cfg, GHyenaConfig):
+            raise TypeError(f"GHyena needs a GHyenaConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.cutoff = float(cfg.cutoff)
+        n_sp, f, c = len(cfg.species), cfg.n_scalar, cfg.n_vector
+        table = torch.full((MAX_Z + 1,), -1, dtype=torch.int64)
+        table[list(cfg.species)] = torch.arange(n_sp)
+        self.register_buffer("species_table", table)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.radial = RadialEmbedding(cfg.cutoff, cfg.n_rbf, cfg.radial_basis, cfg.envelope_exponent)
+            self.embedding = nn.Embedding(n_sp, f)
+            self.velocity_embedding = (
+                VelocityEmbedding(n_sp, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
+            )
+            blocks = []
+            for kind in cfg.pattern:
+                if kind == "local":
+                    blocks.append(LocalBlock(f, c, cfg.n_rbf, avg_neighbors=cfg.avg_neighbors))
+                else:
+                    blocks.append(_global_block(cfg))
+            self.blocks = nn.ModuleList(blocks)
+            shifts = (
+                None if cfg.energy_shifts is None else torch.tensor(cfg.energy_shifts, dtype=torch.float64)
+            )
+            self.energy_head = EnergyHead(f, n_sp, shifts, cfg.energy_scale)
+            self.direct_force_head = VectorHead(f, c) if "direct_forces" in cfg.heads else None
+            self.dynamics_head = (
+                DynamicsHead(f, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
+            )
+        self.to(cfg.torch_dtype)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    @property
+    def needs_order(self) -> bool:
+        """Whether the stack has a global block (which runs along the sequence order)."""
+        return "global" in self.cfg.pattern
+
+    def species_index(self, species: Tensor) -> Tensor:
+        """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species."""
+        idx = self.species_table[species.clamp(0, MAX_Z)]
+        if bool((idx < 0).any()):
+            unknown = sorted({int(z) for z in species[idx < 0].tolist()})
+            raise ValueError(
+                f"species {unknown} are not known to this model (it knows {list(self.cfg.species)})"
+            )
+        return idx
+
+    def _check(self, batch: Batch) -> None:
+        if not isinstance(batch, Batch):
+            raise TypeError(f"GHyena takes a hyenamd.Batch, got {type(batch).__name__}")
+        if batch.positions.dtype != self.dtype:
+            raise ValueError(
+                f"batch positions are {batch.positions.dtype} but the model is {self.dtype}; "
+                "convert one of them (batch.to(dtype=...) or model.to(dtype))"
+            )
+        if self.dynamics_head is not None and batch.velocities is None:
+            raise ValueError("this model has a dynamics head: it needs batch.velocities (Å/fs)")
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch, neighbors: Neighbors | None = None) -> dict[str, Tensor]:
+        """Outputs for every system of ``batch`` (see the module doc); ``neighbors`` built if None."""
+        self._check(batch)
+        idx = self.species_index(batch.species)
+        if neighbors is None:
+            neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
+        vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
+        edges = make_edges(neighbors.i, neighbors.j, vectors, self.radial)
+
+        s = self.embedding(idx)
+        if self.velocity_embedding is not None:
+            v = self.velocity_embedding(batch.velocities, idx)
+        else:
+            v = s.new_zeros(batch.n_atoms, self.cfg.n_vector, 3)
+        order = None
+        for kind, block in zip(self.cfg.pattern, self.blocks):
+            if kind == "local":
+                s, v = block(s, v, edges)
+            else:
+                if order is None:
+                    order = _order_of(batch)
+                s, v = block(s, v, order, batch.ptr)
+
+        energies = self.energy_head(s, idx)
+        energy = energies.new_zeros(batch.n_systems).index_add(0, batch.batch, energies)
+        out = {"energy": energy, "energies": energies}
+        if self.direct_force_head is not None:
+            out["direct_forces"] = self.direct_force_head(s, v)
+        if self.dynamics_head is not None:
+            out["displacement"], out["velocities"] = self.dynamics_head(s, v, batch.velocities)
+        return out
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"species={list(self.cfg.species)}, cutoff={self.cutoff}, parameters={n:,}"
+
+
+def _order_of(batch: Batch) -> Tensor:
+    """The batch's sequence order (global indices), computed by the ordering rule if absent."""
+    if batch.order is not None:
+        return batch.order
+    from hyenamd.surrogate.ordering import batch_order
+
+    return batch_order(batch)
+
+
+def _global_block(cfg: GHyenaConfig) -> nn.Module:
+    from hyenamd.surrogate.global_block import GlobalBlock
+
+    return GlobalBlock(cfg.n_scalar, cfg.n_vector, filter_order=cfg.filter_order)

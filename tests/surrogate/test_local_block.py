@@ -1,0 +1,86 @@
+"""The local block: O(3) equivariance, permutation equivariance, cutoff smoothness (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hyenamd.geometry import Neighbors, brute_force_neighbor_list
+from hyenamd.surrogate.local_block import LocalBlock, make_edges
+from hyenamd.surrogate.radial import RadialEmbedding
+from hyenamd.testing import random_orthogonal
+
+DT = torch.float64
+F, C, K, RC = 6, 3, 5, 3.0
+
+
+def setup(seed=0, n=9):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, generator=g, dtype=DT) * 4.0
+    s = torch.randn(n, F, generator=g, dtype=DT)
+    v = torch.randn(n, C, 3, generator=g, dtype=DT)
+    torch.manual_seed(seed)
+    block = LocalBlock(F, C, K, avg_neighbors=3.0).to(DT)
+    return x, s, v, block
+
+
+def run(block, x, s, v, nb: Neighbors | None = None):
+    nb = nb or brute_force_neighbor_list(x, None, None, RC)
+    edges = make_edges(nb.i, nb.j, x[nb.j] - x[nb.i], RadialEmbedding(RC, K))
+    return block(s, v, edges)
+
+
+@pytest.mark.parametrize("reflection", [False, True])
+def test_local_block_is_o3_equivariant(reflection):
+    x, s, v, block = setup()
+    s1, v1 = run(block, x, s, v)
+    assert len(brute_force_neighbor_list(x, None, None, RC)) > 20  # a connected cloud
+    rot = random_orthogonal(3, reflection=reflection)
+    s2, v2 = run(block, x @ rot.T + torch.tensor([1.0, -2.0, 0.5], dtype=DT), s, v @ rot.T)
+    assert (s2 - s1).abs().max() < 1e-12
+    assert (v2 - v1 @ rot.T).abs().max() < 1e-12
+    assert v1.abs().max() > 1e-3 and (s1 - s).abs().max() > 1e-3  # the block does something
+
+
+def test_local_block_is_permutation_equivariant():
+    x, s, v, block = setup(1)
+    s1, v1 = run(block, x, s, v)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(5))
+    s2, v2 = run(block, x[perm], s[perm], v[perm])
+    assert (s2 - s1[perm]).abs().max() < 1e-12 and (v2 - v1[perm]).abs().max() < 1e-12
+
+
+def test_pairs_beyond_the_cutoff_contribute_exactly_nothing():
+    x, s, v, block = setup(2)
+    nb = brute_force_neighbor_list(x, None, None, RC)
+    wide = brute_force_neighbor_list(x, None, None, RC + 2.0)  # extra pairs with r >= RC
+    assert len(wide) > len(nb)
+    s1, v1 = run(block, x, s, v, nb)
+    s2, v2 = run(block, x, s, v, wide)
+    assert (s2 - s1).abs().max() < 1e-14 and (v2 - v1).abs().max() < 1e-14
+
+
+def test_dimer_output_is_c2_smooth_through_the_cutoff():
+    """An invariant of a two-atom system approaches its far value like (rc - r)³."""
+    _, _, _, block = setup(3, 2)
+    g = torch.Generator().manual_seed(7)
+    s = torch.randn(2, F, generator=g, dtype=DT)
+    v = torch.zeros(2, C, 3, dtype=DT)
+
+    def value(r: float) -> float:
+        x = torch.tensor([[0.0, 0, 0], [r, 0, 0]], dtype=DT)
+        nb = Neighbors(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.zeros(2, 3, dtype=torch.int64))
+        with torch.no_grad():
+            s1, v1 = run(block, x, s, v, nb)
+        return float(s1.sum() + v1.pow(2).sum())
+
+    far = value(RC + 0.5)
+    assert value(RC + 1e-9) == far
+    d1, d2 = value(RC - 1e-2) - far, value(RC - 1e-3) - far
+    assert abs(d1) > 1e-12
+    assert 500 < abs(d1 / d2) < 2000  # cubic: 10× closer → 1000× smaller
+
+
+def test_local_block_rejects_bad_normalisation():
+    with pytest.raises(ValueError, match="avg_neighbors"):
+        LocalBlock(4, 2, 3, avg_neighbors=0.0)

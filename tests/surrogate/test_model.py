@@ -1,0 +1,179 @@
+"""The whole G-Hyena model: symmetry, conservation, batching, PBC, config, presets (float64 unless said)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import pytest
+import torch
+
+from hyenamd import Batch
+from hyenamd.config import ConfigError, load_config
+from hyenamd.geometry import wrap_positions
+from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces
+from hyenamd.testing import (
+    assert_batch_independent,
+    assert_equivariant,
+    assert_forces_match_fd,
+    lj_argon,
+    rattled_cu,
+    water_trimer,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DT = torch.float64
+PATTERNS = [("local", "local")]
+SYSTEMS = {
+    "water_trimer": water_trimer,
+    "argon": lambda: lj_argon(2, rattle=0.15, seed=1),
+    "triclinic_cu": lambda: rattled_cu(seed=2),
+}
+
+
+def tiny(pattern=("local", "local"), dtype="float64", **kw) -> GHyena:
+    cfg = GHyenaConfig(
+        species=(1, 8, 18, 29),
+        cutoff=4.0,
+        n_scalar=8,
+        n_vector=4,
+        n_rbf=6,
+        avg_neighbors=8.0,
+        pattern=pattern,
+        filter_order=8,
+        dtype=dtype,
+        energy_shifts=(-0.5, -2.0, -0.1, -3.0),
+        **kw,
+    )
+    return GHyena(cfg)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_energy_invariant_forces_stress_equivariant_float64(pattern, name):
+    model = tiny(pattern, heads=("energy", "direct_forces"))
+    out = assert_equivariant(model, SYSTEMS[name](), atol=1e-10, rtol=1e-10)
+    assert out["forces"].abs().max() > 1e-4  # non-trivial forces
+    if name != "water_trimer":
+        assert out["stress"].abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
+def test_equivariance_float32_on_lj_argon_256(pattern):
+    system = lj_argon(4, rattle=0.1, dtype=torch.float32)
+    assert system.n_atoms == 256
+    assert_equivariant(tiny(pattern, dtype="float32"), system, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
+@pytest.mark.parametrize("name", ["water_trimer", "triclinic_cu"])
+def test_forces_and_stress_match_finite_differences(pattern, name):
+    assert_forces_match_fd(tiny(pattern), SYSTEMS[name](), h=1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
+def test_batch_of_three_equals_three_separate_calls(pattern):
+    systems = [SYSTEMS[k]() for k in ("triclinic_cu", "water_trimer", "argon")]
+    assert_batch_independent(
+        tiny(pattern, heads=("energy", "direct_forces")), systems, atol=1e-12, rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
+def test_energy_exactly_invariant_to_periodic_rewrap_and_translation(pattern):
+    model = tiny(pattern)
+    system = rattled_cu(seed=4)
+    if model.needs_order:
+        from hyenamd.surrogate.ordering import canonical_order
+
+        system = system.replace(order=canonical_order(system))
+    ref = compute_forces(model, Batch.from_system(system))
+    moved = system.positions + torch.tensor([3.3, -7.1, 12.0], dtype=DT)
+    for x in (moved, wrap_positions(moved, system.cell, system.pbc)):
+        out = compute_forces(model, Batch.from_system(system.replace(positions=x)))
+        assert abs(float(out["energy"][0] - ref["energy"][0])) < 1e-11
+        assert (out["forces"] - ref["forces"]).abs().max() < 1e-11
+
+
+def test_local_model_is_extensive_over_a_triclinic_supercell():
+    """Local-only stacks see periodic images through lattice shifts: a 2×1×1 supercell has 2× the energy."""
+    model = tiny(("local", "local"))
+    cu = rattled_cu(seed=5, n=2)
+    sup = cu.replace(
+        positions=torch.cat([cu.positions, cu.positions + cu.cell[0]]),
+        species=torch.cat([cu.species, cu.species]),
+        masses=None,
+        cell=cu.cell * torch.tensor([[2.0], [1.0], [1.0]], dtype=DT),
+    )
+    with torch.no_grad():
+        e1 = model(Batch.from_system(cu))
+        e2 = model(Batch.from_system(sup))
+    assert abs(float(e2["energy"][0] - 2 * e1["energy"][0])) < 1e-11
+    assert (e2["energies"] - torch.cat([e1["energies"]] * 2)).abs().max() < 1e-12
+
+
+def test_outputs_have_documented_shapes_and_dtypes():
+    model = tiny(heads=("energy", "direct_forces"))
+    batch = Batch.from_systems([water_trimer(), rattled_cu()])
+    out = model(batch)
+    assert out["energy"].shape == (2,) and out["energies"].shape == (36,)
+    assert out["direct_forces"].shape == (36, 3) and out["energy"].dtype == DT
+    assert torch.allclose(out["energy"], torch.stack([out["energies"][:9].sum(), out["energies"][9:].sum()]))
+
+
+def test_unknown_species_and_dtype_mismatch_are_clear_errors():
+    model = tiny()
+    bad = water_trimer().replace(species=torch.tensor([8, 1, 1, 8, 1, 1, 7, 6, 1]))
+    with pytest.raises(ValueError, match=r"species \[6, 7\] are not known"):
+        model(Batch.from_system(bad))
+    with pytest.raises(ValueError, match="float32 but the model is torch.float64"):
+        model(Batch.from_system(water_trimer(dtype=torch.float32)))
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a, b, c = tiny(seed=3), tiny(seed=3), tiny(seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"species": ()}, "at least one"),
+        ({"species": (1, 1)}, "duplicates"),
+        ({"species": (0,)}, "atomic numbers"),
+        ({"cutoff": 0.0}, "cutoff"),
+        ({"pattern": ()}, "at least one block"),
+        ({"pattern": ("local", "attention")}, "unknown block kind"),
+        ({"heads": ("direct_forces",)}, "must include 'energy'"),
+        ({"heads": ("energy", "dipole")}, "unknown head"),
+        ({"energy_shifts": (1.0,)}, "energy_shifts has 1"),
+        ({"envelope_exponent": 1}, "C²"),
+        ({"dynamics_horizon_fs": -1.0}, "dynamics_horizon_fs"),
+    ],
+)
+def test_config_rejects_bad_values(change, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(GHyenaConfig(), **change)
+
+
+@pytest.mark.parametrize("name", ["S", "M", "L"])
+def test_presets_map_one_to_one_onto_the_config(name):
+    import yaml
+
+    path = ROOT / "configs" / "surrogate" / f"{name}.yaml"
+    cfg = load_config(path, GHyenaConfig)
+    keys = set(yaml.safe_load(path.read_text()))
+    assert keys == {f.name for f in dataclasses.fields(GHyenaConfig)}  # every field, nothing else
+    assert cfg.pattern.count("local") >= 2 and "global" in cfg.pattern
+    with pytest.raises(ConfigError, match="unknown key 'n_layers'"):
+        load_config(path, GHyenaConfig, ["n_layers=3"])
+
+
+def test_preset_sizes_grow():
+    sizes = []
+    for name in ("S", "M", "L"):
+        cfg = load_config(ROOT / "configs" / "surrogate" / f"{name}.yaml", GHyenaConfig, ["pattern=[local]"])
+        sizes.append(sum(p.numel() for p in GHyena(cfg).parameters()))
+    assert sizes[0] < sizes[1] < sizes[2]
