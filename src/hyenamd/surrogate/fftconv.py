@@ -1,0 +1,312 @@
+"""Geometric long convolutions along the canonical atom order, by FFT, with O(N²) oracles.
+
+Layout. A batch of ``B`` systems is processed as padded sequences ``[B, L, ...]`` (``L`` = the
+longest system, zeros beyond each system's ``lengths[b]``); :func:`to_sequences` and
+:func:`from_sequences` convert from and to the per-atom layout ``[n_atoms, ...]`` using the
+``Batch.order`` convention. Trailing dims are channels (scalars ``[B, L, C]``) or channels and
+Cartesian components (vectors ``[B, L, C, 3]``).
+
+Convolution (non-causal, centred). For one system of length ``n`` with centre ``c = n // 2``,
+the second argument ``b`` is read as a filter over lags ``ℓ = m - c`` (its token ``m`` is lag
+``m - c``), so
+
+    (a ⊛ b)_i = Σ_j a_j b̃_(i-j),   b̃_ℓ = b_(ℓ+c),   i, j ∈ [0, n),
+
+with ``b̃_ℓ = 0`` outside ``[-c, n-1-c]``: output ``i`` sees inputs ``j ∈ [i+c-n+1, i+c]``, a
+window of ``n`` tokens centred on ``i``. The four products:
+
+=========================  =============================  ===========================
+function                   per term                       type of the result
+=========================  =============================  ===========================
+``scalar_conv``            ``a_j b̃_(i-j)`` per channel      scalar (scalar ⊛ scalar)
+``cross_conv``             ``a_j × b̃_(i-j)``                pseudovector (vector ⊛× vector)
+``scalar_vector_conv``     ``a_j b̃_(i-j)`` (a scalar)       vector (scalar ⊛ vector)
+``dot_conv``               ``a_j · b̃_(i-j)``                scalar (vector ⊛· vector)
+``long_conv``              ``a_j h_(i-j)``, h over lags     any (a fixed filter ``h``)
+=========================  =============================  ===========================
+
+FFT path: zero-pad both to ``F`` = the smallest ``2^a 3^b 5^c ≥ 2L`` (so the circular product
+is the linear one: no wrap-around between the ends), real FFTs, products in frequency space,
+one inverse FFT per output component, then read the full linear convolution at ``i + c_b``
+(each system its own centre; rows of the batch never mix). The cross convolution is the
+Levi-Civita decomposition ``(a ⊛× b)_x = a_y ⊛ b_z - a_z ⊛ b_y`` (cyclic): 6 products of
+transforms, 3 inverse FFTs. FFTs run in the input's dtype, float32 at least (autocast is
+switched off inside). Every fast function has a ``direct_*`` O(N²) twin used as test oracle.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "cross_conv",
+    "direct_cross_conv",
+    "direct_dot_conv",
+    "direct_long_conv",
+    "direct_scalar_conv",
+    "direct_scalar_vector_conv",
+    "dot_conv",
+    "fast_fft_size",
+    "from_sequences",
+    "lengths_from_ptr",
+    "long_conv",
+    "scalar_conv",
+    "scalar_vector_conv",
+    "sequence_mask",
+    "to_sequences",
+]
+
+
+# ----------------------------------------------------------------------------- layout helpers
+def lengths_from_ptr(ptr: Tensor) -> Tensor:
+    """Atoms per system ``[B]`` int64 from the batch offsets ``ptr`` ``[B+1]``."""
+    return (ptr[1:] - ptr[:-1]).to(torch.int64)
+
+
+def sequence_mask(lengths: Tensor, length: int) -> Tensor:
+    """``[B, length]`` bool, True on real tokens (``i < lengths[b]``)."""
+    return torch.arange(length, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def _scatter_index(ptr: Tensor) -> tuple[Tensor, Tensor, int]:
+    lengths = lengths_from_ptr(ptr)
+    n = int(ptr[-1])
+    sys_idx = torch.repeat_interleave(
+        torch.arange(lengths.numel(), device=ptr.device), lengths, output_size=n
+    )
+    pos = torch.arange(n, device=ptr.device) - ptr[:-1][sys_idx]
+    return sys_idx, pos, int(lengths.max()) if lengths.numel() else 0
+
+
+def to_sequences(x: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-atom features ``[N, ...]`` to padded sequences ``([B, L, ...], mask [B, L])``.
+
+    ``seq[b, i] = x[order[ptr[b] + i]]`` (``order`` holds global atom indices, system by
+    system, as ``Batch.order``); padding is zero. Differentiable in ``x``.
+    """
+    if x.shape[0] != order.shape[0] or int(ptr[-1]) != order.shape[0]:
+        raise ValueError(
+            f"to_sequences: x has {x.shape[0]} atoms, order {order.shape[0]}, ptr[-1] {int(ptr[-1])}"
+        )
+    if ptr.numel() == 2:  # one system: no padding, no scatter
+        return x[order].unsqueeze(0), torch.ones(1, x.shape[0], dtype=torch.bool, device=x.device)
+    sys_idx, pos, lmax = _scatter_index(ptr)
+    seq = x.new_zeros((ptr.numel() - 1, lmax, *x.shape[1:]))
+    seq = seq.index_put((sys_idx, pos), x[order])
+    return seq, sequence_mask(lengths_from_ptr(ptr), lmax)
+
+
+def from_sequences(seq: Tensor, order: Tensor, ptr: Tensor) -> Tensor:
+    """Inverse of :func:`to_sequences`: ``[B, L, ...] -> [N, ...]`` (padding dropped)."""
+    if ptr.numel() == 2:
+        out = torch.empty_like(seq[0, : order.shape[0]])
+        return out.index_put((order,), seq[0, : order.shape[0]])
+    sys_idx, pos, _ = _scatter_index(ptr)
+    vals = seq[sys_idx, pos]
+    return torch.empty_like(vals).index_put((order,), vals)
+
+
+# ----------------------------------------------------------------------------- FFT machinery
+def fast_fft_size(n: int) -> int:
+    """Smallest ``2^a 3^b 5^c ≥ n`` (``n ≥ 1``): sizes pocketfft/cuFFT handle fastest."""
+    if n <= 1:
+        return 1
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _check(a: Tensor, b: Tensor, lengths: Tensor | None, a_extra: int, b_extra: int) -> Tensor:
+    if a.ndim < 2 or b.ndim < 2 or a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"conv: a {tuple(a.shape)} and b {tuple(b.shape)} must share [B, L]")
+    if (a_extra and a.shape[-1] != 3) or (b_extra and b.shape[-1] != 3):
+        raise ValueError(
+            f"conv: vector arguments need a last dim of 3, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    if lengths is None:
+        return torch.full((a.shape[0],), a.shape[1], dtype=torch.int64, device=a.device)
+    lengths = torch.as_tensor(lengths, dtype=torch.int64, device=a.device)
+    if lengths.shape != (a.shape[0],) or bool((lengths > a.shape[1]).any()) or bool((lengths < 0).any()):
+        raise ValueError(f"conv: lengths {lengths.tolist()} do not fit sequences of length {a.shape[1]}")
+    return lengths
+
+
+def _compute_dtype(*xs: Tensor) -> torch.dtype:
+    dt = torch.promote_types(xs[0].dtype, xs[-1].dtype)
+    return torch.float64 if dt == torch.float64 else torch.float32
+
+
+def _rfft(x: Tensor, nfft: int, dtype: torch.dtype) -> Tensor:
+    return torch.fft.rfft(x.to(dtype), n=nfft, dim=1)
+
+
+def _finish(full: Tensor, lengths: Tensor, length: int, out_dtype: torch.dtype) -> Tensor:
+    """Read the full linear convolution ``full`` ``[B, F, ...]`` at ``i + c_b`` and mask padding."""
+    b = full.shape[0]
+    centre = torch.div(lengths, 2, rounding_mode="floor")
+    idx = torch.arange(length, device=full.device).unsqueeze(0) + centre.unsqueeze(1)  # [B, L] < 2L-1 ≤ F
+    mask = sequence_mask(lengths, length)
+    if b == 1 and int(centre[0]) + length <= full.shape[1] and bool(mask.all()):
+        out = full[:, int(centre[0]) : int(centre[0]) + length]
+    else:
+        idx = idx.clamp_max(full.shape[1] - 1).view(b, length, *([1] * (full.ndim - 2)))
+        out = torch.gather(full, 1, idx.expand(b, length, *full.shape[2:]))
+        out = out * mask.view(b, length, *([1] * (full.ndim - 2))).to(out.dtype)
+    return out.to(out_dtype)
+
+
+def _masked(x: Tensor, lengths: Tensor) -> Tensor:
+    """Zero the padding of ``x`` ``[B, L, ...]`` (a no-op copy-free path when nothing is padded)."""
+    if bool((lengths == x.shape[1]).all()):
+        return x
+    return x * sequence_mask(lengths, x.shape[1]).view(*x.shape[:2], *([1] * (x.ndim - 2))).to(x.dtype)
+
+
+def _spectra(a: Tensor, b: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, int, torch.dtype]:
+    nfft = fast_fft_size(2 * a.shape[1])
+    dt = _compute_dtype(a, b)
+    return _rfft(_masked(a, lengths), nfft, dt), _rfft(_masked(b, lengths), nfft, dt), nfft, dt
+
+
+def scalar_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """``(a ⊛ b)_i = Σ_j a_j b̃_(i-j)`` per channel. a, b: ``[B, L, ...]`` (same shape). Out: like a."""
+    lengths = _check(a, b, lengths, 0, 0)
+    with torch.autocast(a.device.type, enabled=False):
+        fa, fb, nfft, _ = _spectra(a, b, lengths)
+        full = torch.fft.irfft(fa * fb, n=nfft, dim=1)
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+
+
+def scalar_vector_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """``Σ_j a_j b̃_(i-j)`` with a scalar a ``[B, L, C]`` and vector b ``[B, L, C, 3]`` -> vector ``[B, L, C, 3]``."""
+    lengths = _check(a.unsqueeze(-1), b, lengths, 0, 1)
+    with torch.autocast(a.device.type, enabled=False):
+        fa, fb, nfft, _ = _spectra(a, b, lengths)
+        full = torch.fft.irfft(fa.unsqueeze(-1) * fb, n=nfft, dim=1)
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+
+
+def dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """``Σ_j a_j · b̃_(i-j)``: vectors a, b ``[B, L, C, 3]`` -> scalars ``[B, L, C]`` (3 products, 1 inverse FFT)."""
+    lengths = _check(a, b, lengths, 1, 1)
+    with torch.autocast(a.device.type, enabled=False):
+        fa, fb, nfft, _ = _spectra(a, b, lengths)
+        prod = fa[..., 0] * fb[..., 0] + fa[..., 1] * fb[..., 1] + fa[..., 2] * fb[..., 2]
+        full = torch.fft.irfft(prod, n=nfft, dim=1)
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+
+
+def cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """``Σ_j a_j × b̃_(i-j)``: vectors ``[B, L, C, 3]`` -> pseudovectors ``[B, L, C, 3]``.
+
+    Levi-Civita decomposition: ``(a ⊛× b)_k = Σ ε_kxy a_x ⊛ b_y`` has six non-zero terms, each a
+    product of two transforms (6 products, 3 inverse FFTs; the 3 diagonal terms vanish).
+    """
+    lengths = _check(a, b, lengths, 1, 1)
+    with torch.autocast(a.device.type, enabled=False):
+        fa, fb, nfft, _ = _spectra(a, b, lengths)
+        ax, ay, az = fa.unbind(-1)
+        bx, by, bz = fb.unbind(-1)
+        prod = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], dim=-1)
+        full = torch.fft.irfft(prod, n=nfft, dim=1)
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+
+
+def long_conv(a: Tensor, h: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """Convolution with a fixed filter over lags: ``Σ_j a_j h_(i-j)``, ``|i - j| ≤ K``, j in the system.
+
+    a: ``[B, L, C]``; h: ``[2K+1, C]`` the filter at lags ``-K..K`` (shared by all systems).
+    Used by the non-equivariant Hyena baseline. FFT length ``≥ L + K + 1`` rounded up to a fast size.
+    """
+    lengths = _check(a, a, lengths, 0, 0)
+    if h.ndim != 2 or h.shape[0] % 2 != 1 or h.shape[1] != a.shape[-1]:
+        raise ValueError(f"long_conv: h must be [2K+1, C={a.shape[-1]}], got {tuple(h.shape)}")
+    k = h.shape[0] // 2
+    length = a.shape[1]
+    with torch.autocast(a.device.type, enabled=False):
+        nfft = fast_fft_size(max(2 * length, length + k + 1))
+        dt = _compute_dtype(a, h)
+        hk = h[max(k - (length - 1), 0) : k + length]  # lags beyond ±(L-1) never act
+        kk = hk.shape[0] // 2
+        buf = h.new_zeros(nfft, h.shape[1], dtype=dt)
+        buf[: kk + 1] = hk[kk:].to(dt)  # lags 0..K at the front
+        if kk:
+            buf[nfft - kk :] = hk[:kk].to(dt)  # lags -K..-1 wrap to the end
+        fa = _rfft(_masked(a, lengths), nfft, dt)
+        fh = torch.fft.rfft(buf, dim=0).unsqueeze(0)
+        out = torch.fft.irfft(fa * fh, n=nfft, dim=1)[:, :length]
+        out = out * sequence_mask(lengths, length).unsqueeze(-1).to(out.dtype)
+        return out.to(torch.promote_types(a.dtype, h.dtype))
+
+
+# ----------------------------------------------------------------------------- O(N²) oracles
+def _toeplitz(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Index ``m = i - j + c`` of ``b`` used by output i, input j, and where it is valid."""
+    i = torch.arange(n, device=device)
+    m = i.unsqueeze(1) - i.unsqueeze(0) + n // 2
+    valid = (m >= 0) & (m < n)
+    return m.clamp(0, max(n - 1, 0)), valid
+
+
+def _direct(a: Tensor, b: Tensor, lengths: Tensor | None, term) -> Tensor:
+    lengths = _check(a if a.ndim == b.ndim else a.unsqueeze(-1), b, lengths, 0, 0)
+    out = None
+    rows = []
+    for s in range(a.shape[0]):
+        n = int(lengths[s])
+        m, valid = _toeplitz(n, a.device)
+        bm = b[s, :n][m] * valid.view(n, n, *([1] * (b.ndim - 2))).to(b.dtype)  # [i, j, ...] = b̃_(i-j)
+        res = term(a[s, :n], bm)  # [n, ...]
+        rows.append((n, res))
+    shape = rows[0][1].shape[1:] if rows else a.shape[2:]
+    out = a.new_zeros((a.shape[0], a.shape[1], *shape), dtype=torch.promote_types(a.dtype, b.dtype))
+    for s, (n, res) in enumerate(rows):
+        out[s, :n] = res
+    return out
+
+
+def direct_scalar_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """O(N²) oracle of :func:`scalar_conv`."""
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("j...,ij...->i...", x, bm))
+
+
+def direct_scalar_vector_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """O(N²) oracle of :func:`scalar_vector_conv`."""
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jc,ijcx->icx", x, bm))
+
+
+def direct_dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """O(N²) oracle of :func:`dot_conv`."""
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jcx,ijcx->ic", x, bm))
+
+
+def direct_cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """O(N²) oracle of :func:`cross_conv`: materialises every ``a_j × b̃_(i-j)``."""
+    return _direct(
+        a, b, lengths, lambda x, bm: torch.linalg.cross(x.unsqueeze(0).expand_as(bm), bm, dim=-1).sum(1)
+    )
+
+
+def direct_long_conv(a: Tensor, h: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """O(N²) oracle of :func:`long_conv`: ``out_i = Σ_j a_j h_(i-j)`` by an explicit double loop index."""
+    lengths = _check(a, a, lengths, 0, 0)
+    k = h.shape[0] // 2
+    out = a.new_zeros(a.shape, dtype=torch.promote_types(a.dtype, h.dtype))
+    for s in range(a.shape[0]):
+        n = int(lengths[s])
+        i = torch.arange(n, device=a.device)
+        lag = i.unsqueeze(1) - i.unsqueeze(0)  # [i, j]
+        valid = lag.abs() <= k
+        hm = h[(lag + k).clamp(0, 2 * k)] * valid.unsqueeze(-1).to(h.dtype)  # [i, j, C]
+        out[s, :n] = torch.einsum("jc,ijc->ic", a[s, :n], hm)
+    return out

@@ -1,0 +1,178 @@
+"""The G-Hyena global block: geometric long convolutions along the canonical order, O(N log N).
+
+Symmetry types. In: true scalars ``s`` ``[N, F]`` and true vectors ``v`` ``[N, C, 3]``. Out: the
+same. Inside, the cross convolution makes pseudovectors ``p``; they leave only through
+``p × vector`` (a vector) and ``|p|`` (a scalar), so the block is O(3)-equivariant,
+reflections included.
+
+Forward pass (per system, tokens in canonical order; ``⊛`` = centred non-causal convolution of
+:mod:`hyenamd.surrogate.fftconv`; ``h̃`` = L1-normalised implicit filter laid on the tokens):
+
+=================================================  ==========================================
+step                                               equation
+=================================================  ==========================================
+pre-norm                                           ``ŝ = LN(s)``, ``v̂ = v / rms_c|v_c|``
+projections (scalar Linear, vector no bias)        ``q_s, k_s, u_s, q_m = W_s ŝ + b``; ``q_v, k_v, u_v = W_v v̂``
+keys become filters                                ``κ_s = h̃_s ⊙ k_s``, ``κ_v = h̃_v ⊙ k_v``
+scalar long conv  (F)                              ``z_s = q_s ⊛ κ_s``
+cross long conv   (C, pseudovector)                ``p   = q_v ⊛× κ_v``
+mixed long convs  (C)                              ``z_m = q_m ⊛ κ_v`` (vector), ``z_d = q_v ⊛· κ_v`` (scalar)
+value integration, scalars                         ``a = [u_s ⊙ z_s, z_d, |p|, z_m · u_v]``
+value integration, vectors                         ``w = [p × u_v, z_m, z_d ⊙ u_v]``
+gates, output projection, residual                 ``s₁ = s + σ(G_s ŝ) ⊙ O_s a``, ``v₁ = v + σ(G_v ŝ) ⊙ O_v w``
+equivariant gated MLP (its own residual)           ``s₂, v₂ = GatedEquivariantMLP(s₁, v₁)``
+=================================================  ==========================================
+
+All maths live in :func:`global_block_forward` (pure) and the FFT kernels; the module holds
+parameters only. :mod:`hyenamd.surrogate.reference_global` re-implements the same pass with
+the direct O(N²) sums as the test oracle.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hyenamd.surrogate.equivariant import GatedEquivariantMLP, VectorLinear, vector_norm
+from hyenamd.surrogate.fftconv import (
+    cross_conv,
+    dot_conv,
+    from_sequences,
+    lengths_from_ptr,
+    scalar_conv,
+    scalar_vector_conv,
+    to_sequences,
+)
+from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
+
+__all__ = ["GlobalBlock", "global_block_forward", "vector_rms_norm"]
+
+
+def vector_rms_norm(v: Tensor, eps: float = 1e-6) -> Tensor:
+    """``v / sqrt(mean_c |v_c|² + eps²)`` per atom: ``[N, C, 3]``, equivariant (the norm is invariant)."""
+    return v / torch.sqrt(v.pow(2).sum(-1).mean(-1, keepdim=True) + eps * eps).unsqueeze(-1)
+
+
+def _split_projections(block: GlobalBlock, s: Tensor, v: Tensor) -> dict[str, Tensor]:
+    """Pre-norm and the q/k/u projections of both streams (per atom; shared with the reference)."""
+    f, c = block.n_scalar, block.n_vector
+    sn = block.norm_s(s)
+    ps = block.proj_s(sn)
+    pv = block.proj_v(vector_rms_norm(v))
+    return {
+        "sn": sn,
+        "q_s": ps[:, :f],
+        "k_s": ps[:, f : 2 * f],
+        "u_s": ps[:, 2 * f : 3 * f],
+        "q_m": ps[:, 3 * f : 3 * f + c],
+        "q_v": pv[:, :c],
+        "k_v": pv[:, c : 2 * c],
+        "u_v": pv[:, 2 * c :],
+    }
+
+
+def _integrate(
+    block: GlobalBlock, p: dict[str, Tensor], z_s: Tensor, cross: Tensor, z_m: Tensor, z_d: Tensor
+):
+    """Value integration, gates and output projections (per atom; shared with the reference).
+
+    z_s ``[N, F]`` scalar; cross ``[N, C, 3]`` pseudovector; z_m ``[N, C, 3]`` vector; z_d ``[N, C]`` scalar.
+    Returns the residual updates ``(ds [N, F], dv [N, C, 3])``.
+    """
+    u_v = p["u_v"]
+    a = torch.cat([p["u_s"] * z_s, z_d, vector_norm(cross), (z_m * u_v).sum(-1)], dim=-1)  # true scalars
+    w = torch.cat(
+        [torch.linalg.cross(cross, u_v, dim=-1), z_m, z_d.unsqueeze(-1) * u_v], dim=1
+    )  # true vectors
+    g = torch.sigmoid(block.gate(p["sn"]))
+    ds = g[:, : block.n_scalar] * block.out_s(a)
+    dv = g[:, block.n_scalar :].unsqueeze(-1) * block.out_v(w)
+    return ds, dv
+
+
+def global_block_forward(
+    block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths."""
+    f = block.n_scalar
+    p = _split_projections(block, s, v)
+    lengths = lengths_from_ptr(ptr)
+    # per-atom -> padded sequences [B, L, ...] in canonical order
+    q_s, _ = to_sequences(p["q_s"], order, ptr)
+    length = q_s.shape[1]
+    k_s = to_sequences(p["k_s"], order, ptr)[0]
+    q_m = to_sequences(p["q_m"], order, ptr)[0]
+    q_v = to_sequences(p["q_v"], order, ptr)[0]
+    k_v = to_sequences(p["k_v"], order, ptr)[0]
+    # keys become data-controlled filters, modulated by the implicit positional filter
+    lo, hi = block.filter.lag_range(length)
+    lags = torch.arange(lo, hi + 1, device=s.device)
+    h = filter_on_tokens(block.filter(lags).to(s.dtype), lo, lengths, length)  # [B, L, F + C]
+    kap_s = h[..., :f] * k_s
+    kap_v = h[..., f:].unsqueeze(-1) * k_v
+    z_s = scalar_conv(q_s, kap_s, lengths)
+    cross = cross_conv(q_v, kap_v, lengths)
+    z_m = scalar_vector_conv(q_m, kap_v, lengths)
+    z_d = dot_conv(q_v, kap_v, lengths)
+    back = [from_sequences(t, order, ptr) for t in (z_s, cross, z_m, z_d)]
+    ds, dv = _integrate(block, p, *back)
+    return block.mlp(s + ds, v + dv)
+
+
+class GlobalBlock(nn.Module):
+    """G-Hyena operator block. In/out: scalars ``[N, F]``, vectors ``[N, C, 3]`` (true types).
+
+    ``forward(s, v, order, ptr)``: ``order`` ``[N]`` global canonical order (``Batch.order``
+    convention), ``ptr`` ``[B+1]`` system offsets. Cost O(N log N) time, O(N) memory.
+
+    filter_order: hidden width of the implicit filter's sine MLP; filter_depth, filter_bands,
+    w_min, w_init, w_cap: see :class:`hyenamd.surrogate.filters.ImplicitFilter` (lengths in
+    tokens); mlp_hidden: width of the gated equivariant MLP (default F).
+    """
+
+    def __init__(
+        self,
+        n_scalar: int,
+        n_vector: int,
+        *,
+        filter_order: int = 16,
+        filter_depth: int = 2,
+        filter_bands: int = 8,
+        w_min: float = 2.0,
+        w_init: float = 512.0,
+        w_cap: float = 2048.0,
+        mlp_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        if n_scalar < 1 or n_vector < 1:
+            raise ValueError(f"GlobalBlock needs n_scalar >= 1 and n_vector >= 1, got {n_scalar}, {n_vector}")
+        f, c = n_scalar, n_vector
+        self.n_scalar, self.n_vector = f, c
+        self.norm_s = nn.LayerNorm(f)
+        self.proj_s = nn.Linear(f, 3 * f + c)
+        self.proj_v = VectorLinear(c, 3 * c)
+        self.filter = ImplicitFilter(
+            f + c,
+            order=filter_order,
+            depth=filter_depth,
+            n_bands=filter_bands,
+            w_min=w_min,
+            w_init=w_init,
+            w_cap=w_cap,
+        )
+        self.gate = nn.Linear(f, f + c)
+        self.out_s = nn.Linear(f + 3 * c, f)
+        self.out_v = VectorLinear(3 * c, c)
+        self.mlp = GatedEquivariantMLP(f, c, mlp_hidden)
+
+    def forward(self, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
+        n = s.shape[0]
+        if s.shape != (n, self.n_scalar) or v.shape != (n, self.n_vector, 3):
+            raise ValueError(
+                f"GlobalBlock(F={self.n_scalar}, C={self.n_vector}) got s {tuple(s.shape)}, v {tuple(v.shape)}"
+            )
+        if order.shape != (n,) or ptr.ndim != 1 or int(ptr[-1]) != n:
+            raise ValueError(
+                f"GlobalBlock: order {tuple(order.shape)} / ptr[-1]={int(ptr[-1])} do not match {n} atoms"
+            )
+        return global_block_forward(self, s, v, order, ptr)

@@ -1,0 +1,73 @@
+"""Implicit positional filter: decay, truncation, per-system L1 normalisation, size independence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens, positional_embedding
+
+DT = torch.float64
+
+
+def test_filter_decays_at_least_as_fast_as_the_cap_and_is_cut_beyond_k():
+    torch.manual_seed(0)
+    filt = ImplicitFilter(5, w_min=1.0, w_init=4.0, w_cap=8.0, efolds=5.0).double()
+    assert filt.k_max == 40
+    assert bool((filt.rates() > 1 / 8.0).all())
+    lags = torch.arange(-60, 61)
+    h = filt(lags).detach()
+    assert h.shape == (121, 5)
+    assert float(h[lags.abs() > 40].abs().max()) == 0.0
+    # |h(ℓ)| ≤ max|MLP| exp(-|ℓ|/w_cap): the envelope bounds it
+    h_far = h[(lags.abs() > 30) & (lags.abs() <= 40)].abs().max()
+    assert float(h_far) < 10 * math.exp(-30 / 8.0) * float(h.abs().max()) + 1e-12
+
+
+def test_filter_values_do_not_depend_on_which_lags_are_asked():
+    torch.manual_seed(1)
+    filt = ImplicitFilter(3).double()
+    a = filt(torch.arange(-10, 11)).detach()
+    b = filt(torch.arange(-3, 4)).detach()
+    assert torch.allclose(a[7:14], b, rtol=1e-13, atol=1e-15)
+
+
+def test_filter_on_tokens_normalises_each_system_over_its_own_lags():
+    torch.manual_seed(2)
+    filt = ImplicitFilter(4).double()
+    lengths = torch.tensor([9, 4, 1])
+    lo, hi = filt.lag_range(9)
+    assert (lo, hi) == (-4, 4)
+    h = filt(torch.arange(lo, hi + 1)).detach()
+    seq = filter_on_tokens(h, lo, lengths, 9)
+    assert seq.shape == (3, 9, 4)
+    assert torch.allclose(seq.abs().sum(1), torch.ones(3, 4, dtype=DT))
+    # system 1 (n = 4, centre 2): token m holds h(m - 2) / mass
+    own = filt(torch.arange(4) - 2).detach()
+    assert torch.allclose(seq[1, :4], own / own.abs().sum(0), rtol=1e-12)
+    assert float(seq[1, 4:].abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("n", [10, 1000, 100_000])
+def test_normalised_filter_is_order_one_at_any_size(n):
+    torch.manual_seed(3)
+    filt = ImplicitFilter(6)
+    lo, hi = filt.lag_range(n)
+    with torch.no_grad():
+        seq = filter_on_tokens(filt(torch.arange(lo, hi + 1)), lo, torch.tensor([n]), n)
+    l1 = seq.abs().sum(1)
+    l2 = seq.pow(2).sum(1).sqrt()
+    assert torch.allclose(l1, torch.ones_like(l1), rtol=1e-4)
+    # the effective number of taps (L1/L2)² is bounded by the cap, whatever n
+    assert float(((l1 / l2) ** 2).max()) <= 4 * filt.w_cap
+
+
+def test_embedding_shape_and_bad_windows():
+    z = positional_embedding(torch.arange(-3, 4).double(), 4, 100, 64.0)
+    assert z.shape == (7, 9)
+    with pytest.raises(ValueError, match="w_min"):
+        ImplicitFilter(2, w_min=10.0, w_init=5.0)
+    with pytest.raises(ValueError, match="w_cap"):
+        ImplicitFilter(2, w_init=100.0, w_cap=50.0)

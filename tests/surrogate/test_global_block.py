@@ -1,0 +1,179 @@
+"""GlobalBlock: fast == reference oracle, O(3) equivariance (reflections too), batching, scale, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hyenamd.surrogate.global_block import GlobalBlock
+from hyenamd.surrogate.reference_global import reference_global_block
+
+DT = torch.float64
+
+
+def _orthogonal(gen, det):
+    q = torch.linalg.qr(torch.randn(3, 3, dtype=DT, generator=gen))[0]
+    return q if torch.sign(torch.det(q)) == det else -q
+
+
+def _inputs(sizes, f, c, gen, dtype=DT):
+    ptr = torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()])
+    order = torch.cat([torch.randperm(n, generator=gen) + int(ptr[k]) for k, n in enumerate(sizes)])
+    n = int(ptr[-1])
+    s = torch.randn(n, f, dtype=dtype, generator=gen)
+    v = torch.randn(n, c, 3, dtype=dtype, generator=gen)
+    return s, v, order, ptr
+
+
+def _block(f=8, c=4, seed=0, dtype=DT, **kw):
+    torch.manual_seed(seed)
+    blk = GlobalBlock(f, c, **kw).to(dtype)
+    with torch.no_grad():  # break the init symmetry of the MLP/gate biases a little
+        for p in blk.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return blk
+
+
+def _rel(a, b):
+    return float((a - b).detach().abs().max() / b.detach().abs().max())
+
+
+@pytest.mark.parametrize("sizes", [[1], [2], [17], [31, 8, 1, 12]])
+def test_fast_equals_reference(sizes):
+    gen = torch.Generator().manual_seed(len(sizes))
+    blk = _block()
+    s, v, order, ptr = _inputs(sizes, 8, 4, gen)
+    so, vo = blk(s, v, order, ptr)
+    sr, vr = reference_global_block(blk, s, v, order, ptr)
+    assert _rel(so, sr) <= 1e-10 and _rel(vo, vr) <= 1e-10
+
+
+def test_fast_equals_reference_with_truncated_filter():
+    # w_cap small enough that the filter is cut (K < n/2) inside the sequence
+    gen = torch.Generator().manual_seed(3)
+    blk = _block(w_min=1.0, w_init=1.5, w_cap=2.0)
+    assert blk.filter.k_max == 60
+    s, v, order, ptr = _inputs([131, 70], 8, 4, gen)
+    so, vo = blk(s, v, order, ptr)
+    sr, vr = reference_global_block(blk, s, v, order, ptr)
+    assert _rel(so, sr) <= 1e-10 and _rel(vo, vr) <= 1e-10
+
+
+@pytest.mark.parametrize("det", [1.0, -1.0], ids=["rotation", "reflection"])
+def test_o3_equivariance_float64(det):
+    gen = torch.Generator().manual_seed(4)
+    blk = _block()
+    s, v, order, ptr = _inputs([20, 13], 8, 4, gen)
+    r = _orthogonal(gen, det)
+    so, vo = blk(s, v, order, ptr)
+    s2, v2 = blk(s, v @ r.T, order, ptr)
+    assert _rel(s2, so) <= 1e-10
+    assert _rel(v2, vo @ r.T) <= 1e-10
+
+
+def test_inversion_flips_vectors_and_keeps_scalars():
+    gen = torch.Generator().manual_seed(5)
+    blk = _block()
+    s, v, order, ptr = _inputs([25], 8, 4, gen)
+    so, vo = blk(s, v, order, ptr)
+    s2, v2 = blk(s, -v, order, ptr)
+    assert _rel(s2, so) <= 1e-12 and _rel(v2, -vo) <= 1e-12
+    # and the block is not trivially even in v: scalars do depend on vectors
+    s3, _ = blk(s, 1.7 * v.roll(1, 0), order, ptr)
+    assert _rel(s3, so) > 1e-6
+
+
+@pytest.mark.parametrize("det", [1.0, -1.0], ids=["rotation", "reflection"])
+def test_o3_equivariance_float32(det):
+    gen = torch.Generator().manual_seed(6)
+    blk = _block(dtype=torch.float32)
+    s, v, order, ptr = _inputs([64, 40], 8, 4, gen, dtype=torch.float32)
+    r = _orthogonal(gen, det).float()
+    so, vo = blk(s, v, order, ptr)
+    s2, v2 = blk(s, v @ r.T, order, ptr)
+    assert _rel(s2, so) <= 1e-4 and _rel(v2, vo @ r.T) <= 1e-4
+
+
+def test_batch_equals_separate_calls():
+    gen = torch.Generator().manual_seed(7)
+    blk = _block()
+    sizes = [19, 7, 33]
+    s, v, order, ptr = _inputs(sizes, 8, 4, gen)
+    so, vo = blk(s, v, order, ptr)
+    for k, n in enumerate(sizes):
+        a, b = int(ptr[k]), int(ptr[k + 1])
+        s1, v1 = blk(s[a:b], v[a:b], order[a:b] - a, torch.tensor([0, n]))
+        assert float((s1 - so[a:b]).detach().abs().max()) <= 1e-12
+        assert float((v1 - vo[a:b]).detach().abs().max()) <= 1e-12
+
+
+def test_changing_one_system_never_changes_another():
+    gen = torch.Generator().manual_seed(8)
+    blk = _block()
+    s, v, order, ptr = _inputs([15, 22], 8, 4, gen)
+    so, vo = blk(s, v, order, ptr)
+    s2, v2 = s.clone(), v.clone()
+    s2[15:] += 3.0
+    v2[15:] *= -2.0
+    so2, vo2 = blk(s2, v2, order, ptr)
+    assert torch.equal(so2[:15], so[:15]) and torch.equal(vo2[:15], vo[:15])
+
+
+def test_order_matters_and_permutation_consistency():
+    # relabelling atoms together with the order gives the relabelled output (same sequence)
+    gen = torch.Generator().manual_seed(9)
+    blk = _block()
+    s, v, order, ptr = _inputs([30], 8, 4, gen)
+    perm = torch.randperm(30, generator=gen)
+    inv = torch.argsort(perm)
+    so, vo = blk(s, v, order, ptr)
+    sp, vp = blk(s[perm], v[perm], inv[order], ptr)
+    assert _rel(sp, so[perm]) <= 1e-12 and _rel(vp, vo[perm]) <= 1e-12
+
+
+def _branch_rms(blk, s, v, order, ptr):
+    """Output RMS of the whole block and of its global (convolution) update alone."""
+    so, vo = blk(s, v, order, ptr)
+    return so.pow(2).mean().sqrt().item(), vo.pow(2).mean().sqrt().item()
+
+
+@pytest.mark.parametrize("n", [10, 1_000, 100_000])
+def test_activation_scale_at_init(n):
+    torch.manual_seed(n)
+    f, c = (16, 8) if n < 100_000 else (4, 2)
+    blk = GlobalBlock(f, c)  # float32, plain initialisation
+    s = torch.randn(n, f)
+    v = torch.randn(n, c, 3)
+    order = torch.randperm(n)
+    ptr = torch.tensor([0, n])
+    with torch.no_grad():
+        so, vo = blk(s, v, order, ptr)
+    for x_in, x_out in ((s, so), (v, vo)):
+        ratio = x_out.pow(2).mean().sqrt() / x_in.pow(2).mean().sqrt()
+        assert 0.1 <= float(ratio) <= 10.0, (n, float(ratio))
+    assert torch.isfinite(so).all() and torch.isfinite(vo).all()
+
+
+def test_gradients_and_double_backward():
+    gen = torch.Generator().manual_seed(10)
+    blk = _block(f=3, c=1)
+    s, v, order, ptr = _inputs([4, 3], 3, 1, gen)
+    v.requires_grad_(True)
+    s.requires_grad_(True)
+
+    def f(s_, v_):
+        so, vo = blk(s_, v_, order, ptr)
+        return so.pow(2).sum() + (vo * vo).sum()
+
+    assert torch.autograd.gradcheck(f, (s, v))
+    assert torch.autograd.gradgradcheck(f, (s, v), fast_mode=True)
+
+
+def test_bad_shapes_raise():
+    blk = GlobalBlock(4, 2)
+    with pytest.raises(ValueError, match="F=4"):
+        blk(torch.zeros(5, 3), torch.zeros(5, 2, 3), torch.arange(5), torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="ptr"):
+        blk(torch.zeros(5, 4), torch.zeros(5, 2, 3), torch.arange(5), torch.tensor([0, 4]))
+    with pytest.raises(ValueError):
+        GlobalBlock(0, 2)
