@@ -32,6 +32,7 @@ Use dt ≤ 0.5 fs for flexible water.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,14 @@ class ReferenceSystem:
         )
 
 
+@functools.lru_cache(maxsize=2)
+def _test_pdb():
+    """``openmm/app/data/test.pdb`` parsed once (Modeller copies it before any change)."""
+    import openmm.app as app
+
+    return app.PDBFile(_data_file("test.pdb"))
+
+
 def _data_file(name: str) -> str:
     import os
 
@@ -200,7 +209,9 @@ def argon_box(
     return ReferenceSystem("argon", top, sysm, hs.positions.numpy() * ANGSTROM_TO_NM)
 
 
+@functools.lru_cache(maxsize=8)
 def _amber(*extra: str):
+    """A (cached, read-only in use) amber14 ``ForceField`` plus ``extra`` files."""
     import openmm.app as app
 
     return app.ForceField("amber14-all.xml", *extra)
@@ -246,7 +257,7 @@ def villin_in_water(
     import openmm.app as app
     import openmm.unit as u
 
-    pdb = app.PDBFile(_data_file("test.pdb"))
+    pdb = _test_pdb()
     ff = _amber("amber14/tip3p.xml")
     sysm = ff.createSystem(
         pdb.topology,
@@ -264,7 +275,7 @@ def alanine_dipeptide(*, solvent: str = "vacuum") -> ReferenceSystem:
 
     if solvent not in ("vacuum", "obc2"):
         raise ValueError(f"solvent must be 'vacuum' or 'obc2', got {solvent!r}")
-    pdb = app.PDBFile(_data_file("test.pdb"))
+    pdb = _test_pdb()
     m = app.Modeller(pdb.topology, pdb.positions)
     res = list(m.topology.residues())
     if [r.name for r in res[6:9]] != ["LYS", "ALA", "VAL"]:
