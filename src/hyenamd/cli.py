@@ -51,7 +51,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 #: its command functions next to its code and adds one line here.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("run the end-to-end demo (configs/demo.yaml)", "hyenamd.cli:_add_demo_args", "hyenamd.cli:_run_demo"),
-    "validate": ("compare a surrogate trajectory with reference MD (configs/validate/*.yaml)", "hyenamd.validate.cli:add_arguments", "hyenamd.validate.cli:run"),
+    "validate": (
+        "compare a surrogate trajectory with reference MD (configs/validate/*.yaml)",
+        "hyenamd.validate.cli:add_arguments",
+        "hyenamd.validate.cli:run",
+    ),
     "reference": (
         "OpenMM reference MD into a store (configs/reference/*.yaml)",
         "hyenamd.engine.reference:add_arguments",
