@@ -49,12 +49,15 @@ __all__ = [
     "dot_conv",
     "fast_fft_size",
     "from_sequences",
+    "geometric_long_convs",
     "lengths_from_ptr",
     "long_conv",
+    "pad_tokens",
     "scalar_conv",
     "scalar_vector_conv",
     "sequence_mask",
     "to_sequences",
+    "unpad_tokens",
 ]
 
 
@@ -79,6 +82,22 @@ def _scatter_index(ptr: Tensor) -> tuple[Tensor, Tensor, int]:
     return sys_idx, pos, int(lengths.max()) if lengths.numel() else 0
 
 
+def pad_tokens(x: Tensor, ptr: Tensor) -> Tensor:
+    """Tokens already in canonical order, system by system ``[N, ...]`` -> padded ``[B, L, ...]`` (zeros)."""
+    if ptr.numel() == 2:
+        return x.unsqueeze(0)
+    sys_idx, pos, lmax = _scatter_index(ptr)
+    return x.new_zeros((ptr.numel() - 1, lmax, *x.shape[1:])).index_put((sys_idx, pos), x)
+
+
+def unpad_tokens(seq: Tensor, ptr: Tensor) -> Tensor:
+    """Inverse of :func:`pad_tokens`: ``[B, L, ...] -> [N, ...]`` (padding dropped)."""
+    if ptr.numel() == 2:
+        return seq[0, : int(ptr[-1])]
+    sys_idx, pos, _ = _scatter_index(ptr)
+    return seq[sys_idx, pos]
+
+
 def to_sequences(x: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
     """Per-atom features ``[N, ...]`` to padded sequences ``([B, L, ...], mask [B, L])``.
 
@@ -89,21 +108,13 @@ def to_sequences(x: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]
         raise ValueError(
             f"to_sequences: x has {x.shape[0]} atoms, order {order.shape[0]}, ptr[-1] {int(ptr[-1])}"
         )
-    if ptr.numel() == 2:  # one system: no padding, no scatter
-        return x[order].unsqueeze(0), torch.ones(1, x.shape[0], dtype=torch.bool, device=x.device)
-    sys_idx, pos, lmax = _scatter_index(ptr)
-    seq = x.new_zeros((ptr.numel() - 1, lmax, *x.shape[1:]))
-    seq = seq.index_put((sys_idx, pos), x[order])
-    return seq, sequence_mask(lengths_from_ptr(ptr), lmax)
+    seq = pad_tokens(x[order], ptr)
+    return seq, sequence_mask(lengths_from_ptr(ptr), seq.shape[1])
 
 
 def from_sequences(seq: Tensor, order: Tensor, ptr: Tensor) -> Tensor:
     """Inverse of :func:`to_sequences`: ``[B, L, ...] -> [N, ...]`` (padding dropped)."""
-    if ptr.numel() == 2:
-        out = torch.empty_like(seq[0, : order.shape[0]])
-        return out.index_put((order,), seq[0, : order.shape[0]])
-    sys_idx, pos, _ = _scatter_index(ptr)
-    vals = seq[sys_idx, pos]
+    vals = unpad_tokens(seq, ptr)
     return torch.empty_like(vals).index_put((order,), vals)
 
 
@@ -150,8 +161,14 @@ def _rfft(x: Tensor, nfft: int, dtype: torch.dtype) -> Tensor:
     return torch.fft.rfft(x.to(dtype), n=nfft, dim=1)
 
 
-def _finish(full: Tensor, lengths: Tensor, length: int, out_dtype: torch.dtype) -> Tensor:
-    """Read the full linear convolution ``full`` ``[B, F, ...]`` at ``i + c_b`` and mask padding."""
+def _finish(full: Tensor, lengths: Tensor, length: int, out_dtype: torch.dtype, dim: int = 1) -> Tensor:
+    """Read the full linear convolution ``full`` ``[B, F, ...]`` at ``i + c_b`` and mask padding.
+
+    ``dim``: the sequence axis of ``full`` (1, or -1 for the channel-first layout); the result
+    always has the sequence on axis 1.
+    """
+    if dim != 1:
+        full = full.movedim(dim, 1)
     b = full.shape[0]
     centre = torch.div(lengths, 2, rounding_mode="floor")
     idx = torch.arange(length, device=full.device).unsqueeze(0) + centre.unsqueeze(1)  # [B, L] < 2L-1 ≤ F
@@ -247,6 +264,66 @@ def long_conv(a: Tensor, h: Tensor, lengths: Tensor | None = None) -> Tensor:
         out = torch.fft.irfft(fa * fh, n=nfft, dim=1)[:, :length]
         out = out * sequence_mask(lengths, length).unsqueeze(-1).to(out.dtype)
         return out.to(torch.promote_types(a.dtype, h.dtype))
+
+
+def geometric_long_convs(
+    q_s: Tensor, k_s: Tensor, q_m: Tensor, q_v: Tensor, k_v: Tensor, lengths: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four convolutions of a G-Hyena block at once, sharing transforms.
+
+    q_s, k_s: scalars ``[B, L, F]``; q_m: scalars ``[B, L, C]``; q_v, k_v: vectors ``[B, L, C, 3]``.
+    Returns ``(q_s ⊛ k_s [B, L, F], q_v ⊛× k_v [B, L, C, 3] (pseudovector), q_m ⊛ k_v [B, L, C, 3],
+    q_v ⊛· k_v [B, L, C])`` — the same as :func:`scalar_conv`, :func:`cross_conv`,
+    :func:`scalar_vector_conv`, :func:`dot_conv` called separately, but with 2 forward real FFTs
+    (signals and filters, channel-first so the transforms run on contiguous rows) and 1 inverse.
+    """
+    b_, length, f = q_s.shape
+    c = q_v.shape[2]
+    if (
+        k_s.shape != q_s.shape
+        or q_m.shape != (b_, length, c)
+        or q_v.shape != (b_, length, c, 3)
+        or k_v.shape != q_v.shape
+    ):
+        raise ValueError(
+            f"geometric_long_convs: shapes q_s {tuple(q_s.shape)}, k_s {tuple(k_s.shape)}, q_m {tuple(q_m.shape)}, "
+            f"q_v {tuple(q_v.shape)}, k_v {tuple(k_v.shape)} do not match [B, L, F] / [B, L, C] / [B, L, C, 3]"
+        )
+    lengths = _check(q_s, k_s, lengths, 0, 0)
+    out_dtype = torch.promote_types(q_s.dtype, k_v.dtype)
+    with torch.autocast(q_s.device.type, enabled=False):
+        dt = _compute_dtype(q_s, k_v)
+        nfft = fast_fft_size(2 * length)
+        sig = torch.cat([q_s.transpose(1, 2), q_m.transpose(1, 2), q_v.flatten(2).transpose(1, 2)], dim=1)
+        fil = torch.cat([k_s.transpose(1, 2), k_v.flatten(2).transpose(1, 2)], dim=1)
+        mask = None if bool((lengths == length).all()) else sequence_mask(lengths, length).unsqueeze(1)
+        if mask is not None:
+            sig, fil = sig * mask.to(sig.dtype), fil * mask.to(fil.dtype)
+        fs = torch.fft.rfft(sig.to(dt), n=nfft, dim=-1)  # [B, F + 4C, nf]
+        fk = torch.fft.rfft(fil.to(dt), n=nfft, dim=-1)  # [B, F + 3C, nf]
+        nf = fs.shape[-1]
+        ss, sm, sv = fs[:, :f], fs[:, f : f + c], fs[:, f + c :].view(b_, c, 3, nf)
+        ks, kv = fk[:, :f], fk[:, f:].view(b_, c, 3, nf)
+        ax, ay, az = sv.unbind(2)
+        bx, by, bz = kv.unbind(2)
+        prod = torch.cat(
+            [
+                ss * ks,  # scalar ⊛ scalar
+                ay * bz - az * by,  # cross, x  (Levi-Civita: 6 products)
+                az * bx - ax * bz,  # cross, y
+                ax * by - ay * bx,  # cross, z
+                (sm.unsqueeze(2) * kv).flatten(1, 2),  # scalar ⊛ vector
+                ax * bx + ay * by + az * bz,  # vector ⊛· vector
+            ],
+            dim=1,
+        )
+        full = torch.fft.irfft(prod, n=nfft, dim=-1)  # [B, F + 7C, nfft]
+        out = _finish(full, lengths, length, out_dtype, dim=-1)  # [B, L, F + 7C]
+    z_s = out[..., :f]
+    cross = out[..., f : f + 3 * c].unflatten(-1, (3, c)).transpose(-1, -2)
+    z_m = out[..., f + 3 * c : f + 6 * c].unflatten(-1, (c, 3))
+    z_d = out[..., f + 6 * c :]
+    return z_s, cross, z_m, z_d
 
 
 # ----------------------------------------------------------------------------- O(N²) oracles

@@ -34,15 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.surrogate.equivariant import GatedEquivariantMLP, VectorLinear, vector_norm
-from hyenamd.surrogate.fftconv import (
-    cross_conv,
-    dot_conv,
-    from_sequences,
-    lengths_from_ptr,
-    scalar_conv,
-    scalar_vector_conv,
-    to_sequences,
-)
+from hyenamd.surrogate.fftconv import geometric_long_convs, lengths_from_ptr, pad_tokens, unpad_tokens
 from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
 
 __all__ = ["GlobalBlock", "global_block_forward", "vector_rms_norm"]
@@ -93,30 +85,29 @@ def _integrate(
 def global_block_forward(
     block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths."""
+    """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths.
+
+    Atoms are permuted into canonical order once on the way in and back once on the way out;
+    every per-atom step runs on tokens, so only the convolutions see the padded ``[B, L]`` layout.
+    """
     f = block.n_scalar
-    p = _split_projections(block, s, v)
     lengths = lengths_from_ptr(ptr)
-    # per-atom -> padded sequences [B, L, ...] in canonical order
-    q_s, _ = to_sequences(p["q_s"], order, ptr)
+    s_t, v_t = s[order], v[order]  # tokens, system by system
+    p = _split_projections(block, s_t, v_t)
+    q_s = pad_tokens(p["q_s"], ptr)
     length = q_s.shape[1]
-    k_s = to_sequences(p["k_s"], order, ptr)[0]
-    q_m = to_sequences(p["q_m"], order, ptr)[0]
-    q_v = to_sequences(p["q_v"], order, ptr)[0]
-    k_v = to_sequences(p["k_v"], order, ptr)[0]
     # keys become data-controlled filters, modulated by the implicit positional filter
     lo, hi = block.filter.lag_range(length)
     lags = torch.arange(lo, hi + 1, device=s.device)
     h = filter_on_tokens(block.filter(lags).to(s.dtype), lo, lengths, length)  # [B, L, F + C]
-    kap_s = h[..., :f] * k_s
-    kap_v = h[..., f:].unsqueeze(-1) * k_v
-    z_s = scalar_conv(q_s, kap_s, lengths)
-    cross = cross_conv(q_v, kap_v, lengths)
-    z_m = scalar_vector_conv(q_m, kap_v, lengths)
-    z_d = dot_conv(q_v, kap_v, lengths)
-    back = [from_sequences(t, order, ptr) for t in (z_s, cross, z_m, z_d)]
-    ds, dv = _integrate(block, p, *back)
-    return block.mlp(s + ds, v + dv)
+    kap_s = h[..., :f] * pad_tokens(p["k_s"], ptr)
+    kap_v = h[..., f:].unsqueeze(-1) * pad_tokens(p["k_v"], ptr)
+    convs = geometric_long_convs(
+        q_s, kap_s, pad_tokens(p["q_m"], ptr), pad_tokens(p["q_v"], ptr), kap_v, lengths
+    )
+    ds, dv = _integrate(block, p, *(unpad_tokens(z, ptr) for z in convs))
+    s_o, v_o = block.mlp(s_t + ds, v_t + dv)
+    return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
 
 
 class GlobalBlock(nn.Module):

@@ -1,0 +1,297 @@
+"""One G-Hyena GlobalBlock vs one EquivariantAttentionBlock (naive and chunked) of equal width, CPU.
+
+Measures, for N = 256 … 16 384 atoms (one system, float32, random canonical order):
+forward time (no grad) and forward+backward time (grad of a scalar loss w.r.t. inputs and
+weights), and the peak extra memory of each.
+
+Memory: each (block, N) runs in a fresh subprocess; peak memory = ``ru_maxrss`` after the
+measured call minus ``ru_maxrss`` right after building the block and inputs (the high-water
+mark of resident memory the call added; torch's CPU allocator returns big blocks to the OS, so
+this is the call's real footprint). The forward is measured first (its first call, no
+warm-up), then forward+backward (whose peak contains the forward's). ``--quick`` runs in one
+process instead (seconds; the memory numbers are then rough).
+
+Time: the minimum over repeats (the machine is shared; the minimum is the least disturbed
+run), repeats chosen so one measurement takes about ``--budget`` seconds. A mode is dropped for
+larger N once its predicted memory (×4 per doubling) exceeds ``--max-gb`` or its predicted
+time (×4.5 per doubling) exceeds ``--max-seconds``; where it stops is recorded.
+
+Usage::
+
+    .venv/bin/python benchmarks/global_block.py            # full run, ~10 min on 2 cores
+    .venv/bin/python benchmarks/global_block.py --quick --out /tmp/gb.json --figure /tmp/gb.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("global", "attention_naive", "attention_chunked")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed: int = 0) -> dict:
+    """Time and peak memory of one block at size n (call in a fresh process for clean memory)."""
+    import torch
+
+    from hyenamd.surrogate.baselines import EquivariantAttentionBlock
+    from hyenamd.surrogate.global_block import GlobalBlock
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if mode == "global":
+        blk = GlobalBlock(f, c)
+    else:
+        blk = EquivariantAttentionBlock(f, c, mode=mode.split("_")[1], chunk_size=512)
+    s = torch.randn(n, f)
+    v = torch.randn(n, c, 3)
+    order = torch.randperm(n)
+    ptr = torch.tensor([0, n])
+
+    def fwd():
+        with torch.no_grad():
+            return blk(s, v, order, ptr)
+
+    def fwd_bwd():
+        s_ = s.detach().requires_grad_(True)
+        v_ = v.detach().requires_grad_(True)
+        so, vo = blk(s_, v_, order, ptr)
+        (so.square().mean() + vo.square().mean()).backward()
+        blk.zero_grad(set_to_none=True)
+
+    out = {"mode": mode, "n_atoms": n, "n_scalar": f, "n_vector": c, "threads": threads}
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    fwd()
+    first_fwd = time.perf_counter() - t0
+    out["peak_mb_forward"] = _rss_mb() - base
+    t0 = time.perf_counter()
+    fwd_bwd()
+    first_fb = time.perf_counter() - t0
+    out["peak_mb_forward_backward"] = _rss_mb() - base
+    for key, fn, first in (("forward", fwd, first_fwd), ("forward_backward", fwd_bwd, first_fb)):
+        reps = max(1, min(7, int(budget / max(first, 1e-4))))
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        out[f"time_s_{key}"] = min(times)
+        out[f"repeats_{key}"] = reps
+    return out
+
+
+def _child(args: argparse.Namespace, mode: str, n: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, str(n), "--f", str(args.f), "--c", str(args.c)]
+    cmd += ["--threads", str(args.threads), "--budget", str(args.budget)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        return {"mode": mode, "n_atoms": n, "error": res.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run(args: argparse.Namespace) -> dict:
+    from tqdm import tqdm
+
+    sizes = [int(x) for x in args.sizes.split(",")]
+    results, stopped = [], {}
+    last: dict[str, dict] = {}
+    jobs = [(m, n) for n in sizes for m in MODES]
+    for mode, n in tqdm(jobs, desc="global_block benchmark", unit="run"):
+        if mode in stopped:
+            continue
+        prev = last.get(mode)
+        if prev is not None:
+            grow = (n / prev["n_atoms"]) ** 2 if mode != "global" else n / prev["n_atoms"]
+            mem = prev["peak_mb_forward_backward"] * grow / 1024.0
+            secs = (prev["time_s_forward"] + prev["time_s_forward_backward"]) * grow * 1.1
+            if mem > args.max_gb or secs > args.max_seconds:
+                stopped[mode] = {
+                    "n_atoms": n,
+                    "reason": f"predicted {mem:.1f} GB (limit {args.max_gb}) / {secs:.0f} s (limit {args.max_seconds})",
+                }
+                continue
+        r = (
+            measure(mode, n, args.f, args.c, args.threads, args.budget)
+            if args.quick
+            else _child(args, mode, n)
+        )
+        results.append(r)
+        if "error" in r:
+            stopped[mode] = {"n_atoms": n, "reason": " ".join(r["error"])}
+        else:
+            last[mode] = r
+    return {
+        "benchmark": "global_block",
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": {
+            "n_scalar": args.f,
+            "n_vector": args.c,
+            "dtype": "float32",
+            "threads": args.threads,
+            "attention_heads": 1,
+            "attention_chunk": 512,
+            "memory_method": "in-process ru_maxrss delta (rough)"
+            if args.quick
+            else "ru_maxrss delta in a fresh subprocess per (block, N)",
+            "time_method": "min over repeats, wall clock",
+        },
+        "results": results,
+        "stopped": stopped,
+        "summary": summarize(results),
+    }
+
+
+def summarize(results: list[dict]) -> dict:
+    """Speed-up and memory ratios of the global block at the largest N both were measured."""
+    ok = {(r["mode"], r["n_atoms"]): r for r in results if "error" not in r}
+    out = {}
+    for mode in MODES[1:]:
+        common = [n for (m, n) in ok if m == mode and ("global", n) in ok]
+        if not common:
+            continue
+        n = max(common)
+        g, a = ok[("global", n)], ok[(mode, n)]
+        out[mode] = {
+            "n_atoms": n,
+            "speedup_forward": a["time_s_forward"] / g["time_s_forward"],
+            "speedup_forward_backward": a["time_s_forward_backward"] / g["time_s_forward_backward"],
+            "memory_ratio_forward": a["peak_mb_forward"] / max(g["peak_mb_forward"], 1e-3),
+            "memory_ratio_forward_backward": a["peak_mb_forward_backward"]
+            / max(g["peak_mb_forward_backward"], 1e-3),
+        }
+    return out
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"global": ("C0", "G-Hyena GlobalBlock"), "attention_naive": ("C3", "attention, naive"),
+              "attention_chunked": ("C1", "attention, chunked")}  # fmt: skip
+    for mode, (col, label) in styles.items():
+        rs = sorted(
+            (r for r in data["results"] if r["mode"] == mode and "error" not in r), key=lambda r: r["n_atoms"]
+        )
+        if not rs:
+            continue
+        n = [r["n_atoms"] for r in rs]
+        axes[0].loglog(n, [r["time_s_forward"] for r in rs], "o-", color=col, label=f"{label}, fwd")
+        axes[0].loglog(
+            n, [r["time_s_forward_backward"] for r in rs], "s--", color=col, label=f"{label}, fwd+bwd"
+        )
+        axes[1].loglog(
+            n, [max(r["peak_mb_forward"], 0.1) for r in rs], "o-", color=col, label=f"{label}, fwd"
+        )
+        axes[1].loglog(
+            n,
+            [max(r["peak_mb_forward_backward"], 0.1) for r in rs],
+            "s--",
+            color=col,
+            label=f"{label}, fwd+bwd",
+        )
+    axes[0].set(xlabel="atoms N", ylabel="time (s)", title="time per call (min of repeats)")
+    axes[1].set(xlabel="atoms N", ylabel="peak extra memory (MB)", title="peak memory (ru_maxrss delta)")
+    st = data["settings"]
+    fig.suptitle(
+        f"one block, F={st['n_scalar']}, C={st['n_vector']}, float32, CPU {st['threads']} thread(s), commit {data['git_commit']}"
+    )
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(data: dict) -> str:
+    """A markdown table of the results (for BENCHMARKS.md)."""
+    lines = [
+        "| N | block | fwd (s) | fwd+bwd (s) | peak fwd (MB) | peak fwd+bwd (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(data["results"], key=lambda r: (r["n_atoms"], MODES.index(r["mode"]))):
+        if "error" in r:
+            lines.append(f"| {r['n_atoms']} | {r['mode']} | failed: {' '.join(r['error'])} | | | |")
+            continue
+        lines.append(
+            f"| {r['n_atoms']} | {r['mode']} | {r['time_s_forward']:.4g} | {r['time_s_forward_backward']:.4g} | "
+            f"{r['peak_mb_forward']:.1f} | {r['peak_mb_forward_backward']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run in one process")
+    p.add_argument("--sizes", default=None, help="comma-separated N (default 256..16384, quick: 64,128)")
+    p.add_argument("--f", type=int, default=64, help="scalar channels F")
+    p.add_argument("--c", type=int, default=16, help="vector channels C")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the 2 cores are shared)")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of repeats per measurement")
+    p.add_argument(
+        "--max-gb", type=float, default=8.0, help="skip a mode once its predicted peak exceeds this"
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=120.0, help="skip a mode once one call is predicted slower"
+    )
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "global_block.json")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "global_block_scaling.png")
+    p.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(
+            json.dumps(measure(args.child[0], int(args.child[1]), args.f, args.c, args.threads, args.budget))
+        )
+        return 0
+    if args.sizes is None:
+        args.sizes = "64,128" if args.quick else ",".join(str(256 * 2**k) for k in range(7))
+    if args.quick:
+        args.f, args.c, args.budget = min(args.f, 16), min(args.c, 4), min(args.budget, 0.05)
+    data = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    plot(data, args.figure)
+    print(table(data))
+    print(json.dumps(data["summary"], indent=2))
+    print(json.dumps(data["stopped"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
