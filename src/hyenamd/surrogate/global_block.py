@@ -40,8 +40,13 @@ from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
 __all__ = ["GlobalBlock", "global_block_forward", "vector_rms_norm"]
 
 
-def vector_rms_norm(v: Tensor, eps: float = 1e-6) -> Tensor:
-    """``v / sqrt(mean_c |v_c|² + eps²)`` per atom: ``[N, C, 3]``, equivariant (the norm is invariant)."""
+def vector_rms_norm(v: Tensor, eps: float = 1.0) -> Tensor:
+    """``v / sqrt(mean_c |v_c|² + eps²)`` per atom: ``[N, C, 3]``, equivariant (the norm is invariant).
+
+    ``eps = 1`` keeps the map 1-Lipschitz: large vectors are normalised, small ones pass almost
+    unchanged. A tiny eps would blow up the direction of near-zero vectors (symmetric
+    environments, e.g. a crystal), making forces ∝ 1/|v| and the energy surface nearly singular.
+    """
     return v / torch.sqrt(v.pow(2).sum(-1).mean(-1, keepdim=True) + eps * eps).unsqueeze(-1)
 
 

@@ -22,7 +22,7 @@ from hyenamd.surrogate.fftconv import (
 __all__ = ["reference_global_block"]
 
 
-def _rms_norm(v: Tensor, eps: float = 1e-6) -> Tensor:
+def _rms_norm(v: Tensor, eps: float = 1.0) -> Tensor:
     rms = torch.sqrt((v * v).sum(-1).mean(-1) + eps * eps)  # [n]
     return v / rms[:, None, None]
 
