@@ -170,3 +170,20 @@ def test_bad_shapes_raise():
         fc.cross_conv(torch.zeros(1, 5, 2, 2), torch.zeros(1, 5, 2, 2))
     with pytest.raises(ValueError, match="lengths"):
         fc.scalar_conv(torch.zeros(2, 5, 1), torch.zeros(2, 5, 1), torch.tensor([6, 1]))
+
+
+@pytest.mark.parametrize("lengths", [[16], [13], [23, 1, 10, 17]])
+def test_fused_geometric_convs_equal_direct(lengths):
+    gen = torch.Generator().manual_seed(sum(lengths))
+    lengths = torch.tensor(lengths)
+    b, length, f, c = len(lengths), int(lengths.max()), 5, 3
+    q_s, k_s = _rand(b, length, f, False, gen, lengths), _rand(b, length, f, False, gen, lengths)
+    q_m = _rand(b, length, c, False, gen, lengths)
+    q_v, k_v = _rand(b, length, c, True, gen, lengths), _rand(b, length, c, True, gen, lengths)
+    z_s, cross, z_m, z_d = fc.geometric_long_convs(q_s, k_s, q_m, q_v, k_v, lengths)
+    assert _rel(z_s, fc.direct_scalar_conv(q_s, k_s, lengths)) <= 1e-10
+    assert _rel(cross, fc.direct_cross_conv(q_v, k_v, lengths)) <= 1e-10
+    assert _rel(z_m, fc.direct_scalar_vector_conv(q_m, k_v, lengths)) <= 1e-10
+    assert _rel(z_d, fc.direct_dot_conv(q_v, k_v, lengths)) <= 1e-10
+    with pytest.raises(ValueError, match="geometric_long_convs"):
+        fc.geometric_long_convs(q_s, k_s, q_s, q_v, k_v, lengths)
