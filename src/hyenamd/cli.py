@@ -50,6 +50,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 #: subcommand runs (or --help is built), so `hyenamd --help` stays fast. Each subpackage keeps
 #: its command functions next to its code and adds one line here.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "inspect": (
+        "summarise a store (.h5/.zarr) or a checkpoint (.safetensors)",
+        "hyenamd.io.inspect:add_arguments",
+        "hyenamd.io.inspect:run",
+    ),
     "demo": ("run the end-to-end demo (configs/demo.yaml)", "hyenamd.cli:_add_demo_args", "hyenamd.cli:_run_demo"),
     "validate": (
         "compare a surrogate trajectory with reference MD (configs/validate/*.yaml)",

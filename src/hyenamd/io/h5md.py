@@ -279,6 +279,19 @@ class H5MDStore(FrameStore):
         self._f.close()
         self._open(writable=False)
 
+    def array_info(self) -> list[dict]:
+        """Every dataset: path, shape, dtype, chunks, compression, unit (for ``hyenamd inspect``)."""
+        out = []
+
+        def visit(name, _link):  # links, so each hard-linked step/time path is listed
+            obj = self._f[name]
+            if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+                out.append({"path": "/" + name, "shape": obj.shape, "dtype": str(obj.dtype), "chunks": obj.chunks,
+                            "compression": obj.compression, "unit": obj.attrs.get("unit")})  # fmt: skip
+
+        self._f.visititems_links(visit)
+        return out
+
     def _close_file(self) -> None:
         if getattr(self, "_f", None) is not None and self._f.id.valid:
             self._f.close()

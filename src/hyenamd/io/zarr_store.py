@@ -258,6 +258,16 @@ class ZarrStore(FrameStore):
     def _close_file(self) -> None:
         pass
 
+    def array_info(self) -> list[dict]:
+        """Every array: path, shape, dtype, chunks, compression, unit (for ``hyenamd inspect``)."""
+        out = []
+        for name, obj in sorted(self._g.members(max_depth=None)):
+            if hasattr(obj, "chunks") and hasattr(obj, "dtype"):
+                comp = ",".join(type(c).__name__ for c in obj.compressors) or None
+                out.append({"path": "/" + name, "shape": obj.shape, "dtype": str(obj.dtype), "chunks": obj.chunks,
+                            "compression": comp, "unit": obj.attrs.get("unit")})  # fmt: skip
+        return out
+
     def close(self) -> None:
         """As :meth:`FrameStore.close`; a pre-allocated store is marked complete only when full."""
         if self._closed or not getattr(self, "_preallocated", 0) or self.mode not in ("w", "a"):
