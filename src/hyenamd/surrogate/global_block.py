@@ -2,8 +2,8 @@
 
 Symmetry types. In: true scalars ``s`` ``[N, F]`` and true vectors ``v`` ``[N, C, 3]``. Out: the
 same. Inside, the cross convolution makes pseudovectors ``p``; they leave only through
-``p × vector`` (a vector) and ``|p|`` (a scalar), so the block is O(3)-equivariant,
-reflections included.
+``p × vector`` (a vector) and the smooth norm ``⟨p⟩ = sqrt(|p|² + 1) - 1`` (a scalar), so the
+block is O(3)-equivariant, reflections included.
 
 Forward pass (per system, tokens in canonical order; ``⊛`` = centred non-causal convolution of
 :mod:`hyenamd.surrogate.fftconv`; ``h̃`` = L1-normalised implicit filter laid on the tokens):
@@ -11,13 +11,13 @@ Forward pass (per system, tokens in canonical order; ``⊛`` = centred non-causa
 =================================================  ==========================================
 step                                               equation
 =================================================  ==========================================
-pre-norm                                           ``ŝ = LN(s)``, ``v̂ = v / rms_c|v_c|``
+pre-norm                                           ``ŝ = LN(s)``, ``v̂ = v / sqrt(mean_c|v_c|² + 1)``
 projections (scalar Linear, vector no bias)        ``q_s, k_s, u_s, q_m = W_s ŝ + b``; ``q_v, k_v, u_v = W_v v̂``
 keys become filters                                ``κ_s = h̃_s ⊙ k_s``, ``κ_v = h̃_v ⊙ k_v``
 scalar long conv  (F)                              ``z_s = q_s ⊛ κ_s``
 cross long conv   (C, pseudovector)                ``p   = q_v ⊛× κ_v``
 mixed long convs  (C)                              ``z_m = q_m ⊛ κ_v`` (vector), ``z_d = q_v ⊛· κ_v`` (scalar)
-value integration, scalars                         ``a = [u_s ⊙ z_s, z_d, |p|, z_m · u_v]``
+value integration, scalars                         ``a = [u_s ⊙ z_s, z_d, ⟨p⟩, z_m · u_v]``
 value integration, vectors                         ``w = [p × u_v, z_m, z_d ⊙ u_v]``
 gates, output projection, residual                 ``s₁ = s + σ(G_s ŝ) ⊙ O_s a``, ``v₁ = v + σ(G_v ŝ) ⊙ O_v w``
 equivariant gated MLP (its own residual)           ``s₂, v₂ = GatedEquivariantMLP(s₁, v₁)``
@@ -77,7 +77,9 @@ def _integrate(
     Returns the residual updates ``(ds [N, F], dv [N, C, 3])``.
     """
     u_v = p["u_v"]
-    a = torch.cat([p["u_s"] * z_s, z_d, vector_norm(cross), (z_m * u_v).sum(-1)], dim=-1)  # true scalars
+    a = torch.cat(
+        [p["u_s"] * z_s, z_d, vector_norm(cross, eps=1.0), (z_m * u_v).sum(-1)], dim=-1
+    )  # true scalars
     w = torch.cat(
         [torch.linalg.cross(cross, u_v, dim=-1), z_m, z_d.unsqueeze(-1) * u_v], dim=1
     )  # true vectors

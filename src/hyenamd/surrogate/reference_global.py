@@ -62,7 +62,7 @@ def reference_global_block(block, s: Tensor, v: Tensor, order: Tensor, ptr: Tens
         z_d = direct_dot_conv(q_v[None], kap_v[None])[0]
 
         # value integration: true scalars and true vectors only
-        a = torch.cat([u_s * z_s, z_d, vector_norm(cross), (z_m * u_v).sum(-1)], dim=-1)
+        a = torch.cat([u_s * z_s, z_d, vector_norm(cross, eps=1.0), (z_m * u_v).sum(-1)], dim=-1)
         w = torch.cat([torch.cross(cross, u_v, dim=-1), z_m, z_d[..., None] * u_v], dim=1)
         g = torch.sigmoid(sn @ block.gate.weight.T + block.gate.bias)
         ds = g[:, :f] * (a @ block.out_s.weight.T + block.out_s.bias)
