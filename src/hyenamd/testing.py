@@ -75,10 +75,8 @@ def _with_order(system: System) -> System:
     """``system`` with its canonical sequence order fixed (kept through every transform)."""
     if system.order is not None:
         return system
-    try:  # TEMPORARY until part A lands ordering.py
-        from hyenamd.surrogate.ordering import canonical_order
-    except ImportError:
-        return system
+    from hyenamd.surrogate.ordering import canonical_order
+
     return system.replace(order=canonical_order(system))
 
 

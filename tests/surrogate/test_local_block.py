@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hyenamd.geometry import Neighbors, brute_force_neighbor_list
-from hyenamd.surrogate.local_block import LocalBlock, make_edges
+from hyenamd.surrogate.local_block import Edges, LocalBlock
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.testing import random_orthogonal
 
@@ -20,14 +20,13 @@ def setup(seed=0, n=9):
     s = torch.randn(n, F, generator=g, dtype=DT)
     v = torch.randn(n, C, 3, generator=g, dtype=DT)
     torch.manual_seed(seed)
-    block = LocalBlock(F, C, K, avg_neighbors=3.0).to(DT)
+    block = LocalBlock(F, C, RadialEmbedding(RC, K), avg_neighbors=3.0).to(DT)
     return x, s, v, block
 
 
 def run(block, x, s, v, nb: Neighbors | None = None):
     nb = nb or brute_force_neighbor_list(x, None, None, RC)
-    edges = make_edges(nb.i, nb.j, x[nb.j] - x[nb.i], RadialEmbedding(RC, K))
-    return block(s, v, edges)
+    return block(s, v, Edges(nb.i, nb.j, x[nb.j] - x[nb.i]))
 
 
 @pytest.mark.parametrize("reflection", [False, True])
@@ -61,7 +60,7 @@ def test_pairs_beyond_the_cutoff_contribute_exactly_nothing():
 
 
 def test_dimer_output_is_c2_smooth_through_the_cutoff():
-    """An invariant of a two-atom system approaches its far value like (rc - r)³."""
+    """An invariant of a two-atom system approaches its far value at least like (rc - r)³."""
     _, _, _, block = setup(3, 2)
     g = torch.Generator().manual_seed(7)
     s = torch.randn(2, F, generator=g, dtype=DT)
@@ -78,9 +77,38 @@ def test_dimer_output_is_c2_smooth_through_the_cutoff():
     assert value(RC + 1e-9) == far
     d1, d2 = value(RC - 1e-2) - far, value(RC - 1e-3) - far
     assert abs(d1) > 1e-12
-    assert 500 < abs(d1 / d2) < 2000  # cubic: 10× closer → 1000× smaller
+    assert abs(d1 / d2) > 500  # at least cubic (C²): 10× closer → ≥ 1000× smaller
 
 
-def test_local_block_rejects_bad_normalisation():
+def test_chunked_checkpointed_messages_equal_one_chunk_including_double_backward():
+    """pair_chunk only bounds memory: values, forces and force-loss gradients are unchanged."""
+    x, s, v, block = setup(4, 12)
+    nb = brute_force_neighbor_list(x, None, None, RC)
+    assert len(nb) > 40
+
+    def force_loss(chunk):
+        block.pair_chunk = chunk
+        xg = x.clone().requires_grad_(True)
+        s1, v1 = block(s, v, Edges(nb.i, nb.j, xg[nb.j] - xg[nb.i]))
+        energy = (s1.sum(1) + v1.pow(2).sum((1, 2))).sum()
+        (forces,) = torch.autograd.grad(-energy, xg, create_graph=True)
+        grads = torch.autograd.grad(forces.pow(2).sum(), list(block.parameters()))
+        return energy.detach(), forces.detach(), grads
+
+    e1, f1, g1 = force_loss(10**9)
+    e2, f2, g2 = force_loss(7)  # many chunks, under activation checkpointing
+    assert abs(float(e1 - e2)) < 1e-12 and (f1 - f2).abs().max() < 1e-12
+    assert all((a - b).abs().max() < 1e-11 for a, b in zip(g1, g2))
+    with torch.no_grad():  # chunked without checkpointing
+        block.pair_chunk = 5
+        s3, _ = block(s, v, Edges(nb.i, nb.j, x[nb.j] - x[nb.i]))
+    block.pair_chunk = 10**9
+    s4, _ = block(s, v, Edges(nb.i, nb.j, x[nb.j] - x[nb.i]))
+    assert (s3 - s4).abs().max() < 1e-12
+
+
+def test_local_block_rejects_bad_settings():
     with pytest.raises(ValueError, match="avg_neighbors"):
-        LocalBlock(4, 2, 3, avg_neighbors=0.0)
+        LocalBlock(4, 2, RadialEmbedding(3.0, 3), avg_neighbors=0.0)
+    with pytest.raises(ValueError, match="pair_chunk"):
+        LocalBlock(4, 2, RadialEmbedding(3.0, 3), pair_chunk=0)

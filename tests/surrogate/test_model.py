@@ -23,7 +23,7 @@ from hyenamd.testing import (
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DT = torch.float64
-PATTERNS = [("local", "local")]
+PATTERNS = [("local", "local"), ("local", "global", "local", "global"), ("global", "local")]
 SYSTEMS = {
     "water_trimer": water_trimer,
     "argon": lambda: lj_argon(2, rattle=0.15, seed=1),

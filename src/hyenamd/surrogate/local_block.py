@@ -12,7 +12,7 @@ Pair geometry comes from :func:`hyenamd.geometry.edge_vectors`: ``r_ij = x_j - x
 
 Message (sum over the pairs ``(i, j)`` of the full list)::
 
-    W_ij = (W b(r_ij) + w0) u(r_ij)                       [P, F + 2C]   (filter, 0 at r_c)
+    W_ij = W (b(r_ij) u(r_ij))                             [P, F + 2C]   (filter, no bias: 0 at r_c)
     φ_j  = MLP_φ(s_j)                                      [P, F + 2C]
     (Δs, Δvv, Δvs)_ij = φ_j ⊙ W_ij                         split F | C | C
     s_i += (1/ν) Σ_j Δs_ij
@@ -21,12 +21,21 @@ Message (sum over the pairs ``(i, j)`` of the full list)::
 Update (per atom)::
 
     U v, V v                                               [N, C, 3]   (channel mixing, no bias)
-    (a_ss, a_sv, a_vv) = MLP_a([s, |V v|])                 split F | C | C
+    (a_ss, a_sv, a_vv) = MLP_a([s, |V v|_ε])               split F | C | C
     s += a_ss + L(a_sv ⊙ <U v, V v>)                        L: C -> F, no bias
     v += a_vv ⊙ U v
 
 Deviation from PaiNN: ``F`` and ``C`` may differ (PaiNN ties them), hence the linear map ``L``;
-the norm is the smooth ``sqrt(|x|² + ε²) - ε`` so gradients exist at ``v = 0``.
+the norm is the smooth ``|x|_ε = sqrt(|x|² + ε²) - ε`` with ε = 1 (C∞ at ``v = 0``, so forces
+have no kink where a vector feature vanishes; PaiNN uses ε ≈ 1e-4, nearly a cone); the filter
+has no bias and acts on the enveloped basis ``b·u``, so it is zero beyond the cutoff by construction.
+
+Memory. Per-pair tensors are the bulk of the cost (``P ≈ 35 N`` in a liquid at a 4.5 Å cutoff).
+The pairs are processed in chunks of ``pair_chunk``; when gradients are recorded and there
+is more than one chunk, each chunk runs under activation checkpointing (recomputed in the
+backward pass, double backward included), so only the pair vectors and indices stay in memory
+between the forward and backward passes. Results do not depend on the chunk size beyond
+floating-point summation order.
 """
 
 from __future__ import annotations
@@ -36,52 +45,91 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from hyenamd.surrogate.equivariant import ScalarMLP, VectorLinear, vector_norm
 
-__all__ = ["Edges", "LocalBlock", "local_message", "local_update", "make_edges"]
+__all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
+
+DEFAULT_PAIR_CHUNK = 1 << 20
+#: ``|x|_ε = sqrt(|x|² + ε²) - ε`` with ε = 1: smooth (C∞) at x = 0, so the energy has no kink
+#: where a vector feature passes through zero (symmetric environments); ≈ |x| for |x| ≫ 1.
+NORM_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
 class Edges:
-    """Pair geometry shared by every local block of one forward pass.
+    """Pairs shared by every local block of one forward pass.
 
-    i, j: ``[P]`` int64 (messages flow j -> i); unit: ``[P, 3]`` r̂_ij (true vectors);
-    basis: ``[P, K]`` radial basis; envelope: ``[P]`` smooth cutoff (0 beyond the cutoff).
+    i, j: ``[P]`` int64 (messages flow j -> i); vectors: ``[P, 3]`` Å, ``r_ij = x_j - x_i + S @ cell``
+    (differentiable in positions and cell).
     """
 
     i: Tensor
     j: Tensor
-    unit: Tensor
-    basis: Tensor
-    envelope: Tensor
+    vectors: Tensor
+
+    def __len__(self) -> int:
+        return int(self.i.shape[0])
 
 
-def make_edges(i: Tensor, j: Tensor, vectors: Tensor, radial: nn.Module) -> Edges:
-    """Build :class:`Edges` from pair vectors ``[P, 3]`` Å and a :class:`RadialEmbedding`."""
+def _pair_messages(
+    phi: Tensor,
+    v: Tensor | None,
+    vectors: Tensor,
+    i: Tensor,
+    j: Tensor,
+    weight: Tensor,
+    radial: nn.Module,
+    n_c: int,
+) -> tuple[Tensor, Tensor]:
+    """One chunk of pairs, summed onto the receiving atoms: ``[N, F]`` and ``[N, C, 3]``.
+
+    ``phi`` ``[N, F + 2C]``; ``v`` ``[N, C, 3]``, or None when the vectors are known to be zero;
+    ``weight`` ``[F + 2C, K]`` (the bias-free filter); ``vectors``, ``i``, ``j`` the chunk's pairs.
+    """
+    n_atoms, n_f = phi.shape[0], phi.shape[1] - 2 * n_c
     r = vectors.norm(dim=-1)
     basis, env = radial(r)
-    return Edges(i, j, vectors / r.unsqueeze(-1), basis, env)
+    x = phi[j] * ((basis * env.unsqueeze(-1)) @ weight.T)  # [p, F + 2C]
+    ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
+    dv = dvs.unsqueeze(-1) * (vectors / r.unsqueeze(-1)).unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
+    if v is not None:
+        dv = dv + dvv.unsqueeze(-1) * v[j]
+    acc_s = phi.new_zeros(n_atoms, n_f).index_add_(0, i, ds)
+    acc_v = phi.new_zeros(n_atoms, n_c, 3).index_add_(0, i, dv)
+    return acc_s, acc_v
 
 
 def local_message(
     s: Tensor,
     v: Tensor,
     edges: Edges,
-    phi: nn.Module,
-    filter_net: nn.Linear,
+    phi_net: nn.Module,
+    weight: Tensor,
+    radial: nn.Module,
     avg_neighbors: float,
+    pair_chunk: int = DEFAULT_PAIR_CHUNK,
 ) -> tuple[Tensor, Tensor]:
     """The message step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``."""
-    n_f, n_c = s.shape[1], v.shape[1]
-    w = filter_net(edges.basis) * edges.envelope.unsqueeze(-1)  # [P, F + 2C]
-    x = phi(s)[edges.j] * w
-    ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
-    dv = dvv.unsqueeze(-1) * v[edges.j] + dvs.unsqueeze(-1) * edges.unit.unsqueeze(1)  # [P, C, 3]
+    n_c = v.shape[1]
+    phi = phi_net(s)
+    # the v_j term vanishes identically when v is a constant zero (first block of a potential)
+    v_in = None if (not v.requires_grad and not bool(v.any())) else v
+    n_pairs = len(edges)
+    chunked = n_pairs > pair_chunk
+    use_ckpt = chunked and torch.is_grad_enabled()
+    acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
+    for a in range(0, n_pairs, pair_chunk):
+        sl = slice(a, a + pair_chunk)
+        args = (phi, v_in, edges.vectors[sl], edges.i[sl], edges.j[sl], weight, radial, n_c)
+        if use_ckpt:
+            ds, dv = checkpoint(_pair_messages, *args, use_reentrant=False)
+        else:
+            ds, dv = _pair_messages(*args)
+        acc_s, acc_v = acc_s + ds, acc_v + dv
     scale = 1.0 / avg_neighbors
-    s = s + scale * torch.zeros_like(s).index_add_(0, edges.i, ds)
-    v = v + scale * torch.zeros_like(v).index_add_(0, edges.i, dv)
-    return s, v
+    return s + scale * acc_s, v + scale * acc_v
 
 
 def local_update(
@@ -90,7 +138,7 @@ def local_update(
     """The update step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``."""
     n_f, n_c = s.shape[1], v.shape[1]
     uv, vv = u_lin(v), v_lin(v)
-    a = mlp(torch.cat([s, vector_norm(vv)], dim=-1))
+    a = mlp(torch.cat([s, vector_norm(vv, eps=NORM_FLOOR)], dim=-1))
     a_ss, a_sv, a_vv = torch.split(a, [n_f, n_c, n_c], dim=-1)
     s = s + a_ss + mix(a_sv * (uv * vv).sum(-1))
     v = v + a_vv.unsqueeze(-1) * uv
@@ -100,17 +148,30 @@ def local_update(
 class LocalBlock(nn.Module):
     """PaiNN-like message + update. In/out: scalars ``[N, F]``, vectors ``[N, C, 3]``; uses :class:`Edges`.
 
+    ``radial``: the :class:`~hyenamd.surrogate.radial.RadialEmbedding` (basis size K = ``n_rbf``).
     Parameters only; the maths is :func:`local_message` and :func:`local_update`.
     """
 
-    def __init__(self, n_scalar: int, n_vector: int, n_rbf: int, *, avg_neighbors: float = 10.0) -> None:
+    def __init__(
+        self,
+        n_scalar: int,
+        n_vector: int,
+        radial: nn.Module,
+        *,
+        avg_neighbors: float = 10.0,
+        pair_chunk: int = DEFAULT_PAIR_CHUNK,
+    ) -> None:
         super().__init__()
         if avg_neighbors <= 0:
             raise ValueError(f"avg_neighbors must be positive, got {avg_neighbors}")
+        if pair_chunk < 1:
+            raise ValueError(f"pair_chunk must be >= 1, got {pair_chunk}")
         width = n_scalar + 2 * n_vector
         self.n_scalar, self.n_vector, self.avg_neighbors = n_scalar, n_vector, float(avg_neighbors)
+        self.pair_chunk = int(pair_chunk)
+        self.radial = radial
         self.phi = ScalarMLP(n_scalar, n_scalar, width)
-        self.filter = nn.Linear(n_rbf, width)
+        self.filter = nn.Linear(radial.n_rbf, width, bias=False)
         self.u = VectorLinear(n_vector, n_vector)
         self.v = VectorLinear(n_vector, n_vector)
         self.update_mlp = ScalarMLP(n_scalar + n_vector, n_scalar, width)
@@ -118,8 +179,13 @@ class LocalBlock(nn.Module):
         nn.init.normal_(self.mix.weight, std=1.0 / math.sqrt(n_vector))
 
     def forward(self, s: Tensor, v: Tensor, edges: Edges) -> tuple[Tensor, Tensor]:
-        s, v = local_message(s, v, edges, self.phi, self.filter, self.avg_neighbors)
+        s, v = local_message(
+            s, v, edges, self.phi, self.filter.weight, self.radial, self.avg_neighbors, self.pair_chunk
+        )
         return local_update(s, v, self.u, self.v, self.update_mlp, self.mix)
 
     def extra_repr(self) -> str:
-        return f"n_scalar={self.n_scalar}, n_vector={self.n_vector}, avg_neighbors={self.avg_neighbors}"
+        return (
+            f"n_scalar={self.n_scalar}, n_vector={self.n_vector}, avg_neighbors={self.avg_neighbors}, "
+            f"pair_chunk={self.pair_chunk}"
+        )

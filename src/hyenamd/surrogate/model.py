@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
-from hyenamd.surrogate.local_block import LocalBlock, make_edges
+from hyenamd.surrogate.local_block import DEFAULT_PAIR_CHUNK, Edges, LocalBlock
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.system import Batch
 
@@ -52,11 +52,14 @@ class GHyenaConfig:
     the polynomial envelope (C² at the cutoff for p >= 2).
     avg_neighbors: ν, local messages are summed and divided by ν (keeps activations O(1)).
     pattern: the block stack, e.g. ("local", "global", "local", "global").
-    filter_order: width of the implicit-filter MLP of the global blocks (passed to GlobalBlock).
+    filter_order, filter_depth, filter_bands: width, hidden layers and sin/cos bands of the global
+    blocks' implicit filter; filter_w_min, filter_w_init, filter_w_cap: its initial shortest and
+    longest e-folding lengths and the largest it may learn, in tokens (see surrogate/filters.py).
     heads: output heads; "energy" is required (the potential protocol), "direct_forces" and
     "dynamics" are optional.  dynamics_horizon_fs: Δτ of the dynamics head, fs.
     energy_shifts: per-species energy offsets μ_Z (eV), one per species (None: zeros);
     energy_scale: σ, scale of the learned per-atom energies (eV). Both become buffers.
+    pair_chunk: pairs per chunk of the local messages (bounds memory; results unchanged).
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
     """
 
@@ -70,10 +73,16 @@ class GHyenaConfig:
     avg_neighbors: float = 16.0
     pattern: tuple[BlockKind, ...] = ("local", "global", "local", "global")
     filter_order: int = 16
+    filter_depth: int = 2
+    filter_bands: int = 8
+    filter_w_min: float = 2.0
+    filter_w_init: float = 512.0
+    filter_w_cap: float = 2048.0
     heads: tuple[HeadKind, ...] = ("energy",)
     dynamics_horizon_fs: float = 10.0
     energy_shifts: tuple[float, ...] | None = None
     energy_scale: float = 1.0
+    pair_chunk: int = DEFAULT_PAIR_CHUNK
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
 
@@ -90,11 +99,24 @@ class GHyenaConfig:
             raise ValueError(f"species must be atomic numbers in 1..{MAX_Z}, got {bad}")
         if not self.cutoff > 0:
             raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
-        for name in ("n_scalar", "n_vector", "n_rbf", "filter_order"):
+        for name in (
+            "n_scalar",
+            "n_vector",
+            "n_rbf",
+            "filter_order",
+            "filter_depth",
+            "filter_bands",
+            "pair_chunk",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.envelope_exponent < 2:
             raise ValueError(f"envelope_exponent must be >= 2 (C² cutoff), got {self.envelope_exponent}")
+        if not 0 < self.filter_w_min <= self.filter_w_init < self.filter_w_cap:
+            raise ValueError(
+                "need 0 < filter_w_min <= filter_w_init < filter_w_cap (tokens), got "
+                f"{self.filter_w_min}, {self.filter_w_init}, {self.filter_w_cap}"
+            )
         if not self.avg_neighbors > 0:
             raise ValueError(f"avg_neighbors must be positive, got {self.avg_neighbors}")
         if not self.pattern:
@@ -144,7 +166,11 @@ class GHyena(nn.Module):
             blocks = []
             for kind in cfg.pattern:
                 if kind == "local":
-                    blocks.append(LocalBlock(f, c, cfg.n_rbf, avg_neighbors=cfg.avg_neighbors))
+                    blocks.append(
+                        LocalBlock(
+                            f, c, self.radial, avg_neighbors=cfg.avg_neighbors, pair_chunk=cfg.pair_chunk
+                        )
+                    )
                 else:
                     blocks.append(_global_block(cfg))
             self.blocks = nn.ModuleList(blocks)
@@ -201,7 +227,7 @@ class GHyena(nn.Module):
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
-        edges = make_edges(neighbors.i, neighbors.j, vectors, self.radial)
+        edges = Edges(neighbors.i, neighbors.j, vectors)
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:
@@ -243,4 +269,13 @@ def _order_of(batch: Batch) -> Tensor:
 def _global_block(cfg: GHyenaConfig) -> nn.Module:
     from hyenamd.surrogate.global_block import GlobalBlock
 
-    return GlobalBlock(cfg.n_scalar, cfg.n_vector, filter_order=cfg.filter_order)
+    return GlobalBlock(
+        cfg.n_scalar,
+        cfg.n_vector,
+        filter_order=cfg.filter_order,
+        filter_depth=cfg.filter_depth,
+        filter_bands=cfg.filter_bands,
+        w_min=cfg.filter_w_min,
+        w_init=cfg.filter_w_init,
+        w_cap=cfg.filter_w_cap,
+    )

@@ -48,7 +48,7 @@ def _mix(v: Tensor, weight: Tensor) -> Tensor:
     )
 
 
-def _smooth_norm(v: Tensor, eps: float = 1e-8) -> Tensor:
+def _smooth_norm(v: Tensor, eps: float = 1.0) -> Tensor:
     return torch.sqrt((v * v).sum(-1) + eps * eps) - eps
 
 
@@ -81,7 +81,7 @@ def _local_block(block: nn.Module, s: Tensor, v: Tensor, pairs: list, cfg) -> tu
             continue
         r = torch.sqrt((rij * rij).sum(-1))
         basis, env = _radial(r, cfg)
-        w = _linear(basis, block.filter) * env[:, None]
+        w = (basis * env[:, None]) @ block.filter.weight.T  # no bias: zero beyond the cutoff
         x = phi[j] * w
         ds, dvv, dvs = x[:, :f], x[:, f : f + c], x[:, f + c :]
         unit = rij / r[:, None]
