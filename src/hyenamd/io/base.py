@@ -176,7 +176,11 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
 
     @abstractmethod
     def _read_static(self) -> dict:
-        """species, masses, template_position, template_cell|None, pbc, labels|None, order|None."""
+        """species, masses, template_cell|None, pbc, labels|None, order|None (small arrays only)."""
+
+    @abstractmethod
+    def _read_array(self, path: str) -> np.ndarray:
+        """A whole time-independent array by its path (e.g. the template positions, read lazily)."""
 
     @abstractmethod
     def _create_arrays(self, layout: Layout, n_frames: int) -> None: ...

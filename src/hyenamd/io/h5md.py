@@ -176,9 +176,12 @@ class H5MDStore(FrameStore):
         for name in lay.observables:
             self._ds[name] = f[f"observables/{name}/value"]
 
+    def _read_array(self, path: str) -> np.ndarray:
+        return self._f[path][()]
+
     def _read_static(self) -> dict:
         f = self._f
-        get = {path: f[path][()] for path in _static_paths(f)}
+        get = {path: f[path][()] for path in _static_paths(f) if not path.endswith("template_position")}
         boundary = [
             b.decode() if isinstance(b, bytes) else str(b) for b in f[f"{PARTICLES}/box"].attrs["boundary"]
         ]

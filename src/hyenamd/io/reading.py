@@ -110,7 +110,10 @@ class ReadMixin:
     @property
     def system(self):
         """The topology template as a :class:`hyenamd.System` (positions of the template frame)."""
-        return self._make_system(self._static["template_position"], self._static["template_cell"], None, {})
+        from hyenamd.io.schema import PARAMETERS
+
+        pos = self._read_array(f"{PARAMETERS}/template_position")
+        return self._make_system(pos, self._static["template_cell"], None, {})
 
     # ------------------------------------------------------------------ frames
     def _frame_index(self, i: Any) -> int:

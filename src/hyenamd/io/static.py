@@ -73,7 +73,6 @@ def static_from_arrays(get: dict[str, np.ndarray], boundary: list[str]) -> dict:
     return {
         "species": np.asarray(species, dtype=np.int64),
         "masses": np.asarray(arr("mass"), dtype=np.float64),
-        "template_position": np.asarray(arr("template_position", PARAMETERS)),
         "template_cell": None if cell is None else np.asarray(cell),
         "pbc": np.array([b == "periodic" for b in boundary], dtype=bool),
         "labels": labels,

@@ -145,6 +145,9 @@ class ZarrStore(FrameStore):
         for name in lay.observables:
             self._arr[name] = g[f"observables/{name}/value"]
 
+    def _read_array(self, path: str) -> np.ndarray:
+        return np.asarray(self._g[path][...])
+
     def _read_static(self) -> dict:
         g = self._g
         get = {}
@@ -152,6 +155,8 @@ class ZarrStore(FrameStore):
             if base not in g:
                 continue
             for name, arr in g[base].arrays():
+                if name == "template_position":
+                    continue  # read lazily by FrameStore.system
                 v = arr[...]
                 get[f"{base}/{name}"] = np.array(v.tolist(), dtype=str) if v.dtype.kind == "T" else v
         boundary = list(g[f"{PARTICLES}/box"].attrs["boundary"])
