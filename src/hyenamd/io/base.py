@@ -194,6 +194,11 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
     def _resize(self, n: int) -> None: ...
     @abstractmethod
     def _write(self, key: str, k: int | slice, value: np.ndarray, atoms: slice | None = None) -> None: ...
+    def _write_many(self, writes: list[tuple[str, int, np.ndarray, slice | None]]) -> None:
+        """Write several ``(key, k, value, atoms)`` (the values of one frame; zarr: concurrently)."""
+        for key, k, value, atoms in writes:
+            self._write(key, k, value, atoms)
+
     @abstractmethod
     def _read(self, key: str, k: int | slice, atoms: slice | None = None) -> np.ndarray: ...
     @abstractmethod

@@ -107,12 +107,13 @@ class WriteMixin:
         if k >= self._slots():
             self._resize(k + self._resize_step() if self._range is None else k + 1)
         sl = None if (a, b) == (0, lay.n_atoms) else slice(a, b)
-        for f, v in vals.items():
-            self._write(f, k, v, sl)
-        for key, v in per_frame.items():
-            self._write(key, k, v)
+        writes = [(f, k, v, sl) for f, v in vals.items()] + [
+            (key, k, v, None) for key, v in per_frame.items()
+        ]
         if part is None:
-            self._write("time", k, np.float64(time))
+            writes.append(("time", k, np.float64(time), None))
+        self._write_many(writes)
+        if part is None:
             part = {"k": k, "step": step, "time": time, "covered": 0, "ranges": [], "given": set()}
         part["covered"] = covered
         part["ranges"].append((a, b))

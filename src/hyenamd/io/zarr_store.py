@@ -244,6 +244,20 @@ class ZarrStore(FrameStore):
         else:
             a[k, atoms] = value
 
+    def _write_many(self, writes) -> None:
+        """All arrays of one frame in one round trip through zarr's event loop (concurrent chunk writes)."""
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        async def run():
+            await asyncio.gather(
+                *[self._arr[key]._async_array.setitem((k,) if atoms is None else (k, atoms), value)
+                  for key, k, value, atoms in writes]
+            )  # fmt: skip
+
+        sync(run())
+
     def _read(self, key, k, atoms=None) -> np.ndarray:
         a = self._arr[key]
         return np.asarray(a[k] if atoms is None else a[k, atoms])
