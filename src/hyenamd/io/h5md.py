@@ -273,7 +273,7 @@ class H5MDStore(FrameStore):
         self._f.flush()
 
     def _set_status(self, status: str) -> None:
-        self._f.attrs["status"] = np.array(status.encode(), dtype="S8")
+        self._f.attrs.modify("status", np.array(status.encode(), dtype="S8"))  # in place: same type and size
 
     def _get_status(self) -> str:
         return bytes(self._f.attrs["status"]).rstrip(b"\x00 ").decode()
