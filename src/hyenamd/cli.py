@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hyenamd.io.inspect:run",
     ),
     "demo": ("run the end-to-end demo (configs/demo.yaml)", "hyenamd.cli:_add_demo_args", "hyenamd.cli:_run_demo"),
+    "bench": (
+        "run a benchmark script benchmarks/NAME.py (hyenamd bench --list)",
+        "hyenamd.bench:_add_bench_args",
+        "hyenamd.bench:_run_bench",
+    ),
     "validate": (
         "compare a surrogate trajectory with reference MD (configs/validate/*.yaml)",
         "hyenamd.validate.cli:add_arguments",

@@ -1,0 +1,68 @@
+"""``hyenamd bench NAME [ARGS...]``: run ``benchmarks/NAME.py`` from the source tree.
+
+The benchmark scripts live in the repository's ``benchmarks/`` folder (not in the installed
+package: they write JSON under ``benchmarks/results/`` and figures under ``docs/figures/``).
+This command finds that folder next to the source tree, runs the script with the current
+Python interpreter and passes every further argument through, e.g.::
+
+    hyenamd bench nbody --quick
+    hyenamd bench scaling --max-log2 16
+    hyenamd bench --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+__all__ = ["available", "benchmarks_dir"]
+
+#: helper modules in benchmarks/ that are not runnable benchmarks
+_NOT_BENCHMARKS = {"common", "paper_models", "nbody_sim", "ear_data"}
+
+
+def benchmarks_dir() -> pathlib.Path:
+    """The ``benchmarks/`` folder of the source tree (``HYENAMD_BENCHMARKS`` overrides)."""
+    env = os.environ.get("HYENAMD_BENCHMARKS")
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def available() -> list[str]:
+    """Names of the runnable benchmark scripts."""
+    d = benchmarks_dir()
+    if not d.is_dir():
+        return []
+    return sorted(
+        p.stem for p in d.glob("*.py") if p.stem not in _NOT_BENCHMARKS and not p.stem.startswith("_")
+    )
+
+
+def _add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="benchmark name (benchmarks/NAME.py); --list shows them")
+    p.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script (e.g. --quick)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    names = available()
+    if args.list or not args.name:
+        if not names:
+            print(f"no benchmarks found (looked in {benchmarks_dir()}; run from a source checkout)")
+            return 1 if not args.list else 0
+        print("\n".join(names))
+        return 0 if args.list else 2
+    if args.name not in names:
+        print(
+            f"hyenamd bench: unknown benchmark {args.name!r}; available: {', '.join(names) or 'none'}",
+            file=sys.stderr,
+        )
+        return 2
+    script = benchmarks_dir() / f"{args.name}.py"
+    src = str(pathlib.Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, str(script), *args.args], env=env, check=False).returncode
