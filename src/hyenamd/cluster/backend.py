@@ -1,0 +1,288 @@
+"""The Ray layer: :func:`run_rollouts` schedules :class:`RolloutWorker` s as Ray actors.
+
+::
+
+    results = run_rollouts(specs)                              # embedded Ray (ray.init())
+    results = run_rollouts(specs, address="auto", num_gpus=0.25, manifest="runs/manifest.json")
+
+* ``address=None`` starts an embedded Ray instance (or uses the one this process already
+  has); ``"auto"`` or ``"ray://host:10001"`` joins a cluster (``ray start --head`` /
+  ``ray start --address``).
+* Each distinct checkpoint model is read once and its ``.safetensors`` bytes put into the
+  object store once (``ray.put``); actors fetch them only when they have not built that model
+  yet, and rebuild it with :func:`hyenamd.surrogate.load_model` (no pickled code).
+* Actors: each holds one :class:`~hyenamd.cluster.worker.RolloutWorker` and runs one rollout
+  at a time with ``num_cpus``/``num_gpus``/custom ``resources`` from the spec (``num_gpus``
+  may be fractional: 0.25 packs four actors on one GPU). ``max_in_flight`` bounds the
+  rollouts submitted at once (default: as many actors as the cluster's free resources hold);
+  the driver waits with ``ray.wait`` and shows a tqdm bar.
+* Faults. An actor or node that dies (``RayActorError``, ``NodeDiedError``,
+  ``WorkerCrashedError``, ``ObjectLostError``) is replaced by a new actor, which Ray places on
+  a live node, and its rollout is resubmitted; the worker resumes from the rollout's last
+  engine checkpoint, so the trajectory is bit-identical to an undisturbed run. After
+  ``max_retries`` such failures of one rollout it is reported ``failed``. An error raised by
+  the rollout itself (a blow-up, a bad spec) ends it as ``failed`` at once: it would only
+  happen again.
+* The manifest (:mod:`~hyenamd.cluster.manifest`) is rewritten atomically whenever a rollout
+  starts, is retried or finishes; a re-run with the same manifest skips finished rollouts.
+
+Why no batching of several rollouts into one :class:`~hyenamd.Batch` per actor: the engine
+integrates a batch as one state, so its Langevin noise is drawn as one block, its Verlet list
+is rebuilt for all systems together and its checkpoint and blow-up guard cover them all: a
+batched rollout would no longer be bit-identical to the same spec run alone, and one blow-up
+or node loss would fail or rewind all of its neighbours. Fractional GPUs (several actors per
+GPU) pack small systems instead; see ``docs/cluster.md``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ray
+import ray.exceptions as rex
+
+from hyenamd.cluster.manifest import Manifest
+from hyenamd.cluster.spec import RolloutResult, RolloutSpec
+
+__all__ = ["SYSTEM_ERRORS", "RolloutActor", "ensure_ray", "run_rollouts"]
+
+#: Errors that mean the process or node died, not the rollout: these are retried.
+SYSTEM_ERRORS = (
+    rex.RayActorError,
+    rex.NodeDiedError,
+    rex.WorkerCrashedError,
+    rex.ObjectLostError,
+    rex.LocalRayletDiedError,
+)
+
+
+class RolloutActor:
+    """The body of the Ray actor: a :class:`RolloutWorker` plus where it runs."""
+
+    def __init__(self, lock_timeout_s: float = 60.0) -> None:
+        from hyenamd.cluster.worker import RolloutWorker
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.worker = RolloutWorker(lock_timeout_s=lock_timeout_s, node_id=self.node_id)
+
+    def where(self) -> tuple[str, int]:
+        return self.node_id, os.getpid()
+
+    def run(self, spec: dict, weights_ref: list) -> dict:
+        """Run one spec; ``weights_ref``: ``[ObjectRef of the checkpoint's bytes]`` or ``[]``."""
+        spec_obj = RolloutSpec.from_dict(spec)
+        key = (spec_obj.model_key(), spec_obj.dtype, spec_obj.device)
+        weights = ray.get(weights_ref[0]) if weights_ref and key not in self.worker._models else None
+        return self.worker.run(spec_obj, weights=weights).to_dict()
+
+
+_ACTOR_CLASS = None
+
+
+def _actor_class():
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        _ACTOR_CLASS = ray.remote(RolloutActor)
+    return _ACTOR_CLASS
+
+
+def ensure_ray(address: str | None = None, **init_kwargs) -> bool:
+    """Connect to Ray (embedded when ``address`` is None); returns True when this call started it."""
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    kwargs.update(init_kwargs)
+    if address is not None:
+        kwargs.pop("num_cpus", None)
+        kwargs.pop("num_gpus", None)
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(**kwargs)
+    return True
+
+
+def _actor_options(spec: RolloutSpec, num_gpus: float | None) -> dict:
+    res = dict(spec.resources)
+    opts: dict[str, Any] = {"num_cpus": float(res.pop("num_cpus", 1))}
+    gpus = res.pop("num_gpus", num_gpus)
+    if gpus:
+        opts["num_gpus"] = float(gpus)
+    custom = res.pop("resources", None)
+    if custom:
+        opts["resources"] = dict(custom)
+    if res:
+        raise ValueError(f"{spec.name}: unknown resources {sorted(res)} (num_cpus, num_gpus, resources)")
+    return opts
+
+
+def _default_in_flight(options: list[dict]) -> int:
+    """How many actors of the largest request fit in the cluster's resources now."""
+    total = ray.cluster_resources()
+    fits = []
+    for opts in options:
+        need = {"CPU": opts["num_cpus"], "GPU": opts.get("num_gpus", 0.0), **opts.get("resources", {})}
+        fits.append(
+            min(int(total.get(k, 0.0) // v) for k, v in need.items() if v > 0) if any(need.values()) else 1
+        )
+    return max(1, min(fits, default=1))
+
+
+def _model_refs(specs: Sequence[RolloutSpec]) -> dict[str, Any]:
+    """One ``ray.put`` of each distinct checkpoint's bytes."""
+    refs: dict[str, Any] = {}
+    for s in specs:
+        key = s.model_key()
+        if s.model["kind"] == "checkpoint" and key not in refs:
+            path = pathlib.Path(s.model["path"])
+            if not path.exists():
+                raise FileNotFoundError(f"{s.name}: model checkpoint {path} does not exist")
+            refs[key] = ray.put(path.read_bytes())
+    return refs
+
+
+def run_rollouts(
+    specs: Sequence[RolloutSpec | dict],
+    address: str | None = None,
+    *,
+    num_gpus: float | None = None,
+    max_in_flight: int | None = None,
+    manifest: str | os.PathLike | None = None,
+    max_retries: int = 3,
+    retry_failed: bool = False,
+    lock_timeout_s: float = 60.0,
+    progress: bool = True,
+    on_result: Callable[[RolloutResult], None] | None = None,
+    shutdown: bool | None = None,
+    ray_init: dict | None = None,
+) -> list[RolloutResult]:
+    """Run ``specs`` as Ray actors; returns one :class:`RolloutResult` per spec, in order.
+
+    address: None (embedded Ray), ``"auto"`` or ``"ray://..."``. num_gpus: GPUs per rollout
+    actor when a spec's ``resources`` does not say (fractions allowed). max_in_flight: rollouts
+    submitted at once. manifest: JSON path (see :mod:`~hyenamd.cluster.manifest`); a re-run
+    skips what it marks finished. max_retries: resubmissions after actor/node deaths per
+    rollout. retry_failed: run ``failed`` rollouts of the manifest again. on_result: called in
+    the driver with each finished result. shutdown: stop Ray at the end (default: only an
+    instance this call started). ray_init: extra ``ray.init`` keyword arguments.
+    """
+    specs = [RolloutSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
+    options = {s.name: _actor_options(s, num_gpus) for s in specs}  # validates before any work
+    book = Manifest(manifest)
+    to_run, skipped = book.plan(specs, retry_failed=retry_failed)
+    book.write()
+    started = ensure_ray(address, **(ray_init or {}))
+    book.doc["ray"] = {"address": address or "embedded", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+    actors: dict[str, list] = collections.defaultdict(list)  # free actors by their options
+    in_flight: dict[Any, tuple[RolloutSpec, Any, str]] = {}
+    results: dict[str, RolloutResult] = {}
+    bar = None
+    try:
+        refs = _model_refs(to_run)
+        limit = int(max_in_flight) if max_in_flight else _default_in_flight(list(options.values()) or [{}])
+        queue = collections.deque(to_run)
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=len(specs), initial=len(skipped), unit="rollout", desc="rollouts", dynamic_ncols=True
+            )
+        while queue or in_flight:
+            while queue and len(in_flight) < limit:
+                spec = queue.popleft()
+                okey = json.dumps(options[spec.name], sort_keys=True)
+                if actors[okey]:
+                    actor, where = actors[okey].pop()
+                else:
+                    actor = _actor_class().options(max_restarts=0, **options[spec.name])
+                    actor = actor.remote(lock_timeout_s)
+                    where = actor.where.remote()  # before run: actor calls execute in order
+                weights = [refs[spec.model_key()]] if spec.model_key() in refs else []
+                ref = actor.run.remote(spec.to_dict(), weights)
+                in_flight[ref] = (spec, actor, where)
+                book.started(spec.name)
+                book.write()
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                spec, actor, where = in_flight.pop(ref)
+                okey = json.dumps(options[spec.name], sort_keys=True)
+                node = _node_of(where)
+                try:
+                    result = RolloutResult.from_dict(ray.get(ref))
+                    actors[okey].append((actor, where))
+                except SYSTEM_ERRORS as e:
+                    _kill(actor)
+                    msg = f"{type(e).__name__} on node {node}: {str(e).splitlines()[0] if str(e) else ''}"
+                    if book.entry(spec.name)["retries"] < max_retries:
+                        book.retried(spec.name, msg, node)
+                        book.write()
+                        queue.appendleft(spec)
+                        continue
+                    result = RolloutResult(
+                        name=spec.name, status="failed", output=spec.output, node_id=node,
+                        error=f"gave up after {max_retries} retries; last: {msg}", error_type=type(e).__name__,
+                    )  # fmt: skip
+                except rex.RayTaskError as e:  # the rollout itself raised (bad spec, unreadable store)
+                    actors[okey].append((actor, where))
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    result = RolloutResult(
+                        name=spec.name, status="failed", output=spec.output, node_id=node,
+                        error=str(cause), error_type=type(cause).__name__,
+                    )  # fmt: skip
+                results[spec.name] = result
+                book.finished(result)
+                book.write()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(failed=sum(not r.ok for r in results.values()), refresh=False)
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        for ref, (_spec, actor, _node) in in_flight.items():
+            _kill(actor)
+        for pool in actors.values():
+            for actor, _node in pool:
+                _kill(actor)
+        book.write()
+        if bar is not None:
+            bar.close()
+        if shutdown or (shutdown is None and started):
+            ray.shutdown()
+    out = []
+    for s in specs:
+        r = results.get(s.name) or book.result(s.name)
+        out.append(r)
+    return out
+
+
+def _node_of(where_ref) -> str:
+    """The node id an actor reported at start-up (kept by the driver even after the node died)."""
+    try:
+        return ray.get(where_ref, timeout=5.0)[0]
+    except Exception:
+        return "unknown"
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone
+        pass
+
+
+def wait_for_resources(timeout_s: float = 30.0, **need: float) -> None:
+    """Block until the cluster offers ``need`` (e.g. ``CPU=2``): for freshly added nodes."""
+    t0 = time.monotonic()
+    while True:
+        total = ray.cluster_resources()
+        if all(total.get(k, 0.0) >= v for k, v in need.items()):
+            return
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"the Ray cluster offers {total}, not {need}, after {timeout_s} s")
+        time.sleep(0.2)

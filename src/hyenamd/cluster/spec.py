@@ -1,0 +1,221 @@
+"""What one rollout is (:class:`RolloutSpec`) and how it ended (:class:`RolloutResult`).
+
+Both are frozen dataclasses of JSON values only, so they travel through Ray, the manifest and
+YAML configs unchanged (``to_json``/``from_json`` round-trip exactly). A spec names:
+
+* ``initial``: a frame store (``.h5``/``.zarr``) and ``frame`` (an index; negative counts from
+  the end) holding the initial system; :func:`write_initial_store` writes one for a
+  :class:`~hyenamd.System`;
+* ``model``: ``{"kind": "checkpoint", "path": "model.safetensors"}`` (a G-Hyena checkpoint,
+  loaded with :func:`hyenamd.surrogate.load_model`, never unpickled) or a named classical
+  potential of :mod:`hyenamd.engine.potentials` with its parameters:
+  ``{"kind": "lennard_jones", "sigma": 3.405, ...}``, ``{"kind": "zero"}`` (names, never
+  import paths);
+* ``integrator``: ``{"kind": "velocity_verlet" | "langevin_baoab", "dt_fs": ..., ...}`` with
+  the keyword arguments of :class:`~hyenamd.engine.VelocityVerlet` /
+  :class:`~hyenamd.engine.LangevinBAOAB`;
+* ``steps`` (total MD steps), ``report_interval`` (steps per trajectory frame; frame 0 is the
+  initial state), ``checkpoint_interval`` (steps per engine checkpoint);
+* ``output``: the trajectory store this rollout owns; its engine checkpoint is
+  ``<output>.ckpt.safetensors`` and its spec sidecar ``<output>.spec.json``;
+* ``seed`` and ``temperature_k`` (initial velocities when the frame has none), ``dtype``,
+  ``device``, ``resources`` (Ray: ``{"num_cpus": 1, "num_gpus": 0.25, "resources": {...}}``),
+  ``guard`` (:class:`~hyenamd.engine.guard.BlowUpGuard` limits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "INTEGRATOR_KINDS",
+    "MODEL_KINDS",
+    "STATUSES",
+    "RolloutResult",
+    "RolloutSpec",
+    "SpecError",
+    "write_initial_store",
+]
+
+MODEL_KINDS = ("checkpoint", "lennard_jones", "zero")
+INTEGRATOR_KINDS = ("velocity_verlet", "langevin_baoab")
+STATUSES = ("pending", "running", "completed", "failed")
+_DTYPES = ("float32", "float64")
+
+
+class SpecError(ValueError):
+    """A rollout spec is malformed (raised before any work)."""
+
+
+def _json_roundtrip(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{what} must hold JSON values only: {e}") from e
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """One rollout: initial frame, model, integrator, lengths, output (see the module docstring)."""
+
+    name: str
+    initial: str
+    model: dict
+    integrator: dict
+    steps: int
+    output: str
+    frame: int = 0
+    report_interval: int = 10
+    checkpoint_interval: int = 100
+    seed: int = 0
+    temperature_k: float | None = None
+    dtype: str = "float64"
+    device: str = "cpu"
+    resources: dict = field(default_factory=dict)
+    guard: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise SpecError(f"name must be a non-empty string without '/', got {self.name!r}")
+        for key in ("steps", "report_interval", "checkpoint_interval", "frame", "seed"):
+            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool):
+                raise SpecError(f"{self.name}: {key} must be an int, got {getattr(self, key)!r}")
+        if self.steps < 0:
+            raise SpecError(f"{self.name}: steps must be >= 0, got {self.steps}")
+        if self.report_interval < 1 or self.checkpoint_interval < 1:
+            raise SpecError(
+                f"{self.name}: report_interval and checkpoint_interval must be >= 1 step, "
+                f"got {self.report_interval}, {self.checkpoint_interval}"
+            )
+        if self.dtype not in _DTYPES:
+            raise SpecError(f"{self.name}: dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.model, dict) or self.model.get("kind") not in MODEL_KINDS:
+            raise SpecError(
+                f"{self.name}: model must be a dict with 'kind' in {MODEL_KINDS}, got {self.model!r}"
+            )
+        if self.model["kind"] == "checkpoint" and not isinstance(self.model.get("path"), str):
+            raise SpecError(f"{self.name}: a checkpoint model needs 'path' (a .safetensors file)")
+        if not isinstance(self.integrator, dict) or self.integrator.get("kind") not in INTEGRATOR_KINDS:
+            raise SpecError(
+                f"{self.name}: integrator must be a dict with 'kind' in {INTEGRATOR_KINDS}, got {self.integrator!r}"
+            )
+        if "dt_fs" not in self.integrator:
+            raise SpecError(f"{self.name}: integrator needs 'dt_fs' (fs)")
+        suffix = pathlib.Path(self.output).suffix
+        if suffix not in (".h5", ".h5md", ".hdf5", ".zarr"):
+            raise SpecError(f"{self.name}: output must be a .h5/.h5md/.hdf5/.zarr store, got {self.output!r}")
+        for key in ("model", "integrator", "resources", "guard"):
+            _json_roundtrip(getattr(self, key), f"{self.name}: {key}")
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def checkpoint_path(self) -> str:
+        """The engine checkpoint of this rollout (``<output>.ckpt.safetensors``)."""
+        return self.output + ".ckpt.safetensors"
+
+    @property
+    def sidecar_path(self) -> str:
+        """``<output>.spec.json``: the spec that owns ``output`` (a re-run must match it)."""
+        return self.output + ".spec.json"
+
+    @property
+    def lock_path(self) -> str:
+        """``<output>.worker.lock``: held (flock) by the one process running this rollout."""
+        return self.output + ".worker.lock"
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of a finished rollout: the initial one and one per ``report_interval`` steps."""
+        return 1 + self.steps // self.report_interval
+
+    def model_key(self) -> str:
+        """Specs with equal keys share one model (one ``ray.put`` of its weights)."""
+        return json.dumps(self.model, sort_keys=True)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RolloutSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise SpecError(f"unknown rollout spec keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RolloutSpec:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """How a rollout ended.
+
+    status: ``"completed"`` or ``"failed"`` (``"pending"``/``"running"`` in a manifest only).
+    step: the last MD step reached; frames: frames in the output store; error: the error's
+    text for a failed rollout (a blow-up names step, system and cause); resumed_from: the
+    checkpoint step this attempt started from (0: a fresh start); wall_s: seconds of this
+    attempt; node_id / pid: where it ran (Ray node id, or ``"local"``).
+    """
+
+    name: str
+    status: str
+    output: str
+    step: int = 0
+    frames: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    resumed_from: int = 0
+    wall_s: float = 0.0
+    node_id: str = "local"
+    pid: int = 0
+    timings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise SpecError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RolloutResult:
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RolloutResult:
+        return cls.from_dict(json.loads(text))
+
+
+def write_initial_store(system, path: str | os.PathLike, *, overwrite: bool = False) -> str:
+    """Write ``system`` (a :class:`~hyenamd.System`, velocities kept) as frame 0 of a new store."""
+    from hyenamd.io import open_store
+
+    fields = ("velocity",) if system.velocities is not None else ()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open_store(path, "w", system=system, fields=fields, overwrite=overwrite) as st:
+        st.append(
+            system.positions.detach().cpu().numpy(),
+            step=0,
+            time=0.0,
+            velocities=None if system.velocities is None else system.velocities.detach().cpu().numpy(),
+            cell=None if system.cell is None else system.cell.detach().cpu().numpy(),
+        )
+    return str(path)

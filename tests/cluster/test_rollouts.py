@@ -1,0 +1,120 @@
+"""run_rollouts on an embedded Ray instance (real Ray, 2 CPUs, one instance for the module)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import pytest
+from cluster_helpers import assert_same_trajectory, make_spec, read_all
+
+from hyenamd.cluster.worker import RolloutWorker
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def embedded_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_eight_rollouts_equal_the_plain_worker_bit_for_bit(embedded_ray, tmp_path):
+    from hyenamd.cluster import run_rollouts
+
+    specs = [make_spec(tmp_path / "ray", f"r_{k}") for k in range(8)]
+    manifest = tmp_path / "manifest.json"
+    results = run_rollouts(specs, manifest=manifest, progress=False)
+    assert [r.name for r in results] == [s.name for s in specs]
+    assert all(r.ok and r.frames == 13 and r.step == 60 for r in results), results
+    assert all(r.node_id != "local" for r in results)
+    doc = json.loads(manifest.read_text())
+    assert doc["format"] == "hyenamd.cluster.manifest" and doc["versions"]["ray"] == ray.__version__
+    for s in specs:
+        e = doc["rollouts"][s.name]
+        assert e["status"] == "completed" and e["attempts"] == 1 and e["retries"] == 0 and e["node_ids"]
+    for s in specs:
+        direct = make_spec(tmp_path / "direct", s.name)
+        assert RolloutWorker().run(direct).ok
+        assert_same_trajectory(direct.output, s.output)
+
+
+def test_a_blow_up_fails_alone_and_keeps_its_frames(embedded_ray, tmp_path):
+    from hyenamd.cluster import run_rollouts
+
+    bad = make_spec(
+        tmp_path / "ray",
+        "boom_0",
+        integrator={"kind": "velocity_verlet", "dt_fs": 110.0},
+        steps=200,
+        report_interval=2,
+    )
+    specs = [make_spec(tmp_path / "ray", "r_1"), bad, make_spec(tmp_path / "ray", "r_2")]
+    manifest = tmp_path / "manifest.json"
+    results = run_rollouts(specs, manifest=manifest, progress=False, max_retries=1)
+    by = {r.name: r for r in results}
+    assert by["r_1"].ok and by["r_2"].ok
+    b = by["boom_0"]
+    assert b.status == "failed" and b.error_type == "BlowUpError" and "blew up" in b.error
+    steps = read_all(bad.output)["step"]
+    assert b.frames == len(steps) >= 2 and steps[-1] < b.step
+    doc = json.loads(manifest.read_text())
+    assert doc["rollouts"]["boom_0"]["status"] == "failed"
+    assert doc["rollouts"]["boom_0"]["attempts"] == 1 and doc["rollouts"]["boom_0"]["retries"] == 0
+    # a re-run does not retry the deterministic failure
+    again = run_rollouts(specs, manifest=manifest, progress=False)
+    assert json.loads(manifest.read_text())["rollouts"]["boom_0"]["attempts"] == 1
+    assert {r.name: r.status for r in again} == {"r_1": "completed", "boom_0": "failed", "r_2": "completed"}
+
+
+def test_bad_input_fails_before_any_work(embedded_ray, tmp_path):
+    from hyenamd.cluster import run_rollouts
+    from hyenamd.cluster.manifest import ManifestError
+
+    a = make_spec(tmp_path / "ray", "r_1")
+    with pytest.raises(ManifestError, match="unique"):
+        run_rollouts([a, a], progress=False)
+    with pytest.raises(ValueError, match="unknown resources"):
+        run_rollouts([make_spec(tmp_path / "ray", "r_2", resources={"gpus": 1})], progress=False)
+    assert not pathlib.Path(a.output).exists()
+
+
+def test_rerun_after_an_interruption_skips_finished_and_resumes_the_rest(embedded_ray, tmp_path):
+    from hyenamd.cluster import run_rollouts
+
+    specs = [make_spec(tmp_path / "ray", f"r_{k}", steps=200, checkpoint_interval=40) for k in range(4)]
+    manifest = tmp_path / "manifest.json"
+
+    def interrupt(result):  # Ctrl-C in the driver once a rollout finished and another checkpointed
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            if any(pathlib.Path(s.checkpoint_path).exists() for s in specs if s.name != result.name):
+                break
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_rollouts(specs, manifest=manifest, progress=False, max_in_flight=2, on_result=interrupt)
+    doc = json.loads(manifest.read_text())
+    done = [n for n, e in doc["rollouts"].items() if e["status"] == "completed"]
+    assert len(done) == 1
+    first = {n: e["attempts"] for n, e in doc["rollouts"].items()}
+    mtime = pathlib.Path(doc["rollouts"][done[0]]["output"]).stat().st_mtime_ns
+
+    results = run_rollouts(specs, manifest=manifest, progress=False)
+    assert all(r.ok and r.frames == specs[0].n_frames == 41 for r in results), [
+        (r.name, r.status, r.frames, r.error) for r in results
+    ]
+    doc = json.loads(manifest.read_text())
+    assert doc["rollouts"][done[0]]["attempts"] == first[done[0]]  # skipped, not re-run
+    assert pathlib.Path(doc["rollouts"][done[0]]["output"]).stat().st_mtime_ns == mtime
+    resumed = [r for r in results if r.resumed_from > 0 and r.name != done[0]]
+    assert resumed, "the rollout that was running at the interruption should resume from its checkpoint"
+    for s in specs:
+        direct = make_spec(tmp_path / "direct", s.name, steps=200, checkpoint_interval=40)
+        RolloutWorker().run(direct)
+        assert_same_trajectory(direct.output, s.output)
+    assert np.all([doc["rollouts"][s.name]["status"] == "completed" for s in specs])
