@@ -128,3 +128,16 @@ def test_live_swmr_reading(tmp_path):
         proc.kill()
     with open_store(p) as st:
         assert len(st) == 3 and st.status == "complete"
+
+
+def test_compressed_hdf5_keeps_one_frame_per_chunk(tmp_path, make_system):
+    from hyenamd.io import StoreError
+
+    system = make_system()
+    with open_store(tmp_path / "c.h5", "w", system=system, compression="lzf", fields=("position",)) as st:
+        assert st.layout.chunk_frames == 1
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        ds = f["particles/all/position/value"]
+        assert ds.chunks == (1, 7, 3) and ds.compression == "lzf" and ds.shuffle
+    with pytest.raises(StoreError, match="one frame per chunk"):
+        open_store(tmp_path / "d.h5", "w", system=system, compression="gzip", chunk_frames=8)

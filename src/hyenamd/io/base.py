@@ -238,7 +238,7 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
             obs = {name: () for name in observables}
         if isinstance(quantize, int):
             quantize = {f: quantize for f in fields}
-        self._check_compression(compression)
+        cf = self._check_compression(compression, cf)
         if cf is None:
             cf = default_chunk_frames(system.n_atoms, dtype.itemsize, ca)
         return Layout(
@@ -255,10 +255,11 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
             quantize=dict(quantize or {}),
         )
 
-    def _check_compression(self, compression: str | None) -> None:
-        """Backends refuse codecs they cannot write (default: only None)."""
+    def _check_compression(self, compression: str | None, chunk_frames: int | None) -> int | None:
+        """Refuse codecs the backend cannot write; returns the (possibly defaulted) chunk_frames."""
         if compression is not None:
             raise StoreError(f"{self.backend} stores do not support compression={compression!r}")
+        return chunk_frames
 
     def _materialize(self, layout: Layout, n_frames: int = 0) -> None:
         self._create_arrays(layout, n_frames)

@@ -71,12 +71,22 @@ class H5MDStore(FrameStore):
 
     backend = "hdf5"
 
-    def _check_compression(self, compression):
+    def _check_compression(self, compression, chunk_frames):
         if compression not in (None, "lzf", "gzip"):
             raise StoreError(
                 f"HDF5 stores support compression None, 'lzf' or 'gzip', not {compression!r} "
                 "(zstd needs hdf5plugin, which hyenamd does not depend on; use a .zarr store for zstd)"
             )
+        if compression is None:
+            return chunk_frames
+        # A compressed chunk is rewritten (possibly in place, with other bytes) whenever a frame
+        # is added to it; with one frame per chunk, committed frames are never rewritten.
+        if chunk_frames not in (None, 1):
+            raise StoreError(
+                f"compressed HDF5 stores keep one frame per chunk (chunk_frames=1, got {chunk_frames}) so a "
+                "crash can never corrupt committed frames; use a .zarr store (atomic chunk writes) for larger chunks"
+            )
+        return 1
 
     # ------------------------------------------------------------------ files
     def _exists(self) -> bool:

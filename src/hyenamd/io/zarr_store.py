@@ -64,9 +64,10 @@ class ZarrStore(FrameStore):
     backend = "zarr"
     supports_ranges = True
 
-    def _check_compression(self, compression):
+    def _check_compression(self, compression, chunk_frames):
         if compression not in (None, "zstd", "gzip"):
             raise StoreError(f"zarr stores support compression None, 'zstd' or 'gzip', not {compression!r}")
+        return chunk_frames
 
     def _resize_step(self) -> int:
         return max(self.layout.chunk_frames, 16)
