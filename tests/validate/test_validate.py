@@ -114,3 +114,12 @@ def test_config_rejects_bad_values():
         ValidateConfig(stride=0)
     with pytest.raises(ValueError, match="msd_fit"):
         ValidateConfig(msd_fit=(0.9, 0.1))
+
+
+def test_no_diffusion_coefficient_without_periodicity(synth):
+    ref = synth.solvated_peptide(seed=0)
+    vacuum = dataclasses.replace(ref, cell=None, pbc=False)
+    res = validate(vacuum, vacuum, CFG, echo=quiet)
+    assert not res.reference.diffusion and not any(m.name.startswith("diffusion") for m in res.metrics)
+    assert res.reference.msd and res.metric("vacf_mae").value == 0.0  # MSD/VACF still computed
+    assert not res.reference.rdf and any("not periodic" in n for n in res.notes)

@@ -226,7 +226,12 @@ def analyze_trajectory(
     if torsions.n_residues and torsions.n_frames:
         st.torsions = torsions.result()
     if msd is not None and msd.n_frames >= 3:
-        _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg)
+        periodic = first.cell is not None and bool(np.all(first.pbc))
+        _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg, periodic)
+        if not periodic:
+            notes.append(
+                f"{name}: not periodic, so no diffusion coefficient (a molecule in vacuum has a bounded MSD)"
+            )
     if monitor is not None:
         st.bonds = monitor.result()
     st.potential_energy = np.array(pe) if np.isfinite(pe).any() else None
@@ -240,14 +245,14 @@ def analyze_trajectory(
     return st
 
 
-def _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg) -> None:
+def _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg, periodic: bool) -> None:
     counts = np.bincount(groups, minlength=len(group_names)).astype(float)
     lags, vals = msd.result()
     st.lag_times = lags * dt
     per_group = dict(zip(group_names, vals))
     per_group["all"] = (counts[:, None] * vals).sum(0) / counts.sum()
     st.msd = per_group
-    for g, y in per_group.items():
+    for g, y in per_group.items() if periodic else ():
         try:
             st.diffusion[g] = diffusion_coefficient(st.lag_times, y, cfg.msd_fit)[0]
         except ValueError as e:
@@ -257,5 +262,5 @@ def _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg) -> None:
         per = dict(zip(group_names, vv))
         per["all"] = (counts[:, None] * vv).sum(0) / counts.sum()
         st.vacf = per
-        for g, c in per.items():
+        for g, c in per.items() if periodic else ():
             st.diffusion_gk[g] = green_kubo_diffusion(vl * dt, c)

@@ -89,7 +89,7 @@ class ValidateConfig:
     rdf_max_frames: int = 200
     rdf_pairs: tuple[str, ...] = ()
     msd_max_lag_fraction: float = 0.5
-    msd_origins: int = 10
+    msd_origins: int = 20
     msd_fit: tuple[float, float] = (0.2, 0.8)
     remove_com: bool = True
     diffusion_groups: tuple[str, ...] = ()

@@ -80,8 +80,9 @@ def plot_dynamics(result, out: Path) -> Path | None:
     ax = axes[0, 0]
     for name, st in _runs(result):
         if "all" in st.msd:
-            d = st.diffusion.get("all", math.nan)
-            ax.plot(st.lag_times / 1000, st.msd["all"], label=f"{name} (D = {d:.3g} Å²/ps)", **STYLE[name])
+            d = st.diffusion.get("all")
+            lab = name if d is None else f"{name} (D = {d:.3g} Å²/ps)"
+            ax.plot(st.lag_times / 1000, st.msd["all"], label=lab, **STYLE[name])
     ax.set(title="mean-squared displacement (all atoms)", xlabel="lag (ps)", ylabel="MSD (Å²)")
     ax.legend(frameon=False, fontsize=8)
     if has_vacf:
@@ -171,7 +172,7 @@ def plot_torsions(result, out: Path) -> Path | None:
             e, e, np.log10(h.T + 1e-5), cmap="viridis", vmin=-5, vmax=float(np.log10(h.max() + 1e-5))
         )
         ax.set(
-            title=f"{name}: φ/ψ ({tor['n_residues']} residues)",
+            title=f"{name}: φ/ψ ({tor['n_residues']} residue(s), {tor['n_frames']} frames)",
             xlabel="φ (°)",
             ylabel="ψ (°)",
             xlim=(-180, 180),
