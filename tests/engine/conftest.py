@@ -31,3 +31,42 @@ def lj():
 def argon108():
     """108 argon atoms (FCC 3×3×3, liquid density), float64."""
     return lj_fluid_system(3, 0.0212, rattle=0.05, seed=0)
+
+
+def small_ghyena(species=(1, 6, 7, 8, 18), *, heads=("energy",), energy_scale=10.0, seed=0):
+    """A randomly initialised float64 G-Hyena, small enough for finite differences (local + global)."""
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+
+    cfg = GHyenaConfig(
+        species=species, cutoff=4.0, n_scalar=16, n_vector=4, n_rbf=6, pattern=("local", "global"),
+        heads=heads, dynamics_horizon_fs=4.0, energy_scale=energy_scale, dtype="float64", seed=seed,
+    )  # fmt: skip
+    return GHyena(cfg)
+
+
+@pytest.fixture(scope="session")
+def ghyena_path(tmp_path_factory):
+    """A small model saved with save_model (what users pass to from_checkpoint / MLPotential)."""
+    from hyenamd.surrogate import save_model
+
+    path = tmp_path_factory.mktemp("models") / "small.safetensors"
+    save_model(small_ghyena(), path, note="random weights, engine tests")
+    return path
+
+
+@pytest.fixture
+def water_like():
+    """27 atoms (H, H, O repeated) at 0.1 atoms/Å³ in a triclinic periodic cell, float64."""
+    from hyenamd.demo import liquid_like_system
+
+    s = liquid_like_system(27, density=0.1, species=8, seed=0, triclinic=True, dtype=torch.float64)
+    sp = s.species.clone()
+    sp[0::3] = 1
+    sp[1::3] = 1
+    return s.replace(species=sp, masses=None)
+
+
+@pytest.fixture
+def make_ghyena():
+    """The :func:`small_ghyena` factory (test modules cannot import conftest under importlib mode)."""
+    return small_ghyena

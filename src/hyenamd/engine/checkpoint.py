@@ -3,8 +3,8 @@
 A checkpoint holds every tensor of :class:`~hyenamd.engine.state.MDState` (positions,
 velocities, forces, energies, masses, species, cells, pbc, batch/ptr, degrees of freedom,
 the RNG state as the ``uint8`` tensor of ``torch.Generator.get_state()``, the canonical order
-and ``nl_ref``, the positions of the last neighbour-list build) plus per-system topology
-labels, and a JSON document in the safetensors metadata under the key ``"hyenamd"``::
+and ``nl_ref``, the positions of the last neighbour-list build), the integrator's ``aux`` tensors
+(``aux.<name>``) and per-system topology labels, and a JSON document in the safetensors metadata under the key ``"hyenamd"``::
 
     {"format": "hyenamd.engine.checkpoint", "version": 1, "step": ..., "time_fs": ...,
      "single": ..., "dtype": "float64", "device": "cpu", "present": [tensor names],
@@ -79,6 +79,8 @@ def save_checkpoint(
         present.append(name)
     label_docs, label_tensors = _labels_to_json(state.labels)
     tensors.update(label_tensors)
+    for name, t in state.aux.items():
+        tensors[f"aux.{name}"] = t.detach().to("cpu").clone().contiguous()
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -88,6 +90,7 @@ def save_checkpoint(
         "dtype": str(state.dtype).removeprefix("torch."),
         "device": state.device.type,
         "present": present,
+        "aux": sorted(state.aux),
         "integrator": None if integrator is None else integrator.describe(),
         "labels": label_docs,
         "hyenamd_version": hyenamd.__version__,
@@ -175,6 +178,7 @@ def load_checkpoint(
             )
         )
     on_dev = {k: (None if v is None else v.to(dev)) for k, v in fields.items()}
+    aux = {name: tensors[f"aux.{name}"].to(dev) for name in meta.get("aux", [])}
     state = MDState(
         **on_dev,
         step=int(meta["step"]),
@@ -182,5 +186,6 @@ def load_checkpoint(
         rng_state=rng,
         labels=tuple(labels),
         single=bool(meta["single"]),
+        aux=aux,
     )
     return state, meta

@@ -34,10 +34,11 @@ ACC = EV_PER_ANGSTROM_AMU_TO_ANGSTROM_PER_FS2
 def canonical_order(potential: nn.Module, batch: Batch) -> Tensor | None:
     """The surrogate's canonical order of ``batch`` (``[N]`` global indices), or None.
 
-    Potentials that declare ``uses_order = False`` (the classical ones) get None; for others the
-    order comes from ``batch.order`` when set, else from ``hyenamd.surrogate.ordering.batch_order``.
+    Potentials that declare ``uses_order = False`` (the classical ones) or ``needs_order = False``
+    (a G-Hyena without global blocks) get None; for others the order comes from ``batch.order``
+    when set, else from ``hyenamd.surrogate.ordering.batch_order``.
     """
-    if not getattr(potential, "uses_order", True):
+    if not getattr(potential, "uses_order", True) or not getattr(potential, "needs_order", True):
         return None
     if batch.order is not None:
         return batch.order

@@ -26,13 +26,15 @@ rng_state          [S] uint8 or None      ``torch.Generator.get_state()`` of the
 order              [N] int64 or None      canonical order of the surrogate (computed once at init)
 nl_ref             [N, 3] float or None   positions at the last neighbour-list build (for exact resume)
 labels             tuple                  per-system :class:`~hyenamd.Labels` (host objects)
+aux                dict[str, Tensor]      integrator-specific tensors (the learned propagator's
+                                          pending prediction); checkpointed as ``aux.<name>``
 =================  =====================  =================================================
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -85,6 +87,7 @@ class MDState:
     nl_ref: Tensor | None = None
     labels: tuple = ()
     single: bool = False
+    aux: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ views
     @property
@@ -144,7 +147,7 @@ class MDState:
             return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
 
         changes = {k: f(getattr(self, k)) for k in TENSOR_FIELDS if k != "rng_state"}
-        return self.replace(**changes)
+        return self.replace(**changes, aux={k: f(v) for k, v in self.aux.items()})
 
     @classmethod
     def from_batch(

@@ -1,0 +1,146 @@
+"""What the ASE calculator and the OpenMM force share: run a potential on host arrays.
+
+:class:`ModelRunner` holds a potential (any module of the potential protocol, e.g. a loaded
+G-Hyena), the atoms' species/masses/labels, a :class:`~hyenamd.geometry.VerletList` kept
+between calls (rebuilt only when an atom moved more than ``skin / 2``, correct when the host
+re-wraps positions) and the canonical order, computed on the first call and kept while the
+species do not change. ``runner(positions, cell)`` takes numpy arrays in Å and returns numpy
+arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
+with the runner's explicit dtype and device. Unit conversion to ASE/OpenMM units happens in
+the adapters, not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hyenamd.engine.integrators import canonical_order
+from hyenamd.geometry import VerletList
+from hyenamd.system import Batch, Labels
+
+__all__ = ["ModelRunner", "check_species"]
+
+
+def check_species(model: nn.Module, species: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the atomic numbers ``model`` does not know (G-Hyena's ``cfg.species``)."""
+    cfg = getattr(model, "cfg", None)
+    known = getattr(cfg, "species", None)
+    if known is None:
+        return
+    unknown = sorted(set(np.asarray(species).tolist()) - set(known))
+    if unknown:
+        raise ValueError(f"species {unknown} are not known to this model (it knows {list(known)})")
+
+
+def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return torch.float64, torch.device("cpu")
+
+
+class ModelRunner:
+    """Energy, per-atom energies, forces and stress of one system from host arrays.
+
+    model: a potential; device/dtype: where to run (default: the model's own; the model is
+    moved there once). skin: Verlet skin, Å. labels: topology labels (for the topology order).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        skin: float = 0.5,
+    ) -> None:
+        m_dtype, m_device = _model_dtype_device(model)
+        self.dtype = dtype or m_dtype
+        self.device = torch.device(device) if device is not None else m_device
+        if dtype is not None or device is not None:
+            model = model.to(device=self.device, dtype=self.dtype)
+        self.model = model.eval() if hasattr(model, "eval") else model
+        cutoff = float(getattr(model, "cutoff", 0.0) or 0.0)
+        self.neighbor_list = VerletList(cutoff, skin) if cutoff > 0 else None
+        self._species_key: bytes | None = None
+        self._order = None
+        self.n_calls = 0
+
+    def __call__(
+        self,
+        positions: np.ndarray,
+        species: np.ndarray,
+        cell: np.ndarray | None,
+        pbc: np.ndarray,
+        *,
+        masses: np.ndarray | None = None,
+        labels: Labels | None = None,
+        velocities: np.ndarray | None = None,
+        stress: bool = False,
+    ) -> dict[str, np.ndarray | float]:
+        """positions ``[N, 3]`` Å, species ``[N]``, cell ``[3, 3]`` Å or None, pbc ``[3]`` bool.
+
+        velocities ``[N, 3]`` Å/fs are passed on to models with a dynamics head (whose energy
+        sees them through the velocity embedding); zeros when not given.
+        """
+        from hyenamd.surrogate.forces import compute_forces
+
+        self.n_calls += 1
+        key = np.asarray(species, dtype=np.int64).tobytes()
+        if key != self._species_key:
+            check_species(self.model, species)
+            self._species_key, self._order = key, None
+            if self.neighbor_list is not None:
+                self.neighbor_list.reset()
+        dev, dt = self.device, self.dtype
+        x = torch.as_tensor(np.asarray(positions), dtype=dt, device=dev)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("positions contain NaN or inf")
+        n = x.shape[0]
+        sp = torch.as_tensor(np.asarray(species, dtype=np.int64), device=dev)
+        c = (
+            torch.zeros(1, 3, 3, dtype=dt, device=dev)
+            if cell is None
+            else torch.as_tensor(np.asarray(cell), dtype=dt, device=dev).reshape(1, 3, 3)
+        )
+        p = torch.as_tensor(np.asarray(pbc, dtype=bool), device=dev).reshape(1, 3)
+        m = (
+            torch.ones(n, dtype=dt, device=dev)
+            if masses is None
+            else torch.as_tensor(masses, dtype=dt, device=dev)
+        )
+        ptr = torch.tensor([0, n], device=dev)
+        v = None
+        if getattr(self.model, "dynamics_head", None) is not None:
+            v = (
+                torch.zeros_like(x)
+                if velocities is None
+                else torch.as_tensor(velocities, dtype=dt, device=dev)
+            )
+        batch = Batch(
+            positions=x,
+            species=sp,
+            masses=m,
+            cell=c,
+            pbc=p,
+            batch=torch.zeros(n, dtype=torch.int64, device=dev),
+            ptr=ptr,
+            labels=(labels,),
+            velocities=v,
+            has_cell=torch.tensor([cell is not None], device=dev),
+        )
+        if self._order is None:
+            self._order = canonical_order(self.model, batch)
+        batch = batch.replace(order=self._order)
+        nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
+        out = compute_forces(self.model, batch, stress=stress, neighbors=nbrs)
+        res: dict[str, np.ndarray | float] = {
+            "energy": float(out["energy"][0]),
+            "energies": out["energies"].detach().cpu().double().numpy(),
+            "forces": out["forces"].detach().cpu().double().numpy(),
+        }
+        if stress:
+            res["stress"] = out["stress"][0].detach().cpu().double().numpy()
+        return res

@@ -1,0 +1,281 @@
+"""OpenMM potential: ``MLPotential('hyenamd', model=path).createSystem(topology)``, on ``openmm.PythonForce``.
+
+Two front ends, one implementation:
+
+* **openmm-ml** (``openmmml``, when installed): hyenamd registers
+  :class:`HyenaPotentialImplFactory` in the ``openmmml.potentials`` entry-point group
+  (``pyproject.toml``), so ``openmmml.MLPotential('hyenamd', model=path)`` finds it. The factory
+  and impl follow openmm-ml's ``MLPotentialImplFactory`` / ``MLPotentialImpl`` interface by duck
+  typing (``createImpl``; ``addForces(topology, system, atoms, forceGroup, **args)``,
+  ``getSupportedEmbeddings``, ``getMLLongRange``) rather than by subclassing: openmm-ml
+  imports every registered plugin while it is itself being imported, so a plugin that imported
+  ``openmmml`` at module level would break that import.
+* **fallback** :class:`MLPotential` (this module), for installations without openmm-ml: the
+  same ``createSystem(topology)`` and ``createMixedSystem(topology, system, atoms)`` (mechanical
+  embedding) for the ``'hyenamd'`` potential. It does not implement link atoms (the ML region
+  must not be covalently bonded to the rest) nor ``interpolate=True``; both raise, naming
+  openmm-ml as the way to get them.
+
+The force is a core ``openmm.PythonForce`` (no openmm-torch). Units are converted here at
+the boundary: positions and box nm → Å, energy eV → kJ/mol, forces eV/Å → kJ/mol/nm. For a
+periodic topology the force uses periodic boundary conditions and reads the box from each
+``State``; OpenMM may hand over re-wrapped positions, which the Verlet list handles. The
+canonical order follows the topology (chain, residue, atom) of the atoms the force acts on.
+
+``model`` may be a checkpoint path (then the force can be serialised with ``XmlSerializer``:
+the pickle holds the path and settings, and deserialising reloads the checkpoint with
+``load_model``, which never runs code from the file) or an in-memory module (then the force
+works but cannot be serialised). Extra arguments: ``device``, ``dtype`` (``"float32"`` /
+``"float64"`` or a torch dtype), ``skin`` (Å).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.system import Labels
+from hyenamd.units import EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+
+__all__ = ["HyenaForce", "HyenaPotentialImpl", "HyenaPotentialImplFactory", "MLPotential"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
+
+
+def _dtype(value) -> torch.dtype | None:
+    if isinstance(value, torch.dtype) or value is None:
+        return value
+    if value not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return _DTYPES[value]
+
+
+def _rebuild(
+    source: str, species: list[int], labels: tuple | None, periodic: bool, device: str, dtype, skin: float
+):
+    """Unpickling target of :class:`HyenaForce` (the XmlSerializer round trip)."""
+    lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
+    return HyenaForce(source, np.asarray(species), lab, periodic, device=device, dtype=dtype, skin=skin)
+
+
+class HyenaForce:
+    """The ``PythonForce`` computation: an OpenMM ``State`` → (energy kJ/mol, forces kJ/mol/nm)."""
+
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike,
+        species: np.ndarray,
+        labels: Labels | None,
+        periodic: bool,
+        *,
+        device: str | torch.device | None = "cpu",
+        dtype: torch.dtype | str | None = None,
+        skin: float = 0.5,
+    ) -> None:
+        self.source = None
+        if isinstance(model, str | os.PathLike):
+            from hyenamd.surrogate import load_model
+
+            self.source = os.fspath(model)
+            model = load_model(self.source, device=device or "cpu", dtype=_dtype(dtype))
+        self.species = np.asarray(species, dtype=np.int64)
+        check_species(model, self.species)
+        self.labels = labels
+        self.periodic = bool(periodic)
+        self.settings = {
+            "device": str(device or "cpu"),
+            "dtype": dtype if isinstance(dtype, str | None) else str(dtype).removeprefix("torch."),
+            "skin": float(skin),
+        }
+        self.runner = ModelRunner(model, device=device, dtype=_dtype(dtype), skin=skin)
+        self.pbc = np.array([self.periodic] * 3)
+
+    def __call__(self, state) -> tuple[float, np.ndarray]:
+        import openmm.unit as u
+
+        x = state.getPositions(asNumpy=True).value_in_unit(u.nanometer) * NM_TO_ANGSTROM
+        cell = None
+        if self.periodic:
+            cell = (
+                np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+                * NM_TO_ANGSTROM
+            )
+        out = self.runner(x, self.species, cell, self.pbc, labels=self.labels)
+        return out["energy"] * EV_TO_KJ_PER_MOL, out["forces"] * EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM
+
+    def __reduce__(self):
+        if self.source is None:
+            raise TypeError(
+                "a HyenaForce built from an in-memory model cannot be pickled; pass model=<checkpoint path> "
+                "to make the System serialisable"
+            )
+        labels = None
+        if self.labels is not None:
+            labels = (self.labels.residue_index.tolist(), self.labels.chain_index.tolist())
+        s = self.settings
+        return (
+            _rebuild,
+            (self.source, self.species.tolist(), labels, self.periodic, s["device"], s["dtype"], s["skin"]),
+        )
+
+
+def _topology_labels(atoms: list) -> Labels:
+    return Labels(
+        residue_index=torch.tensor([a.residue.index for a in atoms]),
+        chain_index=torch.tensor([a.residue.chain.index for a in atoms]),
+        atom_names=tuple(a.name for a in atoms),
+        residue_names=tuple(a.residue.name for a in atoms),
+    )
+
+
+class HyenaPotentialImpl:
+    """openmm-ml ``MLPotentialImpl`` for hyenamd models (duck-typed; see the module docstring)."""
+
+    def __init__(
+        self, name: str = "hyenamd", model=None, device: str | None = "cpu", dtype=None, skin: float = 0.5
+    ):
+        if model is None:
+            raise ValueError("MLPotential('hyenamd', model=...) needs model=<checkpoint path or module>")
+        if isinstance(model, str | os.PathLike) and not os.path.exists(model):
+            raise FileNotFoundError(f"no hyenamd checkpoint at {model}")
+        self.name = name
+        self.model = model
+        self.device, self.dtype, self.skin = device, dtype, float(skin)
+        self._loaded: nn.Module | None = None
+
+    def _model(self) -> nn.Module | str:
+        # a path is handed to HyenaForce as is, so the force stays serialisable
+        return self.model
+
+    def addForces(self, topology, system, atoms: Iterable[int] | None, forceGroup: int, **args) -> None:
+        import openmm
+
+        all_atoms = list(topology.atoms())
+        idx = list(range(len(all_atoms))) if atoms is None else [int(a) for a in atoms]
+        chosen = [all_atoms[i] for i in idx]
+        missing = [a.index for a in chosen if a.element is None]
+        if missing:
+            raise ValueError(f"atoms {missing[:10]} have no element (virtual sites?); hyenamd needs elements")
+        species = np.array([a.element.atomic_number for a in chosen], dtype=np.int64)
+        periodic = topology.getPeriodicBoxVectors() is not None
+        compute = HyenaForce(
+            self._model(), species, _topology_labels(chosen), periodic,
+            device=args.get("device", self.device), dtype=args.get("dtype", self.dtype), skin=self.skin,
+        )  # fmt: skip
+        force = openmm.PythonForce(compute)
+        force.setName("HyenaForce")
+        force.setForceGroup(int(forceGroup))
+        force.setUsesPeriodicBoundaryConditions(periodic)
+        if atoms is not None:
+            force.setParticles(idx)
+        system.addForce(force)
+
+    def getSupportedEmbeddings(self) -> list[str]:
+        return []
+
+    def getMLLongRange(self) -> bool:
+        """False: the model computes no Ewald/PME electrostatics (its global block is a learned
+        convolution over the ML atoms, not a periodic Coulomb sum), so mechanical embedding keeps
+        the force field's long-range terms between periodic images of the ML region."""
+        return False
+
+    def createMixedSystem(self, *a, **k):
+        raise NotImplementedError("hyenamd has no potential-specific embedding; use 'mechanical'")
+
+
+class HyenaPotentialImplFactory:
+    """openmm-ml ``MLPotentialImplFactory`` registered as ``hyenamd`` (entry point ``openmmml.potentials``)."""
+
+    def createImpl(self, name: str, **args) -> HyenaPotentialImpl:
+        return HyenaPotentialImpl(name, **args)
+
+
+# ---------------------------------------------------------------------- fallback front end
+class MLPotential:
+    """openmm-ml's ``MLPotential`` API for the ``'hyenamd'`` potential, without openmm-ml.
+
+    ``MLPotential('hyenamd', model=path).createSystem(topology)``;
+    ``createMixedSystem(topology, mm_system, atoms)`` (mechanical embedding, no link atoms).
+    """
+
+    def __init__(self, name: str = "hyenamd", **args) -> None:
+        if name != "hyenamd":
+            raise ValueError(
+                f"this fallback MLPotential only provides 'hyenamd', not {name!r}; install openmm-ml"
+            )
+        self._impl = HyenaPotentialImplFactory().createImpl(name, **args)
+
+    def createSystem(self, topology, removeCMMotion: bool = True, **args):
+        import openmm
+
+        system = openmm.System()
+        if topology.getPeriodicBoxVectors() is not None:
+            system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+        for atom in topology.atoms():
+            system.addParticle(0 if atom.element is None else atom.element.mass)
+        self._impl.addForces(topology, system, None, 0, **args)
+        if removeCMMotion:
+            system.addForce(openmm.CMMotionRemover())
+        return system
+
+    def createMixedSystem(
+        self, topology, system, atoms: Iterable[int], removeConstraints: bool = True,
+        forceGroup: int = 0, interpolate: bool = False, **args,
+    ):  # fmt: skip
+        import openmm
+
+        if interpolate:
+            raise NotImplementedError("interpolate=True needs openmm-ml (pip install openmmml)")
+        ml = sorted({int(a) for a in atoms})
+        ml_set = set(ml)
+        links = [
+            (b.atom1.index, b.atom2.index)
+            for b in topology.bonds()
+            if (b.atom1.index in ml_set) != (b.atom2.index in ml_set)
+        ]
+        if links:
+            raise ValueError(
+                f"the ML region is bonded to the rest through {len(links)} bonds (e.g. {links[0]}); link atoms "
+                "need openmm-ml (pip install openmmml)"
+            )
+        new = openmm.XmlSerializer.deserialize(_remove_bonded(openmm.XmlSerializer.serialize(system), ml_set))
+        periodic = new.usesPeriodicBoundaryConditions()
+        for force in new.getForces():
+            if isinstance(force, openmm.NonbondedForce):
+                for a in range(len(ml)):
+                    for b in range(a):
+                        force.addException(ml[a], ml[b], 0.0, 1.0, 0.0, True)
+                force.setExceptionsUsePeriodicBoundaryConditions(periodic)
+            elif isinstance(force, openmm.CustomNonbondedForce):
+                have = {
+                    tuple(sorted(force.getExclusionParticles(k))) for k in range(force.getNumExclusions())
+                }
+                for a in range(len(ml)):
+                    for b in range(a):
+                        if (ml[b], ml[a]) not in have:
+                            force.addExclusion(ml[a], ml[b])
+        self._impl.addForces(topology, new, ml, forceGroup, **args)
+        if removeConstraints:
+            for k in reversed(range(new.getNumConstraints())):
+                p1, p2, _ = new.getConstraintParameters(k)
+                if p1 in ml_set and p2 in ml_set:
+                    new.removeConstraint(k)
+        return new
+
+
+def _remove_bonded(xml: str, ml: set[int]) -> str:
+    """Drop every bond, angle, torsion and CMAP term whose atoms all lie in ``ml`` (XML of a System)."""
+    root = ET.fromstring(xml)
+    for tag, item in (("Bonds", "Bond"), ("Angles", "Angle"), ("Torsions", "Torsion")):
+        for group in root.findall(f"./Forces/Force/{tag}"):
+            for el in group.findall(item):
+                ps = [int(v) for k, v in el.attrib.items() if k[0] in "pab" and k[1:].isdigit()]
+                if ps and all(p in ml for p in ps):
+                    group.remove(el)
+    return ET.tostring(root, encoding="unicode")
