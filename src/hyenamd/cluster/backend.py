@@ -179,13 +179,14 @@ def run_rollouts(
     book.write()
     started = ensure_ray(address, **(ray_init or {}))
     book.doc["ray"] = {"address": address or "embedded", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
-    actors: dict[str, list] = collections.defaultdict(list)  # free actors by their options
+    pool: _ActorPool | None = None
     in_flight: dict[Any, tuple[RolloutSpec, Any, str]] = {}
     results: dict[str, RolloutResult] = {}
     bar = None
     try:
         refs = _model_refs(to_run)
         limit = int(max_in_flight) if max_in_flight else _default_in_flight(list(options.values()) or [{}])
+        pool = _ActorPool(limit, lock_timeout_s)
         queue = collections.deque(to_run)
         if progress:
             from tqdm.auto import tqdm
@@ -194,30 +195,33 @@ def run_rollouts(
                 total=len(specs), initial=len(skipped), unit="rollout", desc="rollouts", dynamic_ncols=True
             )
         while queue or in_flight:
-            while queue and len(in_flight) < limit:
-                spec = queue.popleft()
-                okey = json.dumps(options[spec.name], sort_keys=True)
-                if actors[okey]:
-                    actor, where = actors[okey].pop()
-                else:
-                    actor = _actor_class().options(max_restarts=0, **options[spec.name])
-                    actor = actor.remote(lock_timeout_s)
-                    where = actor.where.remote()  # before run: actor calls execute in order
+            # work goes to ready actors only: an actor Ray cannot place (its node died, the
+            # cluster shrank) never holds a rollout hostage while another actor is free
+            for spec in list(queue):
+                if len(in_flight) >= limit:
+                    break
+                got = pool.take(options[spec.name])
+                if got is None:
+                    continue
+                queue.remove(spec)
+                actor, node = got
                 weights = [refs[spec.model_key()]] if spec.model_key() in refs else []
-                ref = actor.run.remote(spec.to_dict(), weights)
-                in_flight[ref] = (spec, actor, where)
-                book.started(spec.name)
+                in_flight[actor.run.remote(spec.to_dict(), weights)] = (spec, actor, node)
+                book.started(spec.name, node)
                 book.write()
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            waiting = list(queue)[: max(0, limit - len(in_flight))]
+            pool.start_for([options[s.name] for s in waiting])
+            done, _ = ray.wait(list(in_flight) + pool.starting_refs(), num_returns=1, timeout=1.0)
             for ref in done:
-                spec, actor, where = in_flight.pop(ref)
-                okey = json.dumps(options[spec.name], sort_keys=True)
-                node = _node_of(where)
+                if ref not in in_flight:
+                    pool.ready(ref)
+                    continue
+                spec, actor, node = in_flight.pop(ref)
                 try:
                     result = RolloutResult.from_dict(ray.get(ref))
-                    actors[okey].append((actor, where))
+                    pool.give_back(options[spec.name], actor, node)
                 except SYSTEM_ERRORS as e:
-                    _kill(actor)
+                    pool.lost(actor)
                     msg = f"{type(e).__name__} on node {node}: {str(e).splitlines()[0] if str(e) else ''}"
                     if book.entry(spec.name)["retries"] < max_retries:
                         book.retried(spec.name, msg, node)
@@ -229,7 +233,7 @@ def run_rollouts(
                         error=f"gave up after {max_retries} retries; last: {msg}", error_type=type(e).__name__,
                     )  # fmt: skip
                 except rex.RayTaskError as e:  # the rollout itself raised (bad spec, unreadable store)
-                    actors[okey].append((actor, where))
+                    pool.give_back(options[spec.name], actor, node)
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     result = RolloutResult(
                         name=spec.name, status="failed", output=spec.output, node_id=node,
@@ -244,29 +248,79 @@ def run_rollouts(
                 if on_result is not None:
                     on_result(result)
     finally:
-        for ref, (_spec, actor, _node) in in_flight.items():
+        for _spec, actor, _node in in_flight.values():
             _kill(actor)
-        for pool in actors.values():
-            for actor, _node in pool:
-                _kill(actor)
+        if pool is not None:
+            pool.close()
         book.write()
         if bar is not None:
             bar.close()
         if shutdown or (shutdown is None and started):
             ray.shutdown()
-    out = []
-    for s in specs:
-        r = results.get(s.name) or book.result(s.name)
-        out.append(r)
-    return out
+    return [results.get(s.name) or book.result(s.name) for s in specs]
 
 
-def _node_of(where_ref) -> str:
-    """The node id an actor reported at start-up (kept by the driver even after the node died)."""
-    try:
-        return ray.get(where_ref, timeout=5.0)[0]
-    except Exception:
-        return "unknown"
+class _ActorPool:
+    """Rollout actors by their resource options: starting (not placed yet), ready (idle), busy.
+
+    At most ``limit`` actors exist (busy + ready + starting). An actor is ready once its
+    ``where()`` call returned, i.e. Ray placed and constructed it.
+    """
+
+    def __init__(self, limit: int, lock_timeout_s: float) -> None:
+        self.limit, self.lock_timeout_s = limit, lock_timeout_s
+        self.idle: dict[str, list] = collections.defaultdict(list)
+        self.starting: dict[Any, tuple[str, Any]] = {}
+        self.alive = 0
+
+    @staticmethod
+    def _key(opts: dict) -> str:
+        return json.dumps(opts, sort_keys=True)
+
+    def take(self, opts: dict):
+        pool = self.idle[self._key(opts)]
+        return pool.pop() if pool else None
+
+    def give_back(self, opts: dict, actor, node: str) -> None:
+        self.idle[self._key(opts)].append((actor, node))
+
+    def start_for(self, waiting: list[dict]) -> None:
+        """Start actors for rollouts that wait (one per rollout, minus those already starting)."""
+        need = collections.Counter(self._key(o) for o in waiting)
+        have = collections.Counter(k for k, _ in self.starting.values())
+        for key, n in need.items():
+            opts = json.loads(key)
+            for _ in range(n - have[key]):
+                if self.alive >= self.limit:
+                    return
+                actor = _actor_class().options(max_restarts=0, **opts).remote(self.lock_timeout_s)
+                self.starting[actor.where.remote()] = (key, actor)
+                self.alive += 1
+
+    def starting_refs(self) -> list:
+        return list(self.starting)
+
+    def ready(self, where_ref) -> None:
+        key, actor = self.starting.pop(where_ref)
+        try:
+            node = ray.get(where_ref)[0]
+        except SYSTEM_ERRORS:  # died while starting
+            self.lost(actor)
+            return
+        self.idle[key].append((actor, node))
+
+    def lost(self, actor) -> None:
+        _kill(actor)
+        self.alive -= 1
+
+    def close(self) -> None:
+        for pool in self.idle.values():
+            for actor, _node in pool:
+                _kill(actor)
+        for _key, actor in self.starting.values():
+            _kill(actor)
+        self.idle.clear()
+        self.starting.clear()
 
 
 def _kill(actor) -> None:

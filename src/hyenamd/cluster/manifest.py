@@ -7,7 +7,8 @@ Layout (``format = "hyenamd.cluster.manifest"``, ``version = 1``)::
      "ray": {"address": ..., "nodes": n},
      "rollouts": {name: {"spec": {...RolloutSpec...}, "status": "pending|running|completed|failed",
                          "output": path, "checkpoint": path, "attempts": n, "retries": n,
-                         "node_ids": [node of each attempt], "errors": [system errors retried],
+                         "node_ids": [node of each attempt], "running_on": node of the current one,
+                         "errors": [system errors retried],
                          "submitted": time, "finished": time, "wall_s": seconds of all attempts,
                          "result": {...RolloutResult of the last attempt...} | null}}}
 
@@ -130,9 +131,10 @@ class Manifest:
         return to_run, skipped
 
     # ------------------------------------------------------------------ updates
-    def started(self, name: str) -> None:
+    def started(self, name: str, node_id: str) -> None:
         e = self.rollouts[name]
         e["status"] = "running"
+        e["running_on"] = node_id
         e["attempts"] += 1
         e["submitted"] = e["submitted"] or _now()
 
