@@ -53,7 +53,12 @@ def as_float_array(
         if len(shape) == 2 and a.ndim == 2 and a.shape[1] == shape[1] and a.shape[0] != shape[0]:
             raise FrameError(f"{name} has {a.shape[0]} atoms but {what or 'the store'} expects {shape[0]}")
         raise FrameError(f"{name} has shape {a.shape}, expected {shape}")
-    if not allow_nan and not np.isfinite(a).all():
+    # one summing pass finds NaN/inf (they propagate); the exact check runs only if it fires
+    if (
+        not allow_nan
+        and not np.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
+        and not np.isfinite(a).all()
+    ):
         bad = np.argwhere(~np.isfinite(a))
         raise FrameError(
             f"{name} contains NaN/inf ({len(bad)} entries, first at {tuple(int(i) for i in bad[0])}); "

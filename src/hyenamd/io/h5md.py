@@ -173,7 +173,7 @@ class H5MDStore(FrameStore):
     def _bind(self) -> None:
         """Map logical keys to datasets."""
         f, lay = self._f, self.layout
-        self._ds = {}
+        self._ds, self._dtypes, self._n_slots = {}, {}, None
         if lay is None:
             return
         p = f[PARTICLES]
@@ -185,6 +185,8 @@ class H5MDStore(FrameStore):
             self._ds["box"] = p["box/edges/value"]
         for name in lay.observables:
             self._ds[name] = f[f"observables/{name}/value"]
+        self._dtypes = {k: ds.dtype for k, ds in self._ds.items()}
+        self._inner = {k: ds.shape[1:] for k, ds in self._ds.items()}
 
     def _read_array(self, path: str) -> np.ndarray:
         return self._f[path][()]
@@ -255,17 +257,22 @@ class H5MDStore(FrameStore):
         return [self._ds[k] for k in self._ds]
 
     def _slots(self) -> int:
-        return min(ds.shape[0] for ds in self._frame_datasets())
+        # h5py's Dataset.shape asks HDF5 every time: cache it (only this handle resizes; readers
+        # re-bind on refresh)
+        if self._n_slots is None:
+            self._n_slots = min(ds.shape[0] for ds in self._frame_datasets())
+        return self._n_slots
 
     def _resize(self, n: int) -> None:
         for ds in self._frame_datasets():
             if ds.shape[0] != n:
                 ds.resize(n, axis=0)
+        self._n_slots = n
 
     def _write(self, key, k, value, atoms=None) -> None:
         ds = self._ds[key]
         sel = np.s_[k] if atoms is None else np.s_[k, atoms]
-        value = np.asarray(value, dtype=ds.dtype)
+        value = np.asarray(value, dtype=self._dtypes[key])
         if value.ndim == 0:
             ds[sel] = value
         else:
@@ -273,8 +280,8 @@ class H5MDStore(FrameStore):
 
     def _read(self, key, k, atoms=None) -> np.ndarray:
         ds = self._ds[key]
-        if atoms is None and isinstance(k, (int, np.integer)) and ds.ndim > 1:
-            out = np.empty(ds.shape[1:], dtype=ds.dtype)
+        if atoms is None and isinstance(k, (int, np.integer)) and self._inner[key]:
+            out = np.empty(self._inner[key], dtype=self._dtypes[key])
             ds.read_direct(out, source_sel=np.s_[k])
             return out
         return ds[k] if atoms is None else ds[k, atoms]
