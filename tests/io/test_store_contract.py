@@ -8,6 +8,7 @@ test_zarr_store.py.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -128,6 +129,26 @@ class StoreContract:
             with pytest.raises(KeyError):
                 st.frames(fields=("charges",))
         assert threading.active_count() == before
+
+    def test_prefetch_memory_is_bounded(self, tmp_path, make_system, make_frames):
+        system = make_system(n=9)
+        p = _write(self.path(tmp_path), system, make_frames(9, 12))
+        with open_store(p) as st:
+            loaded = []
+            real = st._load_frame
+
+            def counting(k, atoms, fields):  # instrumentation around the real reader
+                loaded.append(k)
+                return real(k, atoms, fields)
+
+            st._load_frame = counting
+            consumed = 0
+            for fr in st.frames(prefetch=2):
+                time.sleep(0.01)  # a slow consumer: the reader thread must wait for it
+                consumed += 1
+                assert fr.index == consumed - 1
+                assert len(loaded) - consumed <= 2 + 1  # queue (2) + the frame being put
+            assert consumed == 12 and loaded == list(range(12))
 
     # ------------------------------------------------------------------ atom ranges
     def test_append_atom_ranges(self, tmp_path, make_system, make_frames):
