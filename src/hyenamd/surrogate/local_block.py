@@ -51,7 +51,7 @@ from hyenamd.surrogate.equivariant import ScalarMLP, VectorLinear, vector_norm
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
 
-DEFAULT_PAIR_CHUNK = 1 << 20
+DEFAULT_PAIR_CHUNK = 1 << 18
 #: ``|x|_ε = sqrt(|x|² + ε²) - ε`` with ε = 1: smooth (C∞) at x = 0, so the energy has no kink
 #: where a vector feature passes through zero (symmetric environments); ≈ |x| for |x| ≫ 1.
 NORM_FLOOR = 1.0
@@ -73,22 +73,41 @@ class Edges:
         return int(self.i.shape[0])
 
 
+class _AddAt(torch.autograd.Function):
+    """``acc[index] += source`` in place, saving only ``index`` for the backward pass.
+
+    ``Tensor.index_add_`` saves ``source`` (all per-pair messages of every chunk) for its
+    backward; this keeps just the indices. Its backward (``grad[index]``) is built from
+    differentiable ops, so double backward (training on forces) works.
+    """
+
+    @staticmethod
+    def forward(ctx, acc: Tensor, index: Tensor, source: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.mark_dirty(acc)
+        return acc.index_add_(0, index, source)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        return grad, None, grad.index_select(0, index)
+
+
 def _pair_messages(
     phi: Tensor,
     v: Tensor | None,
     vectors: Tensor,
-    i: Tensor,
     j: Tensor,
     weight: Tensor,
     radial: nn.Module,
     n_c: int,
 ) -> tuple[Tensor, Tensor]:
-    """One chunk of pairs, summed onto the receiving atoms: ``[N, F]`` and ``[N, C, 3]``.
+    """Messages of one chunk of pairs, per pair: ``Δs`` ``[p, F]`` and ``Δv`` ``[p, C, 3]``.
 
     ``phi`` ``[N, F + 2C]``; ``v`` ``[N, C, 3]``, or None when the vectors are known to be zero;
-    ``weight`` ``[F + 2C, K]`` (the bias-free filter); ``vectors``, ``i``, ``j`` the chunk's pairs.
+    ``weight`` ``[F + 2C, K]`` (the bias-free filter); ``vectors``, ``j`` the chunk's pairs.
     """
-    n_atoms, n_f = phi.shape[0], phi.shape[1] - 2 * n_c
+    n_f = phi.shape[1] - 2 * n_c
     r = vectors.norm(dim=-1)
     basis, env = radial(r)
     x = phi[j] * ((basis * env.unsqueeze(-1)) @ weight.T)  # [p, F + 2C]
@@ -96,9 +115,7 @@ def _pair_messages(
     dv = dvs.unsqueeze(-1) * (vectors / r.unsqueeze(-1)).unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
     if v is not None:
         dv = dv + dvv.unsqueeze(-1) * v[j]
-    acc_s = phi.new_zeros(n_atoms, n_f).index_add_(0, i, ds)
-    acc_v = phi.new_zeros(n_atoms, n_c, 3).index_add_(0, i, dv)
-    return acc_s, acc_v
+    return ds, dv
 
 
 def local_message(
@@ -111,23 +128,27 @@ def local_message(
     avg_neighbors: float,
     pair_chunk: int = DEFAULT_PAIR_CHUNK,
 ) -> tuple[Tensor, Tensor]:
-    """The message step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``."""
+    """The message step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``.
+
+    Chunks of pairs are summed in place onto one accumulator per stream (:class:`_AddAt` saves
+    only indices), so the extra memory is one chunk's activations at a time.
+    """
     n_c = v.shape[1]
     phi = phi_net(s)
     # the v_j term vanishes identically when v is a constant zero (first block of a potential)
     v_in = None if (not v.requires_grad and not bool(v.any())) else v
     n_pairs = len(edges)
-    chunked = n_pairs > pair_chunk
-    use_ckpt = chunked and torch.is_grad_enabled()
+    use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled()
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
     for a in range(0, n_pairs, pair_chunk):
         sl = slice(a, a + pair_chunk)
-        args = (phi, v_in, edges.vectors[sl], edges.i[sl], edges.j[sl], weight, radial, n_c)
+        args = (phi, v_in, edges.vectors[sl], edges.j[sl], weight, radial, n_c)
         if use_ckpt:
             ds, dv = checkpoint(_pair_messages, *args, use_reentrant=False)
         else:
             ds, dv = _pair_messages(*args)
-        acc_s, acc_v = acc_s + ds, acc_v + dv
+        acc_s = _AddAt.apply(acc_s, edges.i[sl], ds)
+        acc_v = _AddAt.apply(acc_v, edges.i[sl], dv)
     scale = 1.0 / avg_neighbors
     return s + scale * acc_s, v + scale * acc_v
 
