@@ -92,7 +92,9 @@ def main(argv=None) -> dict:
             "passed": res.passed,
             "metrics": {m.name: m.value for m in res.metrics},
         }
-        print(f"validate: {frames} frames of {res.reference.n_atoms} atoms in {dt:.1f} s ({frames / dt:.1f} frames/s)")
+        print(
+            f"validate: {frames} frames of {res.reference.n_atoms} atoms in {dt:.1f} s ({frames / dt:.1f} frames/s)"
+        )
     path = write_json("validate_quick" if a.quick else "validate", out, a.out)
     print(f"wrote {path}")
     return out

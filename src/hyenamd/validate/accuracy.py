@@ -94,7 +94,8 @@ def evaluate_model(
     """Errors of a potential (the ``compute_forces`` protocol) on reference frames.
 
     frames: indices into ``reference`` (default: all); each must have reference forces.
-    The model runs in its own parameter dtype (float32 unless it was loaded as float64).
+    The model runs in its own parameter dtype (float32 unless it was loaded as float64); the
+    trajectory's ``order`` (a store's canonical order) is passed on when it has one.
     """
     from hyenamd.surrogate.forces import compute_forces
     from hyenamd.system import Batch, System
@@ -124,6 +125,7 @@ def evaluate_model(
             cell=None if fr.cell is None else torch.tensor(fr.cell, dtype=dtype),
             pbc=torch.as_tensor(fr.pbc),
             labels=reference.labels,
+            order=getattr(reference, "order", None),
         )
         out = compute_forces(model, Batch.from_systems([system]).to(device))
         f_acc.update(out["forces"].detach().cpu().double().numpy(), ref_f)

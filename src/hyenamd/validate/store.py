@@ -34,6 +34,7 @@ class StoreTrajectory:
         self.species = template.species.numpy().astype(np.int64)
         self.masses = template.masses.double().numpy()
         self.labels = template.labels
+        self.order = template.order  # canonical sequence order of the model (None if not stored)
         self.pbc = template.pbc.numpy().astype(bool)
         self._template_cell = None if template.cell is None else template.cell.double().numpy()
         self.info: dict[str, Any] = {
