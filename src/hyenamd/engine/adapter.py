@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hyenamd.engine.evaluator import verlet_list_for
 from hyenamd.engine.integrators import canonical_order
-from hyenamd.geometry import VerletList
 from hyenamd.system import Batch, Labels
 
 __all__ = ["ModelRunner", "check_species"]
@@ -62,8 +62,7 @@ class ModelRunner:
         if dtype is not None or device is not None:
             model = model.to(device=self.device, dtype=self.dtype)
         self.model = model.eval() if hasattr(model, "eval") else model
-        cutoff = float(getattr(model, "cutoff", 0.0) or 0.0)
-        self.neighbor_list = VerletList(cutoff, skin) if cutoff > 0 else None
+        self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
         self._order = None
         self.n_calls = 0

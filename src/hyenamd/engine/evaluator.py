@@ -26,7 +26,25 @@ from torch import Tensor, nn
 
 from hyenamd.geometry import VerletList
 
-__all__ = ["ForceEvaluator"]
+__all__ = ["ForceEvaluator", "verlet_list_for"]
+
+
+def verlet_list_for(potential: nn.Module, skin: float) -> VerletList | None:
+    """The Verlet list a potential needs: None for ``cutoff == 0``; a *superset* list
+    (``exact=False``: pairs within ``cutoff + skin`` at the last build, O(N) reuse) when the
+    potential's pair terms vanish identically beyond its cutoff — it says so with
+    ``needs_exact_neighbors = False`` (the torch LJ does; G-Hyena's envelope is exactly zero
+    beyond the cutoff, so it is treated the same) — else the exact list. Extra pairs at zero
+    weight add exact zeros, so both give bit-identical results."""
+    cutoff = float(getattr(potential, "cutoff", 0.0) or 0.0)
+    if cutoff <= 0:
+        return None
+    exact = getattr(potential, "needs_exact_neighbors", None)
+    if exact is None:
+        from hyenamd.surrogate.model import GHyena
+
+        exact = not isinstance(potential, GHyena)
+    return VerletList(cutoff, skin, exact=bool(exact))
 
 
 def _sync(device: torch.device) -> None:
@@ -48,8 +66,7 @@ class ForceEvaluator:
                 "the protocol of hyenamd.surrogate.forces"
             )
         self.potential = potential
-        cutoff = float(potential.cutoff or 0.0)
-        self.neighbor_list = VerletList(cutoff, skin) if cutoff > 0 else None
+        self.neighbor_list = verlet_list_for(potential, skin)
         self.profile = profile
         self.timings = {"neighbors": 0.0, "model": 0.0}
         self.n_evaluations = 0

@@ -109,6 +109,8 @@ class Integrator:
         self.wrap = bool(wrap)
         self.evaluator = ForceEvaluator(potential, skin=skin, profile=profile)
         self._generators: dict[torch.device, torch.Generator] = {}
+        self._inv_m_of: Tensor | None = None
+        self._inv_m: Tensor | None = None
 
     # ------------------------------------------------------------------ public API
     def describe(self) -> dict:
@@ -182,7 +184,11 @@ class Integrator:
         return gen
 
     def _inverse_mass(self, state: MDState) -> Tensor:
-        return (ACC / state.masses).unsqueeze(-1)
+        """``c / m`` as ``[N, 1]`` (Å/fs² per eV/Å), cached while the state's masses tensor is the same."""
+        if self._inv_m_of is not state.masses:
+            self._inv_m = (ACC / state.masses).unsqueeze(-1)
+            self._inv_m_of = state.masses
+        return self._inv_m
 
     def _wrap(self, state: MDState, x: Tensor) -> Tensor:
         """Wrap ``x`` into each system's cell along its periodic axes."""
@@ -199,7 +205,7 @@ class Integrator:
         if self.wrap:
             x = self._wrap(state, x)
         energy, forces, ref = self.evaluator(state, x)
-        v = v + (0.5 * self.dt_fs) * forces * self._inverse_mass(state)
+        v = torch.addcmul(v, forces, self._inverse_mass(state), value=0.5 * self.dt_fs)
         if self.remove_com:
             v = remove_com_velocity(state.masses, v, state.batch, state.n_systems)
         return state.replace(
@@ -237,8 +243,8 @@ class VelocityVerlet(Integrator):
 
     @torch.no_grad()
     def step(self, state: MDState) -> MDState:
-        v = state.velocities + (0.5 * self.dt_fs) * state.forces * self._inverse_mass(state)
-        x = state.positions + self.dt_fs * v
+        v = torch.addcmul(state.velocities, state.forces, self._inverse_mass(state), value=0.5 * self.dt_fs)
+        x = torch.add(state.positions, v, alpha=self.dt_fs)
         return self._finish(state, x, v)
 
 
@@ -286,6 +292,8 @@ class LangevinBAOAB(Integrator):
         self.temperature_k = temperature_k if isinstance(temperature_k, int | float) else tuple(t.tolist())
         self.friction_per_fs = float(friction_per_fs)
         self.seed = int(seed)
+        self._sd_of: Tensor | None = None
+        self._sd: Tensor | None = None
         self.c1 = math.exp(-self.friction_per_fs * self.dt_fs)
         self.c2 = math.sqrt(max(0.0, 1.0 - self.c1 * self.c1))
 
@@ -305,18 +313,23 @@ class LangevinBAOAB(Integrator):
             seed=self.seed if seed is None else seed,
         )
 
+    def _noise_scale(self, state: MDState) -> Tensor:
+        """``sqrt(k_B T / m · c)`` ``[N, 1]`` Å/fs, cached while the masses tensor is the same."""
+        if self._sd_of is not state.masses:
+            t = _per_system(self.temperature_k, state.n_systems, "temperature_k", state.positions)
+            self._sd = torch.sqrt(BOLTZMANN_EV_PER_K * t[state.batch] * ACC / state.masses).unsqueeze(-1)
+            self._sd_of = state.masses
+        return self._sd
+
     @torch.no_grad()
     def step(self, state: MDState) -> MDState:
         h = 0.5 * self.dt_fs
         inv_m = self._inverse_mass(state)
-        t_atom = _per_system(self.temperature_k, state.n_systems, "temperature_k", state.positions)[
-            state.batch
-        ]
-        sd = torch.sqrt(BOLTZMANN_EV_PER_K * t_atom * ACC / state.masses).unsqueeze(-1)
+        sd = self._noise_scale(state)
         gen = self._generator(state)
-        v = state.velocities + h * state.forces * inv_m
-        x = state.positions + h * v
+        v = torch.addcmul(state.velocities, state.forces, inv_m, value=h)
+        x = torch.add(state.positions, v, alpha=h)
         xi = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-        v = self.c1 * v + self.c2 * sd * xi
-        x = x + h * v
+        v = torch.addcmul(self.c1 * v, sd, xi, value=self.c2)
+        x = torch.add(x, v, alpha=h)
         return self._finish(state, x, v, rng_state=gen.get_state())

@@ -83,6 +83,7 @@ class LennardJones(nn.Module):
     ) -> None:
         super().__init__()
         self.uses_order = False  # classical: no canonical order needed
+        self.needs_exact_neighbors = False  # e(r) = 0 for r >= cutoff: a superset list is fine
         if sigma <= 0 or epsilon < 0 or cutoff <= 0:
             raise ValueError(f"need sigma > 0, epsilon >= 0, cutoff > 0; got {sigma}, {epsilon}, {cutoff}")
         if switch_on is not None and not 0 < switch_on < cutoff:
@@ -208,8 +209,13 @@ class ZeroPotential(nn.Module):
         return {"energy": energy, "energies": energies}
 
     def energy_and_forces(self, batch: Batch, neighbors: Neighbors | None = None) -> dict[str, Tensor]:
-        return {
-            "energy": torch.zeros(batch.n_systems, dtype=batch.dtype, device=batch.device),
-            "energies": torch.zeros(batch.n_atoms, dtype=batch.dtype, device=batch.device),
-            "forces": torch.zeros_like(batch.positions),
-        }
+        """Zeros; the tensors are cached per shape (the engine never writes into them)."""
+        key = (batch.n_systems, batch.n_atoms, batch.dtype, batch.device)
+        if getattr(self, "_key", None) != key:
+            self._key = key
+            self._zeros = {
+                "energy": torch.zeros(batch.n_systems, dtype=batch.dtype, device=batch.device),
+                "energies": torch.zeros(batch.n_atoms, dtype=batch.dtype, device=batch.device),
+                "forces": torch.zeros_like(batch.positions),
+            }
+        return dict(self._zeros)
