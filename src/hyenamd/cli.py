@@ -71,6 +71,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hyenamd.engine.reference:add_arguments",
         "hyenamd.engine.reference:run",
     ),
+    "rollout": (
+        "Ray rollout ensemble from a YAML config (configs/cluster/*.yaml; --address to join a cluster)",
+        "hyenamd.cluster.cli:add_arguments",
+        "hyenamd.cluster.cli:run",
+    ),
 }
 
 

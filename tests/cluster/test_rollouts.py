@@ -118,3 +118,31 @@ def test_rerun_after_an_interruption_skips_finished_and_resumes_the_rest(embedde
         RolloutWorker().run(direct)
         assert_same_trajectory(direct.output, s.output)
     assert np.all([doc["rollouts"][s.name]["status"] == "completed" for s in specs])
+
+
+def test_cli_runs_a_config_and_a_rerun_skips_everything(embedded_ray, tmp_path, capsys):
+    from hyenamd.cli import main
+    from hyenamd.cluster.cli import RolloutConfig, build_specs
+    from hyenamd.config import load_config
+
+    cfg = pathlib.Path(__file__).parents[2] / "configs" / "cluster" / "lj_ensemble.yaml"
+    sets = [
+        f"output_dir={tmp_path / 'out'}",
+        f"initial={tmp_path / 'init.h5'}",
+        "replicas=3",
+        "steps=40",
+        "checkpoint_interval=20",
+    ]
+    specs = build_specs(load_config(cfg, RolloutConfig, sets))
+    assert [s.name for s in specs] == ["lj_0", "lj_1", "lj_2"]
+    assert len({s.integrator["seed"] for s in specs}) == 3  # independent Langevin noise
+    argv = ["rollout", str(cfg), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    assert main(argv) == 0
+    assert "3/3 rollouts completed" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert all(e["status"] == "completed" and e["attempts"] == 1 for e in doc["rollouts"].values())
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert all(e["attempts"] == 1 for e in doc["rollouts"].values())
+    for s in specs:
+        assert read_all(s.output)["step"].tolist() == [0, 20, 40]
