@@ -202,6 +202,10 @@ class StoreContract:
         snap = _snapshot(p)
         assert snap["n"] == 6 and snap["status"] == "complete"
         np.testing.assert_array_equal(snap["pos"], [f["positions"] for f in frames])
+        with pytest.raises(StoreError, match="system= has 5 atoms"):
+            open_store(p, "a", system=make_system(n=5))
+        with pytest.raises(StoreError, match="single writer|system= is only used"):
+            open_store(p, "r+", frames=range(0, 1), system=system)
         _write(p, system, frames[:1], overwrite=True)
         assert _snapshot(p)["n"] == 1
 

@@ -115,23 +115,36 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
             return
         if not exists:
             raise StoreError(f"no store at {self.path}")
-        if system is not None and mode == "r":
+        if system is not None and mode in ("r", "r+"):
             raise StoreError("system= is only used when creating a store (mode 'w' or 'a')")
+        if mode == "r+" and not self.supports_ranges:
+            raise StoreError(
+                f"{self.backend} stores have a single writer: use mode='a' (mode='r+' with frames= "
+                "is the zarr multi-writer protocol)"
+            )
         self._open(writable=mode != "r")
         self._load_static()
         if mode == "r":
             self._scan()
             return
         if mode == "r+":
-            if not self.supports_ranges:
-                raise StoreError(
-                    f"{self.backend} stores have a single writer: use mode='a' (mode='r+' with frames= "
-                    "is the zarr multi-writer protocol)"
-                )
             self._init_range_writer(frames)
             return
+        if system is not None:
+            self._check_same_atoms(system)
         self._deferred_layout = None
         self._init_writer(resume=True)
+
+    def _check_same_atoms(self, system) -> None:
+        """Appending with a template: it must describe the store's atoms."""
+        species = system.species.cpu().numpy()
+        if species.shape != self._static["species"].shape or not np.array_equal(
+            species, self._static["species"]
+        ):
+            raise StoreError(
+                f"system= has {len(species)} atoms ({sorted(set(species.tolist()))}) but {self.path} stores "
+                f"{len(self._static['species'])} atoms ({sorted(set(self._static['species'].tolist()))})"
+            )
 
     # ------------------------------------------------------------------ writer lock
     @property
