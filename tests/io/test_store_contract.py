@@ -269,6 +269,9 @@ class StoreContract:
             (bad(temperature=None), r"observables \['temperature'\] were not given"),
             (bad(cell=np.eye(2, dtype=np.float32)), "cell has shape"),
             (bad(atoms=[0, 1]), "atoms must be a slice"),
+            (bad(temperature=float("inf")), "'temperature' is NaN/inf"),
+            (bad(temperature=np.ones(2)), r"'temperature' has shape \(2,\)"),
+            (bad(temperature="hot"), "'temperature' must be a number"),
         ]
         with open_store(p, "a") as st:
             for kwargs, msg in cases:

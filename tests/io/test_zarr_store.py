@@ -147,6 +147,12 @@ def test_range_writer_rules_and_resume(tmp_path):
         st.append(**_frame(7))
     with open_store(p) as st:
         assert len(st) == 12 and st.committed[4:].all()
+    with open_store(p, "r+", frames=range(12, 16)) as st:  # ... and above the previous range's last
+        with pytest.raises(FrameError, match="not above step 1100"):
+            st.append(**{**_frame(12), "step": 1100})
+        st.append(**{**_frame(12), "potential_energy": torch.tensor(3)})  # an int tensor is fine
+    with open_store(p) as st:
+        assert st.observable("potential_energy")[12] == 3.0
 
 
 def test_zarr_layout_attributes(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 
 from hyenamd.io.schema import FrameError, Layout, quantize
 
-__all__ = ["as_float_array", "as_step", "as_time", "atom_range", "layout_from_call"]
+__all__ = ["as_float_array", "as_observable", "as_step", "as_time", "atom_range", "layout_from_call"]
 
 
 def _to_numpy(name: str, x: Any) -> np.ndarray:
@@ -68,6 +68,20 @@ def as_float_array(
     if digits is not None:
         a = quantize(a, digits)
     return a
+
+
+def as_observable(name: str, v: Any, shape: tuple[int, ...], *, allow_nan: bool) -> np.ndarray:
+    """An observable value (python/numpy/torch number or array, ints accepted) as float64."""
+    a = _to_numpy(name, v)
+    if a.dtype.kind in "iub":
+        a = a.astype(np.float64)
+    if a.dtype.kind != "f":
+        raise FrameError(f"observable {name!r} must be a number or a float array, got dtype {a.dtype}")
+    if a.shape != shape:
+        raise FrameError(f"observable {name!r} has shape {a.shape}, expected {shape}")
+    if not allow_nan and not np.isfinite(a).all():
+        raise FrameError(f"observable {name!r} is NaN/inf; refusing to store it (pass allow_nan=True)")
+    return a.astype(np.float64)
 
 
 def as_step(step: Any) -> int:

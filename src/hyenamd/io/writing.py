@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from hyenamd.io.frame_input import as_float_array, as_step, as_time, atom_range, layout_from_call
+from hyenamd.io.frame_input import (
+    as_float_array,
+    as_observable,
+    as_step,
+    as_time,
+    atom_range,
+    layout_from_call,
+)
 from hyenamd.io.schema import STEP_SENTINEL, FrameError, Layout
 
 __all__ = ["WriteMixin"]
@@ -146,17 +153,21 @@ class WriteMixin:
                 )
             if name in given_before:
                 raise FrameError(f"observable {name!r} was already given for this frame")
-            out[name] = as_float_array(name, np.asarray(v, dtype=np.float64), lay.observables[name],
-                                       np.float64, allow_nan=allow)  # fmt: skip
+            out[name] = as_observable(name, v, lay.observables[name], allow_nan=allow)
         return out
 
     def _check_next_neighbour(self, k: int, step: int) -> None:
-        """Range writers: the step must stay below a later frame another writer committed."""
-        if self._range is None or k + 1 >= self._slots():
+        """Range writers: the step must lie between the neighbouring frames other writers committed."""
+        if self._range is None:
             return
-        nxt = int(self._read("step", k + 1))
-        if nxt != STEP_SENTINEL and step >= nxt:
-            raise FrameError(f"step {step} is not below step {nxt} of frame {k + 1}")
+        if k == self._range.start and k > 0:
+            prev = int(self._read("step", k - 1))
+            if prev != STEP_SENTINEL and step <= prev:
+                raise FrameError(f"step {step} is not above step {prev} of frame {k - 1}")
+        if k + 1 < self._slots():
+            nxt = int(self._read("step", k + 1))
+            if nxt != STEP_SENTINEL and step >= nxt:
+                raise FrameError(f"step {step} is not below step {nxt} of frame {k + 1}")
 
     def flush(self) -> None:
         """Commit the appended frames: flush their values, then write their steps, flush again."""
