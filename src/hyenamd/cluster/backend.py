@@ -97,14 +97,14 @@ def ensure_ray(address: str | None = None, **init_kwargs) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    kwargs.update(init_kwargs)
-    if address is not None:
-        kwargs.pop("num_cpus", None)
-        kwargs.pop("num_gpus", None)
-        ray.init(address=address, **kwargs)
-    else:
+    kwargs: dict[str, Any] = dict(init_kwargs)
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs.setdefault("include_dashboard", False)
         ray.init(**kwargs)
+    else:  # joining a cluster (an explicit address, or RAY_ADDRESS as set inside `ray job submit`)
+        for key in ("num_cpus", "num_gpus", "include_dashboard", "resources"):
+            kwargs.pop(key, None)
+        ray.init(address=address, **kwargs)
     return True
 
 
