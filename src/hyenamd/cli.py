@@ -61,6 +61,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hyenamd.bench:_add_bench_args",
         "hyenamd.bench:_run_bench",
     ),
+    "train": (
+        "train a surrogate: force_field, dynamics or property (configs/train/*.yaml)",
+        "hyenamd.train_cli:add_arguments",
+        "hyenamd.train_cli:run",
+    ),
     "validate": (
         "compare a surrogate trajectory with reference MD (configs/validate/*.yaml)",
         "hyenamd.validate.cli:add_arguments",

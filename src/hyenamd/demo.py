@@ -1,41 +1,146 @@
-"""``hyenamd demo``: what the project can do end to end, on a laptop CPU in minutes.
+"""``hyenamd demo`` (``make demo``): reference MD → training → surrogate rollouts → validation.
 
-Stage 1 (foundation): build a large periodic liquid-like system, validate it through the
-data contract, and compute its neighbour list and a Verlet-list step, printing timings.
-Later stages (reference MD, training, Ray rollouts, validation) extend this module.
+Stages (each prints progress; the default config, ``configs/demo.yaml``, targets ≤ 10 min on a
+2-core CPU; ``configs/demo_tiny.yaml`` runs in CI in about a minute):
+
+0. foundation: a large periodic system (100k atoms by default), its neighbour list and a
+   Verlet-list reuse — the data contract and the geometry at scale (``foundation.n_atoms: 0``
+   skips it).
+1. reference: two independent OpenMM NVT runs of LJ argon (:func:`hyenamd.engine.reference.reference_md`):
+   one to train on, one held out for validation (different seed).
+2. force field: a small G-Hyena trained on energies + forces of the training run.
+3. large step: the dynamics head, initialised from the force field, trained on
+   ``(x_t, v_t) → (x_{t+k}, v_{t+k})`` with Δτ = k · (frame interval).
+4. rollouts: Langevin NVT MD with the force field (dt of the reference) and a learned-propagator
+   rollout with the dynamics head, both from the held-out run's first frame, written to stores.
+   Runs in-process (the Ray cluster layer is used once ``hyenamd.cluster.run_rollouts`` exists).
+5. validation: :func:`hyenamd.validate.validate` of both rollouts against the held-out run
+   (Markdown/HTML/JSON report with plots); the metrics tables and the report paths are printed,
+   and ``summary.json`` collects every number (timings, OpenMM vs large-step speed).
+
+Argon is the default system: one species, a 4 fs reference step and a pair potential that a
+small model learns within the CPU budget (see docs/training.md for why not TIP3P water).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from hyenamd.engine.reference import ArgonSettings, ReferenceConfig
+from hyenamd.surrogate.model import GHyenaConfig
+from hyenamd.surrogate.training import TrainSettings
 from hyenamd.system import System
+from hyenamd.train_cli import DataConfig, TrainConfig
+from hyenamd.validate.config import Thresholds, ValidateConfig
 
-__all__ = ["DemoConfig", "liquid_like_system", "run_demo"]
+__all__ = ["DemoConfig", "FoundationStage", "RolloutStage", "liquid_like_system", "run_demo"]
 
 
-@dataclasses.dataclass(frozen=True)
-class DemoConfig:
-    """Settings of ``hyenamd demo`` (``configs/demo.yaml``).
-
-    n_atoms: size of the periodic system built in the foundation stage.
-    density: number density, atoms/Å³ (0.1 ≈ liquid water's atom density).
-    cutoff: neighbour-list cutoff, Å.  skin: Verlet skin, Å.  seed: RNG seed.
-    """
+@dataclass(frozen=True)
+class FoundationStage:
+    """Stage 0: ``n_atoms`` (0 skips it) at ``density`` atoms/Å³; neighbour ``cutoff`` and ``skin`` in Å."""
 
     n_atoms: int = 100_000
     density: float = 0.1
     cutoff: float = 5.0
     skin: float = 1.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_atoms < 1 or self.density <= 0 or self.cutoff <= 0 or self.skin < 0:
-            raise ValueError("need n_atoms >= 1, density > 0, cutoff > 0, skin >= 0")
+        if self.n_atoms < 0 or self.density <= 0 or self.cutoff <= 0 or self.skin < 0:
+            raise ValueError("need n_atoms >= 0, density > 0, cutoff > 0, skin >= 0")
+
+
+@dataclass(frozen=True)
+class RolloutStage:
+    """Stage 4: ``md_steps`` force-field Langevin steps (frames every ``report_interval``),
+    ``large_steps`` learned-propagator steps of Δτ each; ``skin`` Å of the Verlet lists.
+    use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on an embedded
+    Ray instance with ``ray_cpus`` CPUs (False: in-process)."""
+
+    md_steps: int = 1250
+    report_interval: int = 10
+    large_steps: int = 100
+    skin: float = 1.0
+    use_ray: bool = True
+    ray_cpus: int = 1
+
+    def __post_init__(self) -> None:
+        if self.md_steps < 2 or self.report_interval < 1 or self.large_steps < 2 or self.skin < 0:
+            raise ValueError("need md_steps >= 2, report_interval >= 1, large_steps >= 2, skin >= 0")
+
+
+def _default_reference() -> ReferenceConfig:
+    return ReferenceConfig(
+        system="argon",
+        ensemble="nvt",
+        temperature_k=90.0,
+        friction_per_ps=1.0,
+        dt_fs=4.0,
+        n_steps=4000,
+        report_interval=10,
+        equilibration_steps=500,
+        store_dtype="float64",
+        argon=ArgonSettings(n_cells=3),
+    )
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of ``hyenamd demo`` (``configs/demo.yaml``; every section maps onto its own config).
+
+    output_dir: everything the demo writes. reuse_reference: keep reference stores that exist.
+    heldout_steps: production steps of the held-out reference run (its seed is reference.seed + 1).
+    torch_threads: intra-op threads (0: torch's default). seed: weights and training.
+    """
+
+    output_dir: str = "demo_out"
+    reuse_reference: bool = True
+    heldout_steps: int = 2500
+    torch_threads: int = 1
+    seed: int = 0
+    foundation: FoundationStage = field(default_factory=FoundationStage)
+    reference: ReferenceConfig = field(default_factory=_default_reference)
+    data: DataConfig = field(default_factory=lambda: DataConfig(horizon_frames=5, n_segments=5))
+    model: GHyenaConfig = field(
+        default_factory=lambda: GHyenaConfig(
+            species=(18,),
+            cutoff=6.0,
+            n_scalar=32,
+            n_vector=8,
+            avg_neighbors=25.0,
+            pattern=("local", "global", "local"),
+        )
+    )
+    force_field: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, batch_size=4, lr=3e-3))
+    dynamics: TrainSettings = field(
+        default_factory=lambda: TrainSettings(
+            task="dynamics", epochs=6, batch_size=4, lr=2e-3, noise_std=0.02
+        )
+    )
+    rollout: RolloutStage = field(default_factory=RolloutStage)
+    validate: ValidateConfig = field(
+        default_factory=lambda: ValidateConfig(
+            ensemble="nvt",
+            accuracy_frames=20,
+            rmsf_selection="none",
+            rg_selection="none",
+            align_selection="none",
+            thresholds=Thresholds(),
+        )
+    )
+
+    def __post_init__(self) -> None:
+        if self.heldout_steps < self.reference.report_interval * 2:
+            raise ValueError("heldout_steps must cover at least two reference frames")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
 
 
 def liquid_like_system(
@@ -55,7 +160,6 @@ def liquid_like_system(
     rng = np.random.default_rng(seed)
     m = int(np.ceil(n_atoms ** (1 / 3)))
     length = (n_atoms / density) ** (1 / 3)
-    a = length / m
     grid = np.stack(np.meshgrid(*(np.arange(m),) * 3, indexing="ij"), -1).reshape(-1, 3)[:n_atoms]
     frac = (grid + 0.5 + rng.normal(0, 0.1, grid.shape)) / m
     cell = np.eye(3) * length
@@ -63,7 +167,6 @@ def liquid_like_system(
         cell[1, 0] = 0.2 * length
         cell[2, 0] = -0.1 * length
         cell[2, 1] = 0.15 * length
-    del a
     return System(
         positions=torch.tensor(frac @ cell, dtype=dtype),
         species=torch.full((n_atoms,), species, dtype=torch.int64),
@@ -72,42 +175,143 @@ def liquid_like_system(
     )
 
 
-def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict[str, float]:
-    """Run the demo stages that exist; returns the timings (s) and counts it printed."""
+def foundation_stage(cfg: FoundationStage, seed: int, echo=print) -> dict[str, float]:
+    """Stage 0: build a big periodic system and its neighbour lists; returns timings (s) and counts."""
     from hyenamd.geometry import VerletList, neighbor_list, wrap_positions
 
     out: dict[str, float] = {}
-    echo(f"hyenamd demo — stage 1: a {cfg.n_atoms:,}-atom periodic system and its neighbour list")
+    echo(f"[0/5] foundation: a {cfg.n_atoms:,}-atom periodic system and its neighbour list")
     t = time.perf_counter()
-    system = liquid_like_system(cfg.n_atoms, cfg.density, seed=cfg.seed, triclinic=True)
+    system = liquid_like_system(cfg.n_atoms, cfg.density, seed=seed, triclinic=True)
     out["build_s"] = time.perf_counter() - t
-    echo(f"  built + validated  {system!r}  in {out['build_s']:.2f} s")
-    echo(
-        f"  cell volume        {system.volume:,.0f} Å³  (density {cfg.n_atoms / system.volume:.4f} atoms/Å³)"
-    )
-
     t = time.perf_counter()
     nb = neighbor_list(system.positions, system.cell, system.pbc, cfg.cutoff, full=False)
     out["neighbor_list_s"] = time.perf_counter() - t
     out["pairs"] = len(nb)
-    echo(
-        f"  neighbour list     {len(nb):,} pairs within {cfg.cutoff} Å "
-        f"({2 * len(nb) / cfg.n_atoms:.1f} neighbours/atom) in {out['neighbor_list_s']:.2f} s (vesin)"
-    )
-
     vl = VerletList(cfg.cutoff, cfg.skin, full=False)
-    t = time.perf_counter()
     vl(system.positions, system.cell, system.pbc)
-    out["verlet_build_s"] = time.perf_counter() - t
-    rng = torch.Generator().manual_seed(cfg.seed)
-    x = system.positions + 0.05 * torch.randn(system.positions.shape, generator=rng, dtype=system.dtype)
-    x = wrap_positions(x, system.cell, system.pbc)
+    gen = torch.Generator().manual_seed(seed)
+    x = wrap_positions(
+        system.positions + 0.05 * torch.randn(system.positions.shape, generator=gen), system.cell, system.pbc
+    )
     t = time.perf_counter()
-    nb2 = vl(x, system.cell, system.pbc)
+    vl(x, system.cell, system.pbc)
     out["verlet_reuse_s"] = time.perf_counter() - t
     echo(
-        f"  Verlet list        build {out['verlet_build_s']:.2f} s (cutoff + {cfg.skin} Å skin); "
-        f"reuse after a small move + re-wrap {out['verlet_reuse_s']:.2f} s, "
-        f"{len(nb2):,} pairs, rebuilds {vl.n_builds}"
+        f"      built in {out['build_s']:.2f} s; {len(nb):,} pairs within {cfg.cutoff} Å "
+        f"({2 * len(nb) / cfg.n_atoms:.1f}/atom) in {out['neighbor_list_s']:.2f} s; "
+        f"Verlet reuse after a small move {out['verlet_reuse_s']:.2f} s (rebuilds {vl.n_builds})"
     )
     return out
+
+
+def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
+    """Run every stage of ``cfg``; returns the summary that is also written to ``summary.json``."""
+    from hyenamd.demo_stages import (
+        openmm_speed,
+        reference_stage,
+        rollout_dynamics,
+        rollout_force_field,
+        validate_stage,
+    )
+    from hyenamd.train_cli import train
+
+    t_all = time.perf_counter()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = pathlib.Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"config": _jsonable(cfg), "stages_s": {}}
+    echo(f"hyenamd demo → {out.resolve()}")
+
+    def timed(name: str, fn, *a, **k):
+        t = time.perf_counter()
+        r = fn(*a, **k)
+        summary["stages_s"][name] = round(time.perf_counter() - t, 2)
+        return r
+
+    if cfg.foundation.n_atoms:
+        summary["foundation"] = timed("foundation", foundation_stage, cfg.foundation, cfg.seed, echo)
+    train_store, heldout = timed("reference", reference_stage, cfg, out, echo)
+    summary["openmm"] = timed("openmm_speed", openmm_speed, cfg)
+
+    echo("[2/5] force field: energies + forces of the training run")
+    data = dataclasses.replace(cfg.data, stores=(str(train_store),))
+    ff_cfg = TrainConfig(
+        task="force_field",
+        output_dir=str(out / "force_field"),
+        data=data,
+        model=dataclasses.replace(cfg.model, seed=cfg.seed),
+        training=dataclasses.replace(cfg.force_field, task="force_field", seed=cfg.seed),
+    )
+    ff = timed("train_force_field", train, ff_cfg, echo=echo)
+    summary["force_field"] = {
+        "best": str(ff.best_path),
+        "valid_metrics": ff.best_metrics,
+        "epochs": ff.epochs_run,
+        "steps": ff.steps,
+        "curve": str(ff.curve_path),
+    }
+
+    echo("[3/5] large step: the dynamics head, initialised from the force field")
+    dyn_cfg = dataclasses.replace(
+        ff_cfg,
+        task="dynamics",
+        output_dir=str(out / "dynamics"),
+        init_from=str(ff.best_path),
+        training=dataclasses.replace(cfg.dynamics, task="dynamics", seed=cfg.seed),
+    )
+    dyn = timed("train_dynamics", train, dyn_cfg, echo=echo)
+    summary["dynamics"] = {
+        "best": str(dyn.best_path),
+        "valid_metrics": dyn.best_metrics,
+        "epochs": dyn.epochs_run,
+        "steps": dyn.steps,
+        "curve": str(dyn.curve_path),
+    }
+
+    echo("[4/5] rollouts from the held-out run's first frame")
+    summary["rollout_force_field"] = timed(
+        "rollout_force_field", rollout_force_field, cfg, ff.best_path, heldout, out / "surrogate_md.h5", echo
+    )
+    summary["rollout_dynamics"] = timed(
+        "rollout_dynamics",
+        rollout_dynamics,
+        cfg,
+        dyn.best_path,
+        heldout,
+        out / "surrogate_large_step.h5",
+        echo,
+    )
+    fs_per_s = summary["rollout_dynamics"]["simulated_fs_per_wall_s"]
+    summary["large_step_speedup_vs_openmm"] = fs_per_s / summary["openmm"]["simulated_fs_per_wall_s"]
+
+    echo("[5/5] validation against the held-out reference run")
+    summary["validation"] = timed(
+        "validate",
+        validate_stage,
+        cfg,
+        heldout,
+        ff.best_path,
+        {"force_field_md": out / "surrogate_md.h5", "large_step": out / "surrogate_large_step.h5"},
+        out,
+        echo,
+    )
+    summary["total_s"] = round(time.perf_counter() - t_all, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    echo(
+        f"\nlarge step: Δτ = {summary['rollout_dynamics']['horizon_fs']:.0f} fs "
+        f"({summary['rollout_dynamics']['horizon_fs'] / cfg.reference.dt_fs:.0f} × dt); "
+        f"{fs_per_s:,.0f} simulated fs per wall second vs OpenMM CPU "
+        f"{summary['openmm']['simulated_fs_per_wall_s']:,.0f} ({summary['large_step_speedup_vs_openmm']:.2f}×)"
+    )
+    echo(f"demo finished in {summary['total_s']:.0f} s; summary: {out / 'summary.json'}")
+    for name, v in summary["validation"].items():
+        echo(f"  report ({name}): {v['report']}")
+    return summary
+
+
+def _jsonable(cfg) -> dict:
+    from hyenamd.config import to_dict
+
+    return to_dict(cfg)

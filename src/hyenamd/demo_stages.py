@@ -1,0 +1,314 @@
+"""The stages of ``hyenamd demo`` that touch OpenMM, the engine and the validator (see :mod:`hyenamd.demo`).
+
+* :func:`reference_stage` — two independent OpenMM runs (training, held out).
+* :func:`openmm_speed` — OpenMM's simulated time per wall second on the same system and machine.
+* :func:`rollout_force_field` — Langevin NVT MD with the trained force field (:class:`~hyenamd.engine.Simulation`).
+* :func:`rollout_dynamics` — learned large steps: ``(x, v) → (x + Δx, v')`` with the dynamics
+  head, the sequence order fixed at the start, a Verlet list re-used across steps.
+* :func:`validate_stage` — :func:`hyenamd.validate.validate` of each rollout against the held-out run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hyenamd.demo import DemoConfig
+
+__all__ = ["openmm_speed", "reference_stage", "rollout_dynamics", "rollout_force_field", "validate_stage"]
+
+
+def reference_stage(cfg: DemoConfig, out: pathlib.Path, echo=print) -> tuple[pathlib.Path, pathlib.Path]:
+    """Stage 1: the training and the held-out reference stores (kept when ``reuse_reference``)."""
+    from hyenamd.engine.reference import reference_md
+
+    paths = []
+    runs = (
+        ("reference_train.h5", cfg.reference.seed, cfg.reference.n_steps),
+        ("reference_heldout.h5", cfg.reference.seed + 1, cfg.heldout_steps),
+    )
+    echo(
+        f"[1/5] reference MD (OpenMM, {cfg.reference.system}, {cfg.reference.ensemble.upper()} "
+        f"{cfg.reference.temperature_k:g} K, dt {cfg.reference.dt_fs:g} fs)"
+    )
+    for name, seed, n_steps in runs:
+        path = out / name
+        if cfg.reuse_reference and _complete(path):
+            echo(f"      reusing {path}")
+        else:
+            rc = dataclasses.replace(
+                cfg.reference, output=str(path), overwrite=True, seed=seed, n_steps=n_steps
+            )
+            t = time.perf_counter()
+            reference_md(rc)
+            echo(
+                f"      {path.name}: {n_steps} steps ({n_steps * rc.dt_fs / 1000:g} ps) in {time.perf_counter() - t:.1f} s"
+            )
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _complete(path: pathlib.Path) -> bool:
+    if not path.exists():
+        return False
+    from hyenamd.io import open_store
+
+    try:
+        with open_store(path) as st:
+            return st.status == "complete" and len(st) >= 2
+    except Exception:
+        return False
+
+
+def openmm_speed(cfg: DemoConfig, n_steps: int = 400) -> dict[str, float]:
+    """OpenMM's speed on the reference system (same platform/threads as the reference runs)."""
+    from hyenamd.engine.reference import make_context
+
+    rc = dataclasses.replace(cfg.reference, minimize=False)
+    _, ctx, integ, _ = make_context(rc)
+    integ.step(20)  # warm-up
+    ctx.getState(getEnergy=True)
+    t = time.perf_counter()
+    integ.step(n_steps)
+    ctx.getState(getEnergy=True)
+    wall = time.perf_counter() - t
+    return {
+        "steps": n_steps,
+        "wall_s": wall,
+        "simulated_fs_per_wall_s": n_steps * rc.dt_fs / wall,
+        "platform": ctx.getPlatform().getName(),
+        "threads": rc.threads,
+    }
+
+
+def _first_frame(store_path: pathlib.Path, dtype: torch.dtype):
+    from hyenamd.io import open_store
+
+    with open_store(store_path) as st:
+        return st[0].to(dtype=dtype), float(st.times[1] - st.times[0])
+
+
+def rollout_force_field(
+    cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print
+) -> dict:
+    """Stage 4a: Langevin NVT with the force field (temperature, friction, dt of the reference).
+
+    Through :func:`hyenamd.cluster.run_rollouts` on an embedded Ray instance when
+    ``rollout.use_ray`` (the default), else in-process with :class:`~hyenamd.engine.Simulation`.
+    """
+    ref = cfg.reference
+    n = cfg.rollout.md_steps
+    integ = {
+        "kind": "langevin_baoab",
+        "dt_fs": ref.dt_fs,
+        "temperature_k": ref.temperature_k,
+        "friction_per_fs": ref.friction_per_ps / 1000.0,
+        "seed": cfg.seed,
+        "skin": cfg.rollout.skin,
+    }
+    for stale in (
+        path,
+        path.with_name(path.name + ".ckpt.safetensors"),
+        path.with_name(path.name + ".spec.json"),
+    ):
+        if stale.exists():  # a previous demo's rollout of an older model: never resume it
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    t = time.perf_counter()
+    if cfg.rollout.use_ray:
+        from hyenamd.cluster import RolloutSpec, run_rollouts
+
+        manifest = path.with_name("rollouts.manifest.json")
+        manifest.unlink(missing_ok=True)
+        spec = RolloutSpec(
+            name="force_field_md",
+            initial=str(heldout),
+            frame=0,
+            model={"kind": "checkpoint", "path": str(model_path)},
+            integrator=integ,
+            steps=n,
+            output=str(path),
+            report_interval=cfg.rollout.report_interval,
+            checkpoint_interval=n,
+            seed=cfg.seed,
+            dtype=_model_dtype(model_path),
+            resources={"num_cpus": 1},
+        )
+        echo("      Ray (embedded): run_rollouts([force_field_md])")
+        (res,) = run_rollouts(
+            [spec],
+            manifest=manifest,
+            progress=ref.progress,
+            max_retries=1,
+            ray_init={"num_cpus": max(1, cfg.rollout.ray_cpus)},
+        )
+        steps, blowup = res.step, (res.error if res.status != "completed" else None)
+        where = f"Ray node {res.node_id[:8]}, manifest {manifest}"
+    else:
+        steps, blowup = _simulate_in_process(cfg, model_path, heldout, path, integ, echo)
+        where = "in-process"
+    wall = time.perf_counter() - t
+    if blowup:
+        echo(f"      rollout stopped: {blowup}")
+    echo(f"      {steps} steps ({steps * ref.dt_fs / 1000:g} ps) in {wall:.1f} s ({where}) → {path}")
+    return {
+        "path": str(path),
+        "steps": steps,
+        "dt_fs": ref.dt_fs,
+        "wall_s": wall,
+        "blowup": blowup,
+        "simulated_fs_per_wall_s": steps * ref.dt_fs / wall,
+        "runner": where,
+    }
+
+
+def _model_dtype(model_path) -> str:
+    from hyenamd.surrogate.checkpoint import _read_header
+
+    info, _ = _read_header(pathlib.Path(model_path))
+    return str(info.get("dtype", "float32"))
+
+
+def _simulate_in_process(
+    cfg: DemoConfig, model_path, heldout, path, integ: dict, echo
+) -> tuple[int, str | None]:
+    from tqdm.auto import tqdm
+
+    from hyenamd.engine import BlowUpError, LangevinBAOAB, Simulation, TrajectoryReporter
+    from hyenamd.surrogate import load_model
+
+    model = load_model(model_path)
+    system, _ = _first_frame(heldout, model.dtype)
+    kw = {k: v for k, v in integ.items() if k not in ("kind", "dt_fs", "temperature_k")}
+    integrator = LangevinBAOAB(model, integ["dt_fs"], integ["temperature_k"], **kw)
+    rep = TrajectoryReporter(path, cfg.rollout.report_interval, forces=False, overwrite=True)
+    n, blowup = cfg.rollout.md_steps, None
+    with Simulation(integrator, system, [rep]) as sim:
+        chunk = max(cfg.rollout.report_interval, n // 50)
+        with tqdm(total=n, desc="force-field MD", unit="step", disable=not cfg.reference.progress) as bar:
+            try:
+                while sim.state.step < n:
+                    k = min(chunk, n - sim.state.step)
+                    sim.run(k)
+                    bar.update(k)
+            except BlowUpError as e:
+                blowup = str(e)
+        return sim.state.step, blowup
+
+
+@torch.no_grad()
+def rollout_dynamics(
+    cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print
+) -> dict:
+    """Stage 4b: learned large steps with the dynamics head; frames every step into ``path``."""
+    from tqdm.auto import tqdm
+
+    from hyenamd.geometry import VerletList, wrap_positions
+    from hyenamd.io import open_store
+    from hyenamd.surrogate import load_model
+    from hyenamd.surrogate.ordering import canonical_order
+    from hyenamd.system import Batch
+    from hyenamd.units import BOLTZMANN_EV_PER_K, kinetic_energy_ev
+
+    model = load_model(model_path)
+    if model.dynamics_head is None:
+        raise ValueError(f"{model_path} has no dynamics head")
+    tau = model.dynamics_head.horizon_fs
+    system, _ = _first_frame(heldout, model.dtype)
+    system = system.replace(order=canonical_order(system))
+    nl = VerletList(model.cutoff, cfg.rollout.skin)
+    x, v = system.positions.clone(), system.velocities.clone()
+    n_dof = 3 * system.n_atoms - 3
+    step_per = round(tau / cfg.reference.dt_fs)
+    blowup, wall = None, 0.0
+    with open_store(
+        path,
+        "w",
+        system=system,
+        fields=("velocity",),
+        overwrite=True,
+        observables=("kinetic_energy", "temperature"),
+        units={"kinetic_energy": "eV", "temperature": "K"},
+    ) as st:
+        for n in tqdm(
+            range(cfg.rollout.large_steps + 1),
+            desc="large-step rollout",
+            unit="step",
+            disable=not cfg.reference.progress,
+        ):
+            ke = float(kinetic_energy_ev(system.masses, v))
+            st.append(
+                x.numpy(),
+                step=n * step_per,
+                time=n * tau,
+                velocities=v.numpy(),
+                kinetic_energy=ke,
+                temperature=2 * ke / (n_dof * BOLTZMANN_EV_PER_K),
+            )
+            if n == cfg.rollout.large_steps:
+                break
+            t = time.perf_counter()
+            nb = nl(x, system.cell, system.pbc)
+            batch = Batch.from_systems([system.replace(positions=x, velocities=v)])
+            o = model(batch, neighbors=nb)
+            x_new = wrap_positions(x + o["displacement"], system.cell, system.pbc)
+            v_new = o["velocities"]
+            wall += time.perf_counter() - t
+            if not (torch.isfinite(x_new).all() and torch.isfinite(v_new).all()):
+                blowup = f"non-finite state after large step {n + 1}"
+                echo(f"      blow-up: {blowup}")
+                break
+            x, v = x_new, v_new
+    steps = len(_steps_of(path)) - 1
+    echo(
+        f"      {steps} large steps of {tau:g} fs ({steps * tau / 1000:g} ps) in {wall:.1f} s model time → {path}"
+    )
+    return {
+        "path": str(path),
+        "steps": steps,
+        "horizon_fs": tau,
+        "wall_s": wall,
+        "blowup": blowup,
+        "simulated_fs_per_wall_s": steps * tau / max(wall, 1e-9),
+        "neighbor_builds": nl.n_builds,
+    }
+
+
+def _steps_of(path: pathlib.Path) -> np.ndarray:
+    from hyenamd.io import open_store
+
+    with open_store(path) as st:
+        return st.steps
+
+
+def validate_stage(
+    cfg: DemoConfig, heldout: pathlib.Path, ff_model, rollouts: dict[str, Any], out: pathlib.Path, echo=print
+) -> dict:
+    """Stage 5: validate each rollout against the held-out run; print and return the metrics."""
+    from hyenamd.validate import validate
+
+    results = {}
+    for name, traj in rollouts.items():
+        model = ff_model if name == "force_field_md" else None
+        res = validate(
+            heldout,
+            traj,
+            cfg.validate,
+            model=model,
+            out_dir=out / "report" / name,
+            echo=lambda m: echo("      " + m),
+        )
+        echo(f"\n── {name}: {traj} vs {heldout.name} ──")
+        echo(res.table())
+        results[name] = {
+            "passed": res.passed,
+            "report": str(out / "report" / name / "report.md"),
+            "metrics": {m.name: m.value for m in res.metrics},
+        }
+    return results

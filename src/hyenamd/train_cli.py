@@ -1,0 +1,214 @@
+"""``hyenamd train CONFIG``: reference stores → training samples → :class:`~hyenamd.surrogate.training.Trainer`.
+
+The glue between the frame stores (:mod:`hyenamd.io`) and the surrogate's training loop,
+kept outside ``hyenamd.surrogate`` (which never imports io). ``configs/train/*.yaml`` map 1:1
+onto :class:`TrainConfig`::
+
+    task: force_field            # or dynamics, property
+    output_dir: runs/argon_ff
+    data: {stores: [data/reference/argon.h5], stride: 2, n_segments: 5, valid_fraction: 0.2}
+    model: {species: [18], cutoff: 6.0, ...}          # GHyenaConfig
+    training: {epochs: 30, batch_size: 4, lr: 2e-3}   # TrainSettings
+
+Frames are split into ``n_segments`` contiguous trajectory segments per store; whole segments
+go to validation, so no validation frame is a near-copy of a training frame. Dynamics pairs
+``(t, t + horizon_frames)`` never straddle two segments. ``task: property`` is handed to
+:mod:`hyenamd.property` (the ``property:`` section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from hyenamd.surrogate.model import GHyenaConfig
+from hyenamd.surrogate.training import Sample, TrainResult, TrainSettings
+
+__all__ = ["DataConfig", "TrainConfig", "load_samples", "train"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which reference frames to train on.
+
+    stores: reference stores (``.h5``/``.zarr`` with forces; energies from the
+    ``potential_energy`` observable). skip_frames: leading frames dropped (equilibration).
+    stride: use every stride-th frame; max_frames: at most this many per store (None: all).
+    horizon_frames: dynamics pairs are (t, t + horizon_frames · stride) in stored frames.
+    n_segments: contiguous segments per store (the split unit); valid_fraction: share of
+    segments held out for validation; split_seed: which ones.
+    """
+
+    stores: tuple[str, ...] = ()
+    skip_frames: int = 0
+    stride: int = 1
+    max_frames: int | None = None
+    horizon_frames: int = 1
+    n_segments: int = 5
+    valid_fraction: float = 0.2
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.skip_frames < 0 or self.stride < 1 or self.horizon_frames < 1 or self.n_segments < 2:
+            raise ValueError("need skip_frames >= 0, stride >= 1, horizon_frames >= 1, n_segments >= 2")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise ValueError(f"max_frames must be >= 2 or null, got {self.max_frames}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of ``hyenamd train`` (``configs/train/*.yaml``).
+
+    task: force_field, dynamics or property. output_dir: state, best checkpoint, curve.
+    resume: continue from ``output_dir/train_state.safetensors`` when present.
+    init_from: start from the weights of a checkpoint with the same architecture (e.g. the
+    dynamics head on a trained force-field backbone); None: fresh weights from ``model``.
+    torch_threads: intra-op threads (0: torch's default).
+    """
+
+    task: Literal["force_field", "dynamics", "property"] = "force_field"
+    output_dir: str = "runs/train"
+    resume: bool = False
+    init_from: str | None = None
+    torch_threads: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: GHyenaConfig = field(default_factory=GHyenaConfig)
+    training: TrainSettings = field(default_factory=TrainSettings)
+    property: dict[str, Any] = field(default_factory=dict)
+
+
+def _frame_indices(n: int, d: DataConfig) -> list[int]:
+    idx = list(range(d.skip_frames, n, d.stride))
+    if d.max_frames is not None:
+        idx = idx[: d.max_frames]
+    return idx
+
+
+def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]]:
+    """Samples from every store of ``d`` (segment ids unique across stores) and a data summary."""
+    from hyenamd.geometry import minimum_image
+    from hyenamd.io import open_store
+
+    if not d.stores:
+        raise ValueError("data.stores is empty: name at least one reference store")
+    missing = [p for p in d.stores if not pathlib.Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"reference store(s) not found: {missing}")
+    samples: list[Sample] = []
+    summary: dict[str, Any] = {"stores": [], "task": task}
+    for s_id, path in enumerate(d.stores):
+        with open_store(path) as st:
+            idx = _frame_indices(len(st), d)
+            if len(idx) < d.n_segments:
+                raise ValueError(f"{path}: {len(idx)} usable frames, fewer than n_segments={d.n_segments}")
+            seg = {k: s_id * d.n_segments + (n * d.n_segments) // len(idx) for n, k in enumerate(idx)}
+            has_f = "force" in st.fields
+            pe = st.observable("potential_energy") if "potential_energy" in st.observable_names else None
+            if task == "force_field" and not has_f and pe is None:
+                raise ValueError(f"{path} holds neither forces nor potential energies: nothing to fit")
+            times = st.times
+            if task == "force_field":
+                for k in idx:
+                    f = torch.as_tensor(np.asarray(st.read(k, "forces"))) if has_f else None
+                    e = None if pe is None else float(pe[k])
+                    samples.append(Sample(st[k], e, f, segment=seg[k]))
+            else:
+                if "velocity" not in st.fields:
+                    raise ValueError(f"{path} has no velocities: the dynamics task needs them")
+                h = d.horizon_frames * d.stride
+                for k in idx:
+                    j = k + h
+                    if j not in seg or seg[j] != seg[k]:
+                        continue
+                    a, b = st[k], st[j]
+                    disp = minimum_image(b.positions - a.positions, a.cell, a.pbc)
+                    samples.append(Sample(a, displacement=disp, next_velocities=b.velocities, segment=seg[k]))
+                summary["horizon_fs"] = float(times[idx[0] + h] - times[idx[0]])
+            summary["stores"].append(
+                {
+                    "path": str(path),
+                    "n_frames": len(st),
+                    "used": len(idx),
+                    "n_atoms": st.n_atoms,
+                    "dt_frame_fs": float(times[1] - times[0]),
+                }
+            )
+    if not samples:
+        raise ValueError(
+            "no training samples: check skip_frames / stride / horizon_frames against the stores"
+        )
+    summary["n_samples"] = len(samples)
+    summary["data_config"] = dataclasses.asdict(d)
+    return samples, summary
+
+
+def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
+    """Run ``hyenamd train`` for ``cfg`` (force_field or dynamics; property goes to hyenamd.property)."""
+    from hyenamd.surrogate import GHyena, load_model
+    from hyenamd.surrogate.training import Trainer, split_by_segment
+
+    if cfg.task == "property":
+        from hyenamd.property import train_property
+
+        return train_property(cfg, echo=echo)
+    if cfg.training.task != cfg.task:
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, task=cfg.task))
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    model_cfg = cfg.model
+    if cfg.task == "dynamics" and "dynamics" not in model_cfg.heads:
+        model_cfg = dataclasses.replace(model_cfg, heads=(*model_cfg.heads, "dynamics"))
+    samples, summary = load_samples(cfg.data, cfg.task)
+    if cfg.task == "dynamics" and "horizon_fs" in summary:
+        model_cfg = dataclasses.replace(model_cfg, dynamics_horizon_fs=summary["horizon_fs"])
+    species = sorted({int(z) for x in samples for z in x.system.species.unique().tolist()})
+    unknown = sorted(set(species) - set(model_cfg.species))
+    if unknown:
+        raise ValueError(f"the data has species {unknown} that model.species {list(model_cfg.species)} lacks")
+    model = GHyena(model_cfg)
+    if cfg.init_from:
+        src = load_model(cfg.init_from, dtype=model.dtype)
+        missing, _ = model.load_state_dict(src.state_dict(), strict=False)
+        echo(f"train: initialised from {cfg.init_from} ({len(missing)} new tensors: the added heads)")
+    train_s, valid_s = split_by_segment(samples, cfg.data.valid_fraction, cfg.data.split_seed)
+    echo(
+        f"train: {cfg.task} on {len(train_s)} training / {len(valid_s)} validation samples "
+        f"({summary['n_samples']} total), model {sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+    trainer = Trainer(
+        model,
+        train_s,
+        valid_s,
+        cfg.training,
+        out_dir=cfg.output_dir,
+        data_summary=summary,
+        resume=cfg.resume,
+        echo=echo,
+    )
+    result = trainer.fit()
+    echo(
+        f"train: best validation loss {result.best_valid_loss:.4g} "
+        + " ".join(f"{k}={v:.4g}" for k, v in result.best_metrics.items())
+        + f"; checkpoint {result.best_path}; curve {result.curve_path}"
+    )
+    return result
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(p) -> None:
+    from hyenamd.cli import add_config_args
+
+    add_config_args(p, positional=True)
+
+
+def run(args) -> int:
+    from hyenamd.config import load_config
+
+    cfg = load_config(args.config, TrainConfig, args.overrides)
+    train(cfg)
+    return 0
