@@ -177,3 +177,24 @@ def test_preset_sizes_grow():
         cfg = load_config(ROOT / "configs" / "surrogate" / f"{name}.yaml", GHyenaConfig, ["pattern=[local]"])
         sizes.append(sum(p.numel() for p in GHyena(cfg).parameters()))
     assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.mark.slow
+def test_model_scaling_benchmark_quick(tmp_path):
+    """benchmarks/model_scaling.py --quick runs (fresh process per size) and writes valid JSON + PNG."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_model_scaling", ROOT / "benchmarks" / "model_scaling.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--quick", "--out", str(tmp_path), "--threads", "1", "--repeats", "1"])
+    data = json.loads((tmp_path / "model_scaling.json").read_text())
+    assert {"date", "git_commit", "machine", "rows", "alpha_wall_n_ge_1e4", "skipped"} <= set(data)
+    assert [r["n_atoms"] for r in data["rows"]] == [300, 1000] and data["skipped"] == []
+    for r in data["rows"]:
+        assert r["model_s"] > 0 and r["model_cpu_s"] > 0 and r["peak_rss_gb"] > 0 and r["pairs_full"] > 0
+    assert data["alpha_wall_n_ge_1e4"] is None  # no size ≥ 10⁴ in quick mode
+    assert (tmp_path / "model_scaling.png").stat().st_size > 1000
