@@ -258,7 +258,8 @@ class StoreContract:
             (bad(positions=good["positions"][:-1]), "has 6 atoms but the store .* expects 7"),
             (bad(positions=good["positions"][:, :2]), "shape"),
             (bad(positions=good["positions"].astype(np.int32)), "must be a float32/float64"),
-            (bad(velocities=good["velocities"].astype(np.float64)), "is float64 but the store holds float32"),
+            (bad(velocities=good["velocities"].astype(np.complex64)), "must be a float32/float64"),
+            (bad(velocities=np.full((n, 3), 1e39)), "velocities overflows float32"),
             (bad(forces=np.where(np.eye(n, 3) > 0, np.nan, good["forces"]).astype(np.float32)), "NaN"),
             (bad(step=frames[1]["step"]), "does not increase"),
             (bad(step=frames[0]["step"]), "does not increase"),
@@ -281,6 +282,16 @@ class StoreContract:
         after = _snapshot(p)
         assert after["n"] == 2 and after["pos"].tobytes() == before["pos"].tobytes()
         np.testing.assert_array_equal(after["steps"], before["steps"])
+
+    def test_float64_input_is_stored_at_the_store_precision(self, tmp_path, make_system, make_frames):
+        system = make_system(dtype=torch.float32)
+        d = make_frames(system.n_atoms, 1, np.float64)[0]
+        p = self.path(tmp_path)
+        with open_store(p, "w", system=system) as st:
+            st.append(**d)
+        with open_store(p) as st:
+            assert st.read(0, "positions").tobytes() == d["positions"].astype(np.float32).tobytes()
+            assert st.read(0, "cell").dtype == np.float32
 
     def test_nan_allowed_when_asked(self, tmp_path, make_system, make_frames):
         system = make_system()

@@ -36,19 +36,15 @@ def as_float_array(
 ) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype`` and ``shape``, or a :class:`FrameError`.
 
-    Refuses non-float input, a float64 array for a float32 store (silent precision loss; cast
-    explicitly), a wrong shape (naming the atom count when that is what differs) and NaN/inf
-    values unless ``allow_nan``. ``digits`` applies the store's opt-in quantisation.
+    Refuses non-float input (int, bool, complex...), a wrong shape (naming the atom count when
+    that is what differs) and NaN/inf values unless ``allow_nan``. Float input is cast to the
+    store's dtype (the storage precision chosen at creation: float64 → float32 rounds to
+    nearest) and refused if that overflows. ``digits`` applies the store's opt-in quantisation.
     """
     a = _to_numpy(name, x)
-    if a.dtype.kind != "f":
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (2, 4, 8):
         raise FrameError(f"{name} must be a float32/float64 array, got dtype {a.dtype}")
     dtype = np.dtype(dtype)
-    if a.dtype.itemsize > dtype.itemsize:
-        raise FrameError(
-            f"{name} is {a.dtype} but the store holds {dtype}: cast explicitly (e.g. x.astype(np.float32)) "
-            f"or create the store with dtype={a.dtype}"
-        )
     if a.shape != shape:
         if len(shape) == 2 and a.ndim == 2 and a.shape[1] == shape[1] and a.shape[0] != shape[0]:
             raise FrameError(f"{name} has {a.shape[0]} atoms but {what or 'the store'} expects {shape[0]}")
@@ -64,7 +60,15 @@ def as_float_array(
             f"{name} contains NaN/inf ({len(bad)} entries, first at {tuple(int(i) for i in bad[0])}); "
             "refusing to store it (pass allow_nan=True to keep such frames)"
         )
-    a = np.asarray(a, dtype=dtype, order="C")
+    narrowed = a.dtype.itemsize > dtype.itemsize
+    with np.errstate(over="ignore"):
+        a = np.asarray(a, dtype=dtype, order="C")
+    if narrowed and np.isinf(np.add.reduce(np.abs(a), axis=None, dtype=np.float64)) and np.isinf(a).any():
+        big = np.argwhere(np.isinf(a))[0]
+        if np.isfinite(_to_numpy(name, x)[tuple(big)]):
+            raise FrameError(
+                f"{name} overflows {dtype} at index {tuple(int(i) for i in big)}; use a float64 store"
+            )
     if digits is not None:
         a = quantize(a, digits)
     return a

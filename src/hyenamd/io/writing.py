@@ -23,6 +23,8 @@ from hyenamd.io.schema import STEP_SENTINEL, FrameError, Layout
 
 __all__ = ["WriteMixin"]
 
+_PLURAL = {"position": "positions", "velocity": "velocities", "force": "forces"}
+
 
 class WriteMixin:
     """``append`` and ``flush``; relies on the backend primitives of ``FrameStore``."""
@@ -84,7 +86,7 @@ class WriteMixin:
         given = {"velocity": velocities, "force": forces}
         for f, v in given.items():
             if f in lay.fields and v is None:
-                raise FrameError(f"this store holds {f} for every frame; pass {f.replace('y', 'ie')}s=")
+                raise FrameError(f"this store holds {f} for every frame; pass {_PLURAL[f]}=")
             if f not in lay.fields and v is not None:
                 raise FrameError(f"this store has no {f} array (its layout was fixed by the first frame)")
         shape = (b - a, 3)
@@ -92,7 +94,7 @@ class WriteMixin:
         arrays = {"position": positions, **{f: v for f, v in given.items() if v is not None}}
         vals = {
             f: as_float_array(
-                f"{f}s" if f != "position" else "positions", x, shape, lay.dtype,
+                _PLURAL[f], x, shape, lay.dtype,
                 allow_nan=allow, digits=lay.quantize.get(f), what=what,
             )
             for f, x in arrays.items()
