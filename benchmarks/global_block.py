@@ -4,17 +4,18 @@ Measures, for N = 256 … 16 384 atoms (one system, float32, random canonical or
 forward time (no grad) and forward+backward time (grad of a scalar loss w.r.t. inputs and
 weights), and the peak extra memory of each.
 
-Memory: each (block, N) runs in a fresh subprocess; peak memory = ``ru_maxrss`` after the
-measured call minus ``ru_maxrss`` right after building the block and inputs (the high-water
-mark of resident memory the call added; torch's CPU allocator returns big blocks to the OS, so
-this is the call's real footprint). The forward is measured first (its first call, no
-warm-up), then forward+backward (whose peak contains the forward's). ``--quick`` runs in one
-process instead (seconds; the memory numbers are then rough).
+Memory: each (block, N) runs in a fresh subprocess; after a warm-up call on 16 atoms (which
+loads library code, thread pools and FFT plans), peak memory = ``ru_maxrss`` after the measured
+call minus ``ru_maxrss`` before it: the high-water mark of resident memory the call added (big
+tensors are returned to the OS when freed, so this is the call's real footprint). The forward
+is measured first (no grad), then forward+backward (whose peak contains the forward's).
+``--quick`` runs everything in one process instead (seconds; its memory numbers are rough).
 
-Time: the minimum over repeats (the machine is shared; the minimum is the least disturbed
-run), repeats chosen so one measurement takes about ``--budget`` seconds. A mode is dropped for
-larger N once its predicted memory (×4 per doubling) exceeds ``--max-gb`` or its predicted
-time (×4.5 per doubling) exceeds ``--max-seconds``; where it stops is recorded.
+Time: the minimum over repeats of the wall-clock time and, separately, of the process CPU
+time (one torch thread by default: the 2 cores are shared with other jobs, and CPU time is what
+the call itself costs whatever else runs); repeats are chosen so one measurement takes about
+``--budget`` seconds. A mode is dropped for larger N once its predicted memory (×4 per doubling)
+exceeds ``--max-gb`` or its predicted time exceeds ``--max-seconds``; where it stops is recorded.
 
 Usage::
 
@@ -72,6 +73,14 @@ def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed
         (so.square().mean() + vo.square().mean()).backward()
         blk.zero_grad(set_to_none=True)
 
+    # warm-up on 16 atoms: loads library code, thread pools and FFT plans, which would otherwise
+    # count as the first call's memory
+    with torch.no_grad():
+        blk(s[:16], v[:16], torch.arange(16), torch.tensor([0, 16]))
+    s16 = s[:16].detach().requires_grad_(True)
+    blk(s16, v[:16], torch.arange(16), torch.tensor([0, 16]))[0].sum().backward()
+    blk.zero_grad(set_to_none=True)
+
     out = {"mode": mode, "n_atoms": n, "n_scalar": f, "n_vector": c, "threads": threads}
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -84,12 +93,14 @@ def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed
     out["peak_mb_forward_backward"] = _rss_mb() - base
     for key, fn, first in (("forward", fwd, first_fwd), ("forward_backward", fwd_bwd, first_fb)):
         reps = max(1, min(7, int(budget / max(first, 1e-4))))
-        times = []
+        walls, cpus = [], []
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        out[f"time_s_{key}"] = min(times)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        out[f"time_s_{key}"] = min(walls)
+        out[f"cpu_s_{key}"] = min(cpus)
         out[f"repeats_{key}"] = reps
     return out
 
@@ -165,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             "memory_method": "in-process ru_maxrss delta (rough)"
             if args.quick
             else "ru_maxrss delta in a fresh subprocess per (block, N)",
-            "time_method": "min over repeats, wall clock",
+            "time_method": "min over repeats: wall clock (time_s_*) and process CPU time (cpu_s_*)",
         },
         "results": results,
         "stopped": stopped,
@@ -187,6 +198,8 @@ def summarize(results: list[dict]) -> dict:
             "n_atoms": n,
             "speedup_forward": a["time_s_forward"] / g["time_s_forward"],
             "speedup_forward_backward": a["time_s_forward_backward"] / g["time_s_forward_backward"],
+            "cpu_speedup_forward": a["cpu_s_forward"] / g["cpu_s_forward"],
+            "cpu_speedup_forward_backward": a["cpu_s_forward_backward"] / g["cpu_s_forward_backward"],
             "memory_ratio_forward": a["peak_mb_forward"] / max(g["peak_mb_forward"], 1e-3),
             "memory_ratio_forward_backward": a["peak_mb_forward_backward"]
             / max(g["peak_mb_forward_backward"], 1e-3),
@@ -247,10 +260,11 @@ def table(data: dict) -> str:
     ]
     for r in sorted(data["results"], key=lambda r: (r["n_atoms"], MODES.index(r["mode"]))):
         if "error" in r:
-            lines.append(f"| {r['n_atoms']} | {r['mode']} | failed: {' '.join(r['error'])} | | | |")
+            lines.append(f"| {r['n_atoms']} | {r['mode']} | failed: {' '.join(r['error'])} | | | | | |")
             continue
         lines.append(
-            f"| {r['n_atoms']} | {r['mode']} | {r['time_s_forward']:.4g} | {r['time_s_forward_backward']:.4g} | "
+            f"| {r['n_atoms']} | {r['mode']} | {r['time_s_forward']:.4g} | {r['cpu_s_forward']:.4g} | "
+            f"{r['time_s_forward_backward']:.4g} | {r['cpu_s_forward_backward']:.4g} | "
             f"{r['peak_mb_forward']:.1f} | {r['peak_mb_forward_backward']:.1f} |"
         )
     return "\n".join(lines)

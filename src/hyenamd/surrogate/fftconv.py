@@ -300,7 +300,9 @@ def geometric_long_convs(
         if mask is not None:
             sig, fil = sig * mask.to(sig.dtype), fil * mask.to(fil.dtype)
         fs = torch.fft.rfft(sig.to(dt), n=nfft, dim=-1)  # [B, F + 4C, nf]
+        del sig  # (without autograd these free memory early: peak ~ transforms + products)
         fk = torch.fft.rfft(fil.to(dt), n=nfft, dim=-1)  # [B, F + 3C, nf]
+        del fil
         nf = fs.shape[-1]
         ss, sm, sv = fs[:, :f], fs[:, f : f + c], fs[:, f + c :].view(b_, c, 3, nf)
         ks, kv = fk[:, :f], fk[:, f:].view(b_, c, 3, nf)
@@ -317,8 +319,11 @@ def geometric_long_convs(
             ],
             dim=1,
         )
+        del fs, fk, ss, sm, sv, ks, kv, ax, ay, az, bx, by, bz
         full = torch.fft.irfft(prod, n=nfft, dim=-1)  # [B, F + 7C, nfft]
+        del prod
         out = _finish(full, lengths, length, out_dtype, dim=-1)  # [B, L, F + 7C]
+        del full
     z_s = out[..., :f]
     cross = out[..., f : f + 3 * c].unflatten(-1, (3, c)).transpose(-1, -2)
     z_m = out[..., f + 3 * c : f + 6 * c].unflatten(-1, (c, 3))
