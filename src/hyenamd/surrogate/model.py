@@ -146,6 +146,10 @@ class GHyenaConfig:
 class GHyena(nn.Module):
     """The G-Hyena surrogate (see the module doc for outputs, ``docs/model.md`` for the maths)."""
 
+    #: Pairs beyond the cutoff contribute exact zeros (the envelope is 0 there), so a superset
+    #: neighbour list (a Verlet list with its skin) gives bit-identical results.
+    needs_exact_neighbors = False
+
     def __init__(self, cfg: GHyenaConfig = GHyenaConfig()) -> None:
         super().__init__()
         if not isinstance(cfg, GHyenaConfig):
