@@ -61,8 +61,9 @@ class FoundationStage:
 class RolloutStage:
     """Stage 4: ``md_steps`` force-field Langevin steps (frames every ``report_interval``),
     ``large_steps`` learned-propagator steps of Δτ each; ``skin`` Å of the Verlet lists.
-    use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on an embedded
-    Ray instance with ``ray_cpus`` CPUs (False: in-process)."""
+    use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on a fresh
+    embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
+    in-process)."""
 
     md_steps: int = 1250
     report_interval: int = 10
@@ -72,8 +73,16 @@ class RolloutStage:
     ray_cpus: int = 1
 
     def __post_init__(self) -> None:
-        if self.md_steps < 2 or self.report_interval < 1 or self.large_steps < 2 or self.skin < 0:
-            raise ValueError("need md_steps >= 2, report_interval >= 1, large_steps >= 2, skin >= 0")
+        if (
+            self.md_steps < 2
+            or self.report_interval < 1
+            or self.large_steps < 2
+            or self.skin < 0
+            or self.ray_cpus < 1
+        ):
+            raise ValueError(
+                "need md_steps >= 2, report_interval >= 1, large_steps >= 2, skin >= 0, ray_cpus >= 1"
+            )
 
 
 def _default_reference() -> ReferenceConfig:
@@ -224,10 +233,14 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     summary: dict = {"config": _jsonable(cfg), "stages_s": {}}
     echo(f"hyenamd demo → {out.resolve()}")
 
+    summary["stages_cpu_s"] = {}
+
     def timed(name: str, fn, *a, **k):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         r = fn(*a, **k)
         summary["stages_s"][name] = round(time.perf_counter() - t, 2)
+        # CPU seconds of this process only (not of Ray workers or OpenMM threads)
+        summary["stages_cpu_s"][name] = round(time.process_time() - c, 2)
         return r
 
     if cfg.foundation.n_atoms:

@@ -3,8 +3,8 @@
 * :func:`reference_stage` — two independent OpenMM runs (training, held out).
 * :func:`openmm_speed` — OpenMM's simulated time per wall second on the same system and machine.
 * :func:`rollout_force_field` — Langevin NVT MD with the trained force field (:class:`~hyenamd.engine.Simulation`).
-* :func:`rollout_dynamics` — learned large steps: ``(x, v) → (x + Δx, v')`` with the dynamics
-  head, the sequence order fixed at the start, a Verlet list re-used across steps.
+* :func:`rollout_dynamics` — learned large steps ``(x, v) → (x + Δx, v')`` with the dynamics
+  head (:class:`~hyenamd.engine.LearnedPropagator` in a :class:`~hyenamd.engine.Simulation`).
 * :func:`validate_stage` — :func:`hyenamd.validate.validate` of each rollout against the held-out run.
 """
 
@@ -16,7 +16,6 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,15 +137,16 @@ def rollout_force_field(
             checkpoint_interval=n,
             seed=cfg.seed,
             dtype=_model_dtype(model_path),
-            resources={"num_cpus": 1},
+            resources={"num_cpus": cfg.rollout.ray_cpus},
         )
+        # address "local": always a fresh embedded instance, never a cluster someone else started here
         echo("      Ray (embedded): run_rollouts([force_field_md])")
         (res,) = run_rollouts(
             [spec],
             manifest=manifest,
             progress=ref.progress,
             max_retries=1,
-            ray_init={"num_cpus": max(1, cfg.rollout.ray_cpus)},
+            address="local",
         )
         steps, blowup = res.step, (res.error if res.status != "completed" else None)
         where = f"Ray node {res.node_id[:8]}, manifest {manifest}"
@@ -202,89 +202,46 @@ def _simulate_in_process(
         return sim.state.step, blowup
 
 
-@torch.no_grad()
 def rollout_dynamics(
     cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print
 ) -> dict:
-    """Stage 4b: learned large steps with the dynamics head; frames every step into ``path``."""
+    """Stage 4b: learned large steps (:class:`~hyenamd.engine.LearnedPropagator`), a frame every step."""
     from tqdm.auto import tqdm
 
-    from hyenamd.geometry import VerletList, wrap_positions
-    from hyenamd.io import open_store
+    from hyenamd.engine import BlowUpError, LearnedPropagator, Simulation, TrajectoryReporter
     from hyenamd.surrogate import load_model
-    from hyenamd.surrogate.ordering import canonical_order
-    from hyenamd.system import Batch
-    from hyenamd.units import BOLTZMANN_EV_PER_K, kinetic_energy_ev
 
     model = load_model(model_path)
-    if model.dynamics_head is None:
-        raise ValueError(f"{model_path} has no dynamics head")
-    tau = model.dynamics_head.horizon_fs
+    tau = float(model.cfg.dynamics_horizon_fs)
     system, _ = _first_frame(heldout, model.dtype)
-    system = system.replace(order=canonical_order(system))
-    nl = VerletList(model.cutoff, cfg.rollout.skin)
-    x, v = system.positions.clone(), system.velocities.clone()
-    n_dof = 3 * system.n_atoms - 3
-    step_per = round(tau / cfg.reference.dt_fs)
-    blowup, wall = None, 0.0
-    with open_store(
-        path,
-        "w",
-        system=system,
-        fields=("velocity",),
-        overwrite=True,
-        observables=("kinetic_energy", "temperature"),
-        units={"kinetic_energy": "eV", "temperature": "K"},
-    ) as st:
-        for n in tqdm(
-            range(cfg.rollout.large_steps + 1),
-            desc="large-step rollout",
-            unit="step",
-            disable=not cfg.reference.progress,
-        ):
-            ke = float(kinetic_energy_ev(system.masses, v))
-            st.append(
-                x.numpy(),
-                step=n * step_per,
-                time=n * tau,
-                velocities=v.numpy(),
-                kinetic_energy=ke,
-                temperature=2 * ke / (n_dof * BOLTZMANN_EV_PER_K),
-            )
-            if n == cfg.rollout.large_steps:
-                break
-            t = time.perf_counter()
-            nb = nl(x, system.cell, system.pbc)
-            batch = Batch.from_systems([system.replace(positions=x, velocities=v)])
-            o = model(batch, neighbors=nb)
-            x_new = wrap_positions(x + o["displacement"], system.cell, system.pbc)
-            v_new = o["velocities"]
-            wall += time.perf_counter() - t
-            if not (torch.isfinite(x_new).all() and torch.isfinite(v_new).all()):
-                blowup = f"non-finite state after large step {n + 1}"
-                echo(f"      blow-up: {blowup}")
-                break
-            x, v = x_new, v_new
-    steps = len(_steps_of(path)) - 1
-    echo(
-        f"      {steps} large steps of {tau:g} fs ({steps * tau / 1000:g} ps) in {wall:.1f} s model time → {path}"
-    )
+    prop = LearnedPropagator(model, skin=cfg.rollout.skin)
+    n, blowup = cfg.rollout.large_steps, None
+    rep = TrajectoryReporter(path, 1, forces=False, overwrite=True)
+    t = time.perf_counter()
+    with Simulation(prop, system, [rep]) as sim:
+        chunk = max(1, n // 20)
+        with tqdm(total=n, desc="large-step rollout", unit="step", disable=not cfg.reference.progress) as bar:
+            try:
+                while sim.state.step < n:
+                    k = min(chunk, n - sim.state.step)
+                    sim.run(k)
+                    bar.update(k)
+            except BlowUpError as e:
+                blowup = str(e)
+                echo(f"      rollout stopped: {e}")
+        steps = sim.state.step
+        n_eval = prop.evaluator.n_evaluations
+    wall = time.perf_counter() - t
+    echo(f"      {steps} large steps of {tau:g} fs ({steps * tau / 1000:g} ps) in {wall:.1f} s → {path}")
     return {
         "path": str(path),
         "steps": steps,
         "horizon_fs": tau,
         "wall_s": wall,
         "blowup": blowup,
+        "model_evaluations": n_eval,
         "simulated_fs_per_wall_s": steps * tau / max(wall, 1e-9),
-        "neighbor_builds": nl.n_builds,
     }
-
-
-def _steps_of(path: pathlib.Path) -> np.ndarray:
-    from hyenamd.io import open_store
-
-    with open_store(path) as st:
-        return st.steps
 
 
 def validate_stage(
