@@ -220,6 +220,7 @@ def main(argv=None) -> dict:
     template = System(positions=torch.from_numpy(base), species=torch.full((n_atoms,), 8))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hyenamd-io-", dir=args.workdir))
     results = {}
+    load_start = os.getloadavg()
     try:
         for suffix in tqdm((".h5", ".zarr"), desc="io_throughput", disable=args.quick):
             results["hdf5" if suffix == ".h5" else "zarr"] = bench_backend(
@@ -242,6 +243,7 @@ def main(argv=None) -> dict:
         "config": {"n_atoms": n_atoms, "n_frames": n_frames, "dtype": "float32", "chunk_atoms": CHUNK_ATOMS,
                    "chunk_frames": 1, "frame_MB": frames[0].nbytes / 1e6, "repeats": repeats,
                    "workdir": str(args.workdir or tempfile.gettempdir())},
+        "load_average_1_5_15min": {"start": load_start, "end": os.getloadavg()},  # shared machine
         "results": results,
         "goals": goals,
         "met": met,

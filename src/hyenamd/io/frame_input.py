@@ -24,6 +24,11 @@ def _to_numpy(name: str, x: Any) -> np.ndarray:
         raise FrameError(f"{name} could not be converted to an array: {e}") from None
 
 
+def _sum_is_finite(a: np.ndarray) -> bool:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(a, axis=None)))
+
+
 def as_float_array(
     name: str,
     x: Any,
@@ -49,12 +54,9 @@ def as_float_array(
         if len(shape) == 2 and a.ndim == 2 and a.shape[1] == shape[1] and a.shape[0] != shape[0]:
             raise FrameError(f"{name} has {a.shape[0]} atoms but {what or 'the store'} expects {shape[0]}")
         raise FrameError(f"{name} has shape {a.shape}, expected {shape}")
-    # one summing pass finds NaN/inf (they propagate); the exact check runs only if it fires
-    if (
-        not allow_nan
-        and not np.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
-        and not np.isfinite(a).all()
-    ):
+    # one summing pass in the input's own dtype finds NaN/inf (they propagate); the exact check
+    # runs only if it fires (an overflowing sum of finite values then passes)
+    if not allow_nan and not _sum_is_finite(a) and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))
         raise FrameError(
             f"{name} contains NaN/inf ({len(bad)} entries, first at {tuple(int(i) for i in bad[0])}); "
@@ -63,7 +65,7 @@ def as_float_array(
     narrowed = a.dtype.itemsize > dtype.itemsize
     with np.errstate(over="ignore"):
         a = np.asarray(a, dtype=dtype, order="C")
-    if narrowed and np.isinf(np.add.reduce(np.abs(a), axis=None, dtype=np.float64)) and np.isinf(a).any():
+    if narrowed and not _sum_is_finite(a) and np.isinf(a).any():
         big = np.argwhere(np.isinf(a))[0]
         if np.isfinite(_to_numpy(name, x)[tuple(big)]):
             raise FrameError(
