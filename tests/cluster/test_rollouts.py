@@ -85,7 +85,7 @@ def test_bad_input_fails_before_any_work(embedded_ray, tmp_path):
 def test_rerun_after_an_interruption_skips_finished_and_resumes_the_rest(embedded_ray, tmp_path):
     from hyenamd.cluster import run_rollouts
 
-    specs = [make_spec(tmp_path / "ray", f"r_{k}", steps=200, checkpoint_interval=40) for k in range(4)]
+    specs = [make_spec(tmp_path / "ray", f"r_{k}", steps=100, checkpoint_interval=25) for k in range(4)]
     manifest = tmp_path / "manifest.json"
 
     def interrupt(result):  # Ctrl-C in the driver once a rollout finished and another checkpointed
@@ -105,7 +105,7 @@ def test_rerun_after_an_interruption_skips_finished_and_resumes_the_rest(embedde
     mtime = pathlib.Path(doc["rollouts"][done[0]]["output"]).stat().st_mtime_ns
 
     results = run_rollouts(specs, manifest=manifest, progress=False)
-    assert all(r.ok and r.frames == specs[0].n_frames == 41 for r in results), [
+    assert all(r.ok and r.frames == specs[0].n_frames == 21 for r in results), [
         (r.name, r.status, r.frames, r.error) for r in results
     ]
     doc = json.loads(manifest.read_text())
@@ -114,7 +114,7 @@ def test_rerun_after_an_interruption_skips_finished_and_resumes_the_rest(embedde
     resumed = [r for r in results if r.resumed_from > 0 and r.name != done[0]]
     assert resumed, "the rollout that was running at the interruption should resume from its checkpoint"
     for s in specs:
-        direct = make_spec(tmp_path / "direct", s.name, steps=200, checkpoint_interval=40)
+        direct = make_spec(tmp_path / "direct", s.name, steps=100, checkpoint_interval=25)
         RolloutWorker().run(direct)
         assert_same_trajectory(direct.output, s.output)
     assert np.all([doc["rollouts"][s.name]["status"] == "completed" for s in specs])
@@ -146,3 +146,15 @@ def test_cli_runs_a_config_and_a_rerun_skips_everything(embedded_ray, tmp_path, 
     assert all(e["attempts"] == 1 for e in doc["rollouts"].values())
     for s in specs:
         assert read_all(s.output)["step"].tolist() == [0, 20, 40]
+
+
+def test_specs_with_different_resources_share_a_small_cluster(embedded_ray, tmp_path):
+    from hyenamd.cluster import run_rollouts
+
+    specs = [
+        make_spec(tmp_path / "ray", "r_1", steps=20, resources={"num_cpus": 1}),
+        make_spec(tmp_path / "ray", "r_2", steps=20, resources={"num_cpus": 2}),
+        make_spec(tmp_path / "ray", "r_3", steps=20, resources={"num_cpus": 1}),
+    ]
+    results = run_rollouts(specs, progress=False, max_in_flight=1)
+    assert [r.status for r in results] == ["completed"] * 3

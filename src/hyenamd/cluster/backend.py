@@ -211,7 +211,11 @@ def run_rollouts(
                 book.write()
             waiting = list(queue)[: max(0, limit - len(in_flight))]
             pool.start_for([options[s.name] for s in waiting])
-            done, _ = ray.wait(list(in_flight) + pool.starting_refs(), num_returns=1, timeout=1.0)
+            watch = list(in_flight) + pool.starting_refs()
+            if not watch:  # nothing placed yet and nothing to start: the cluster has no room
+                time.sleep(0.2)
+                continue
+            done, _ = ray.wait(watch, num_returns=1, timeout=1.0)
             for ref in done:
                 if ref not in in_flight:
                     pool.ready(ref)
@@ -291,11 +295,20 @@ class _ActorPool:
         for key, n in need.items():
             opts = json.loads(key)
             for _ in range(n - have[key]):
-                if self.alive >= self.limit:
+                if self.alive >= self.limit and not self._evict_idle(other_than=key):
                     return
                 actor = _actor_class().options(max_restarts=0, **opts).remote(self.lock_timeout_s)
                 self.starting[actor.where.remote()] = (key, actor)
                 self.alive += 1
+
+    def _evict_idle(self, other_than: str) -> bool:
+        """Free the slot of an idle actor with other resources (specs of mixed resources)."""
+        for key, idle in self.idle.items():
+            if key != other_than and idle:
+                actor, _node = idle.pop()
+                self.lost(actor)
+                return True
+        return False
 
     def starting_refs(self) -> list:
         return list(self.starting)
