@@ -141,3 +141,13 @@ def test_worker_never_overwrites_a_store_it_did_not_write(tmp_path):
     changed = make_spec(tmp_path / "o2", "r_0", integrator={"kind": "velocity_verlet", "dt_fs": 1.0})
     with pytest.raises(SpecError, match="other settings"):
         RolloutWorker().run(changed)
+
+
+def test_the_plain_worker_does_not_import_ray():
+    code = (
+        "import sys, hyenamd.cluster, hyenamd.cluster.cli;"
+        "from hyenamd.cluster import RolloutSpec, RolloutWorker, RolloutResult, Manifest;"
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
