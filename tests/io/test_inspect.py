@@ -31,3 +31,13 @@ def test_inspect_errors(tmp_path, capsys):
     bad.write_text("not hdf5")
     assert main(["inspect", str(bad)]) == 2
     assert "not an HDF5 file" in capsys.readouterr().err
+
+
+def test_inspect_checkpoint(tmp_path, capsys):
+    from hyenamd.surrogate import GHyena, GHyenaConfig, save_model
+
+    cfg = GHyenaConfig(species=(1, 8), cutoff=3.0, n_scalar=4, n_vector=2, n_rbf=3, pattern=("local",))
+    path = save_model(GHyena(cfg), tmp_path / "m.safetensors")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "hyenamd checkpoint" in out and "H (1), O (8)" in out and "3.0 Å" in out
