@@ -109,7 +109,7 @@ class DemoConfig:
     torch_threads: intra-op threads (0: torch's default). seed: weights and training.
     """
 
-    output_dir: str = "demo_out"
+    output_dir: str = "demo_output"
     reuse_reference: bool = True
     heldout_steps: int = 2500
     torch_threads: int = 1
