@@ -249,15 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {},
         "summary": {},
     }
-    for kind in args.models:
-        for seed in args.seeds if kind != "linear" else args.seeds[:1]:
-            r = run_one(kind, seed, train, val, test, args)
-            payload["runs"].setdefault(kind, []).append({"seed": seed, **r})
-            payload["summary"] = summarise(payload["runs"])
-            write_json(name, payload, args.out_dir)
-            print(
-                f"{kind} seed {seed}: test MSE {r['test_mse']:.5f} ({r['train_seconds']:.0f} s)", flush=True
-            )
+    # seed-major order: an interrupted run still has every model at the first seeds
+    jobs = [(k, s) for s in args.seeds for k in args.models if k != "linear" or s == args.seeds[0]]
+    for kind, seed in jobs:
+        r = run_one(kind, seed, train, val, test, args)
+        payload["runs"].setdefault(kind, []).append({"seed": seed, **r})
+        payload["summary"] = summarise(payload["runs"])
+        write_json(name, payload, args.out_dir)
+        print(f"{kind} seed {seed}: test MSE {r['test_mse']:.5f} ({r['train_seconds']:.0f} s)", flush=True)
     plot(payload, args.fig_dir / f"{name}.png")
     write_json(name, payload, args.out_dir)
     return 0

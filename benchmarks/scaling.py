@@ -22,6 +22,7 @@ Writes ``benchmarks/results/scaling.json`` and ``docs/figures/scaling.png``.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 
@@ -79,6 +80,27 @@ def analyse(results: list[dict], fit_from: int) -> dict[str, object]:
     return {"fits": fits, "ratios": ratios, "largest_n": largest}
 
 
+def merge(old: dict, new: dict) -> dict:
+    """Results of two runs: new (block, N) points replace old ones; a block's stop is kept only beyond its last N."""
+    keys = {(r["mode"], r["n_atoms"]) for r in new["results"]}
+    results = [r for r in old["results"] if (r["mode"], r["n_atoms"]) not in keys] + new["results"]
+    results.sort(key=lambda r: (r["n_atoms"], r["mode"]))
+    ran = {}
+    for r in results:
+        if "error" not in r:
+            ran[r["mode"]] = max(ran.get(r["mode"], 0), r["n_atoms"])
+    stopped = {**old.get("stopped", {}), **new.get("stopped", {})}
+    stopped = {m: s for m, s in stopped.items() if s["n_atoms"] > ran.get(m, 0)}
+    commands = [*old.get("commands", [old.get("command")]), new.get("command")]
+    return {
+        **new,
+        "results": results,
+        "stopped": stopped,
+        "commands": commands,
+        "summary": gb.summarize(results),
+    }
+
+
 def plot(data: dict, path: pathlib.Path) -> None:
     import matplotlib
 
@@ -125,12 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run in one process")
     p.add_argument("--max-log2", type=int, default=20, help="largest N = 2^this")
+    p.add_argument("--log2-step", type=int, default=1, help="N = 2^8, 2^(8+step), ... (2: every 4×)")
     p.add_argument("--f", type=int, default=64, help="scalar channels F (as benchmarks/global_block.py)")
     p.add_argument("--c", type=int, default=16, help="vector channels C")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budget", type=float, default=2.0, help="seconds of repeats per measurement")
     p.add_argument("--max-gb", type=float, default=8.0)
     p.add_argument("--max-seconds", type=float, default=90.0)
+    p.add_argument("--sizes", default=None, help="comma-separated N (overrides --max-log2/--log2-step)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="add to the existing JSON (same (block, N) replaced), e.g. bigger N",
+    )
     p.add_argument("--fit-from", type=int, default=4096, help="fit exponents over N >= this")
     p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
@@ -138,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sizes, args.fit_from = "64,128", 64
         args.f, args.c, args.budget = 16, 4, 0.05
-    else:
-        args.sizes = ",".join(str(2**k) for k in range(8, args.max_log2 + 1))
+    elif args.sizes is None:
+        args.sizes = ",".join(str(2**k) for k in range(8, args.max_log2 + 1, args.log2_step))
     name = "scaling_quick" if args.quick else "scaling"
     data = gb.run(args)  # the measurement machinery of benchmarks/global_block.py, unchanged
+    if args.merge and (args.out_dir / f"{name}.json").exists():
+        data = merge(json.loads((args.out_dir / f"{name}.json").read_text()), data)
     data["benchmark"] = "scaling"
     data.update(
         header("python benchmarks/scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]))
