@@ -14,8 +14,9 @@ is measured first (no grad), then forward+backward (whose peak contains the forw
 Time: the minimum over repeats of the wall-clock time and, separately, of the process CPU
 time (one torch thread by default: the 2 cores are shared with other jobs, and CPU time is what
 the call itself costs whatever else runs); repeats are chosen so one measurement takes about
-``--budget`` seconds. A mode is dropped for larger N once its predicted memory (×4 per doubling)
-exceeds ``--max-gb`` or its predicted time exceeds ``--max-seconds``; where it stops is recorded.
+``--budget`` seconds. A mode is dropped for larger N once its predicted memory
+exceeds ``--max-gb`` (naive attention ×4 per doubling, the others ×2) or its predicted time
+exceeds ``--max-seconds``; where it stops is recorded.
 
 Usage::
 
@@ -136,9 +137,15 @@ def run(args: argparse.Namespace) -> dict:
             continue
         prev = last.get(mode)
         if prev is not None:
-            grow = (n / prev["n_atoms"]) ** 2 if mode != "global" else n / prev["n_atoms"]
-            mem = prev["peak_mb_forward_backward"] * grow / 1024.0
-            secs = (prev["time_s_forward"] + prev["time_s_forward_backward"]) * grow * 1.1
+            ratio = n / prev["n_atoms"]
+            mem = (
+                prev["peak_mb_forward_backward"] * (ratio**2 if mode == "attention_naive" else ratio) / 1024.0
+            )
+            secs = (
+                (prev["time_s_forward"] + prev["time_s_forward_backward"])
+                * (ratio if mode == "global" else ratio**2)
+                * 1.1
+            )
             if mem > args.max_gb or secs > args.max_seconds:
                 stopped[mode] = {
                     "n_atoms": n,

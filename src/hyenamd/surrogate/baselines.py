@@ -19,7 +19,8 @@ Equivariant attention. Vector channels split into H heads of ``d = C/H`` channel
 count, like 1/√d_k in a transformer). ``‖C_ij‖_F² = Σ_c |q_ic|²|k_jc|² - (q_ic·k_jc)²`` (Lagrange's
 identity) is one matmul of 10·d features, so neither mode materialises the ``[N, N, d, 3]``
 cross products; ``mode="naive"`` materialises the ``[B, H, L, L]`` weights (O(N²) memory),
-``mode="chunked"`` loops over query chunks (O(N·chunk) memory); both compute the same function.
+``mode="chunked"`` loops over query chunks (O(N·chunk) memory, also when training: each chunk's
+weights are recomputed in the backward pass); both compute the same function.
 Values: ``o_s = A u_s`` (scalars, F split over heads), ``o_v = A u_v`` (vectors).
 Update: ``s₁ = s + σ(G_s ŝ) ⊙ O_s[o_s, |o_v|]``, ``v₁ = v + σ(G_v ŝ) ⊙ O_v o_v``, then the
 equivariant gated MLP, as in the global block.
@@ -31,6 +32,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from hyenamd.surrogate.equivariant import GatedEquivariantMLP, ScalarMLP, VectorLinear, vector_norm
 from hyenamd.surrogate.fftconv import from_sequences, lengths_from_ptr, long_conv, to_sequences
@@ -63,6 +65,12 @@ def cross_norm_logits(a: Tensor, b: Tensor, d: int, eps: float = 1e-4) -> Tensor
     return (torch.sqrt(sq + eps * eps) - eps) / math.sqrt(d)
 
 
+def _attend(fa: Tensor, fb: Tensor, u_s: Tensor, uv: Tensor, bias: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    """One block of queries: softmax weights ``[B, H, q, L]`` applied to the values."""
+    w = torch.softmax(cross_norm_logits(fa, fb, d) + bias, dim=-1)
+    return w @ u_s, w @ uv
+
+
 def equivariant_attention(
     q: Tensor, k: Tensor, u_s: Tensor, u_v: Tensor, key_mask: Tensor, *, chunk: int | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -79,11 +87,15 @@ def equivariant_attention(
     )
     uv = u_v.flatten(-2)
     step = length if chunk is None else max(int(chunk), 1)
+    # chunked + autograd: recompute each chunk's weights in the backward pass (activation
+    # checkpointing), so training memory stays O(N·chunk) too instead of saving all N² weights
+    remat = chunk is not None and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, u_s, u_v))
     outs_s, outs_v = [], []
     for i0 in range(0, length, step):
-        w = torch.softmax(cross_norm_logits(fa[:, :, i0 : i0 + step], fb, d) + bias, dim=-1)
-        outs_s.append(w @ u_s)
-        outs_v.append(w @ uv)
+        args = (fa[:, :, i0 : i0 + step], fb, u_s, uv, bias, d)
+        o_s, o_v = checkpoint(_attend, *args, use_reentrant=False) if remat else _attend(*args)
+        outs_s.append(o_s)
+        outs_v.append(o_v)
     o_s = torch.cat(outs_s, dim=2)
     o_v = torch.cat(outs_v, dim=2).unflatten(-1, (d, 3))
     return o_s, o_v
