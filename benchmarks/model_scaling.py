@@ -2,15 +2,16 @@
 
 A periodic liquid-like box (``hyenamd.demo.liquid_like_system``, 0.1 atoms/Å³, argon) per
 size, preset S (``configs/surrogate/S.yaml``, species overridden to argon) in float32. Each
-size runs in a fresh subprocess, so the peak RSS (``ru_maxrss``) is that size's own. Timed:
+size runs in a fresh subprocess, so the peak RSS (``ru_maxrss``) is that size's own; a size
+whose peak RSS, extrapolated linearly from the last two sizes, exceeds ``--max-rss-gb`` is
+skipped and recorded. Timed:
 
 * ``neighbors_s`` — the full neighbour list (vesin), ``order_s`` — the Hilbert order;
 * ``model_s`` — ``compute_forces(model, batch, neighbors=...)``: forward + backward (best of
   ``repeats``); ``model_cpu_s`` — the process CPU time of that call (less sensitive to other
   jobs on a shared machine than the wall time).
 
-α is fitted by least squares on log(time) vs log(N) for N ≥ 10⁴. A size whose predicted peak
-memory (linear in N from the previous size) exceeds ``--max-rss-gb`` is skipped and recorded.
+α is fitted by least squares on log(time) vs log(N) for N ≥ 10⁴.
 
     python benchmarks/model_scaling.py                   # 10³ … 10⁶ (as far as memory allows)
     python benchmarks/model_scaling.py --quick --out /tmp  # seconds, for the test suite
@@ -92,6 +93,16 @@ def run_child(args: argparse.Namespace) -> dict:
     return row
 
 
+def predict_rss(rows: list[dict], n: int) -> float:
+    """Peak RSS (GB) at ``n`` atoms, extrapolated linearly from the last two sizes (or ∝ N from one)."""
+    last = rows[-1]
+    if len(rows) < 2:
+        return last["peak_rss_gb"] * n / last["n_atoms"]
+    prev = rows[-2]
+    slope = (last["peak_rss_gb"] - prev["peak_rss_gb"]) / (last["n_atoms"] - prev["n_atoms"])
+    return last["peak_rss_gb"] + max(slope, 0.0) * (n - last["n_atoms"])
+
+
 def fit_alpha(rows: list[dict], key: str, n_min: int) -> float | None:
     pts = [(math.log(r["n_atoms"]), math.log(r[key])) for r in rows if r["n_atoms"] >= n_min and r.get(key)]
     if len(pts) < 2:
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         passthrough += ["--set", s]
     for n in (bar := tqdm(sizes, desc="model scaling", unit="size")):
         if rows:
-            predicted = rows[-1]["peak_rss_gb"] * n / rows[-1]["n_atoms"]
+            predicted = predict_rss(rows, n)
             if predicted > args.max_rss_gb:
                 skipped.append(
                     {"n_atoms": n, "reason": f"predicted peak RSS {predicted:.1f} GB > {args.max_rss_gb} GB"}
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": args.preset,
         "overrides": ["species=[18]", "dtype=float32", *args.set],
         "device": args.device,
+        "child_torch_threads": args.threads or "torch default",
         "density_per_A3": args.density,
         "load_average_at_end": load,
         "alpha_wall_n_ge_1e4": alpha,
