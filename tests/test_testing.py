@@ -159,3 +159,16 @@ def test_random_orthogonal_has_requested_determinant():
             q = random_orthogonal(seed, reflection=refl)
             assert torch.allclose(q @ q.T, torch.eye(3, dtype=DT), atol=1e-14)
             assert abs(float(torch.linalg.det(q)) - (-1 if refl else 1)) < 1e-12
+
+
+def test_import_hyenamd_testing_and_surrogate_stay_free_of_adapters():
+    import subprocess
+    import sys
+
+    heavy = ("ase", "openmm", "ray", "zarr", "h5py")
+    code = (
+        "import sys, hyenamd.testing, hyenamd.surrogate; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing the test kit pulled in: {out.stdout.strip()}"
