@@ -61,9 +61,11 @@ def test_stress_matches_finite_strain_and_ase_sign():
         for c in range(3):
             eps = torch.zeros(3, 3, dtype=DT)
             eps[a, c] = eps[c, a] = h / (1 if a == c else 2)
+
             def energy(e):
                 d = torch.eye(3, dtype=DT) + e
                 return float(model(b.replace(positions=b.positions @ d, cell=b.cell @ d))["energy"][0])
+
             fd = (energy(eps) - energy(-eps)) / (2 * h) / vol
             assert abs(float(out["stress"][0, a, c]) - fd) <= 1e-6 * max(1e-3, abs(fd))
     # a compressed repulsive system pushes outwards: negative pressure-like diagonal (ASE convention)
