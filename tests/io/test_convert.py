@@ -74,6 +74,7 @@ def test_extxyz_keeps_eight_decimals(tmp_path, make_system, make_frames):
         np.testing.assert_allclose(st.read(1, "forces"), frames[1]["forces"], atol=5.1e-9, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:DCDReader currently makes independent timesteps:DeprecationWarning")
 @pytest.mark.parametrize("fmt", ["dcd", "xtc"])
 def test_export_for_viewers(tmp_path, make_system, make_frames, fmt):
     mda = pytest.importorskip("MDAnalysis")
