@@ -114,6 +114,7 @@ def test_unknown_species_dtype_and_open_systems(water_like, make_ghyena):
     mol.calc = calc
     assert np.isfinite(mol.get_potential_energy())
     assert calc.runner.dtype == torch.float32 and torch.get_default_dtype() == default
+    assert model32.dtype == torch.float64  # the caller's model was not converted in place
     with pytest.raises(PropertyNotImplementedError, match="3-D periodic"):
         mol.get_stress()
     with pytest.raises(TypeError, match="not a hyenamd potential"):

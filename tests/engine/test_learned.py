@@ -51,6 +51,10 @@ def test_conservative_forces_option(make_ghyena, water_like):
     st = lp.step(lp.init(water_like, temperature_k=300.0))
     ref = compute_forces(model, st.as_batch())
     assert torch.allclose(st.forces, ref["forces"], atol=1e-12)
+    sim = Simulation(LearnedPropagator(model), water_like, temperature_k=300.0, profile=True, guard=None)
+    sim.run(2)
+    t = sim.timing_summary()
+    assert t["model"] > 0 and t["neighbors"] > 0 and t["model"] + t["neighbors"] <= t["integrator"]
 
 
 def test_learned_resume_is_bit_identical(make_ghyena, water_like, tmp_path):

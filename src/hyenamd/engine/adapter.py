@@ -12,6 +12,8 @@ the adapters, not here.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -44,8 +46,8 @@ def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
 class ModelRunner:
     """Energy, per-atom energies, forces and stress of one system from host arrays.
 
-    model: a potential; device/dtype: where to run (default: the model's own; the model is
-    moved there once). skin: Verlet skin, Å. labels: topology labels (for the topology order).
+    model: a potential; device/dtype: where to run (default: the model's own; otherwise a
+    converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å. labels: topology labels (for the topology order).
     """
 
     def __init__(
@@ -59,8 +61,9 @@ class ModelRunner:
         m_dtype, m_device = _model_dtype_device(model)
         self.dtype = dtype or m_dtype
         self.device = torch.device(device) if device is not None else m_device
-        if dtype is not None or device is not None:
-            model = model.to(device=self.device, dtype=self.dtype)
+        if self.dtype != m_dtype or self.device != m_device:
+            # a converted copy: nn.Module.to works in place and the caller's model stays as it was
+            model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
         self.model = model.eval() if hasattr(model, "eval") else model
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None

@@ -47,7 +47,7 @@ def verlet_list_for(potential: nn.Module, skin: float) -> VerletList | None:
     return VerletList(cutoff, skin, exact=bool(exact))
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -96,7 +96,7 @@ class ForceEvaluator:
     def __call__(self, state, positions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         self.n_evaluations += 1
         if self.profile:
-            _sync(positions.device)
+            synchronize(positions.device)
             t0 = time.perf_counter()
         nbrs, ref = self.neighbors(state, positions)
         if self.profile:
@@ -110,6 +110,6 @@ class ForceEvaluator:
 
             out = compute_forces(self.potential, batch, neighbors=nbrs)
         if self.profile:
-            _sync(positions.device)
+            synchronize(positions.device)
             self.timings["model"] += time.perf_counter() - t1
         return out["energy"].detach(), out["forces"].detach(), ref

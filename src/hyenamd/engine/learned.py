@@ -30,11 +30,13 @@ evaluation, about 2-3× the cost). The canonical order is computed once at :meth
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from hyenamd.engine.evaluator import synchronize
 from hyenamd.engine.integrators import Integrator
 from hyenamd.engine.state import MDState, remove_com_velocity
 
@@ -76,7 +78,14 @@ class LearnedPropagator(Integrator):
         self, state: MDState, x: Tensor, v: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Energy at x, forces, displacement, next velocities, nl_ref — one model evaluation."""
-        nbrs, ref = self.evaluator.neighbors(state, x)
+        ev = self.evaluator
+        if ev.profile:
+            synchronize(x.device)
+            t0 = time.perf_counter()
+        nbrs, ref = ev.neighbors(state, x)
+        if ev.profile:
+            t1 = time.perf_counter()
+            ev.timings["neighbors"] += t1 - t0
         batch = state.as_batch(x).replace(velocities=v)
         if self.forces == "conservative":
             from hyenamd.surrogate.forces import compute_forces
@@ -87,7 +96,10 @@ class LearnedPropagator(Integrator):
             with torch.no_grad():
                 out = self.potential(batch, neighbors=nbrs)
             f = out["direct_forces"] if self.forces == "direct" else torch.zeros_like(x)
-        self.evaluator.n_evaluations += 1
+        ev.n_evaluations += 1
+        if ev.profile:
+            synchronize(x.device)
+            ev.timings["model"] += time.perf_counter() - t1
         return (
             out["energy"].detach(),
             f.detach(),
