@@ -198,3 +198,27 @@ def test_model_scaling_benchmark_quick(tmp_path):
         assert r["model_s"] > 0 and r["model_cpu_s"] > 0 and r["peak_rss_gb"] > 0 and r["pairs_full"] > 0
     assert data["alpha_wall_n_ge_1e4"] is None  # no size ≥ 10⁴ in quick mode
     assert (tmp_path / "model_scaling.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("pattern", [*PATTERNS, ("local", "global")], ids="-".join)
+def test_forces_are_smooth_through_a_perfect_lattice(pattern):
+    """No cone in E where vector features vanish by symmetry: F(δ) - F(-δ) shrinks ∝ δ.
+
+    (local, global) failed with the former 1e-8 floor of the norm in GatedEquivariantMLP.
+    """
+    model = tiny(pattern)
+    system = lj_argon(2)  # perfect fcc: every vector feature of the first local block is 0
+    if model.needs_order:
+        from hyenamd.surrogate.ordering import canonical_order
+
+        system = system.replace(order=canonical_order(system))
+
+    def force(dx: float) -> float:
+        x = system.positions.clone()
+        x[0, 0] += dx
+        return float(compute_forces(model, Batch.from_system(system.replace(positions=x)))["forces"][0, 0])
+
+    jump_small = abs(force(1e-6) - force(-1e-6))
+    jump_large = abs(force(1e-4) - force(-1e-4))
+    assert jump_large > 1e-9  # the force does respond to the displacement
+    assert jump_small < 0.05 * jump_large  # linear (≈ 0.01×), not a jump at δ = 0

@@ -60,9 +60,10 @@ class GatedEquivariantMLP(nn.Module):
 
     In: scalars ``s`` ``[N, F]``, vectors ``v`` ``[N, C, 3]``. Out: the same types and shapes.
 
-    ``u, w = U v, W v``; ``a = MLP([s, |w|])`` gives a scalar update ``a_s`` and per-channel
-    gates ``a_v``; ``s' = s + a_s``, ``v' = v + a_v ⊙ u``. Norms and gates are invariant, so
-    the vector update is equivariant (and keeps parity: a scalar times a vector).
+    ``u, w = U v, W v``; ``a = MLP([s, |w|₁])`` (``|w|₁ = sqrt(|w|² + 1) - 1``, smooth at 0)
+    gives a scalar update ``a_s`` and per-channel gates ``a_v``; ``s' = s + a_s``,
+    ``v' = v + a_v ⊙ u``. Norms and gates are invariant, so the vector update is equivariant
+    (and keeps parity: a scalar times a vector).
     """
 
     def __init__(self, n_scalar: int, n_vector: int, hidden: int | None = None) -> None:
@@ -76,6 +77,8 @@ class GatedEquivariantMLP(nn.Module):
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         u, w = self.u(v), self.w(v)
-        a = self.mlp(torch.cat([self.norm(s), vector_norm(w)], dim=-1))
+        # floor 1: smooth at w = 0 (a tiny floor puts a cone |w| in the energy of symmetric
+        # environments, i.e. a jump of the forces there)
+        a = self.mlp(torch.cat([self.norm(s), vector_norm(w, eps=1.0)], dim=-1))
         a_s, a_v = a[..., : self.n_scalar], a[..., self.n_scalar :]
         return s + a_s, v + a_v.unsqueeze(-1) * u
