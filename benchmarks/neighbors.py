@@ -47,8 +47,12 @@ def main(argv=None) -> dict:
     for n in sizes:
         system = liquid_like_system(n, args.density, seed=0, dtype=__import__("torch").float64)
         repeats = 3 if n <= 100_000 else 2
-        t_half, nb = best_of(lambda s=system: neighbor_list(s.positions, s.cell, s.pbc, args.cutoff, full=False), repeats)
-        t_full, _ = best_of(lambda s=system: neighbor_list(s.positions, s.cell, s.pbc, args.cutoff, full=True), repeats)
+        t_half, nb = best_of(
+            lambda s=system: neighbor_list(s.positions, s.cell, s.pbc, args.cutoff, full=False), repeats
+        )
+        t_full, _ = best_of(
+            lambda s=system: neighbor_list(s.positions, s.cell, s.pbc, args.cutoff, full=True), repeats
+        )
         vl = VerletList(args.cutoff, skin=1.0, full=False)
         vl(system.positions, system.cell, system.pbc)
         t_reuse, _ = best_of(lambda s=system, v=vl: v(s.positions, s.cell, s.pbc), repeats)
@@ -67,7 +71,9 @@ def main(argv=None) -> dict:
             from ase.neighborlist import neighbor_list as ase_nl
 
             atoms = system.to_ase()
-            t_ase, (i, _j, _s) = best_of(lambda a=atoms: ase_nl("ijS", a, args.cutoff), 1 if n > 10_000 else repeats)
+            t_ase, (i, _j, _s) = best_of(
+                lambda a=atoms: ase_nl("ijS", a, args.cutoff), 1 if n > 10_000 else repeats
+            )
             row["ase_full_s"] = t_ase
             row["ase_over_hyenamd_full"] = t_ase / t_full
             assert len(i) == 2 * len(nb), "ASE and vesin disagree on the pair count"

@@ -192,7 +192,9 @@ def test_verlet_list_random_walk_with_rewrapping(batched, exact):
             assert pair_set(fresh) <= pair_set(nb), f"step {step}"
             x_all = torch.cat(xs)
             c_all = torch.stack(cells) if batched else cells[0]
-            d = edge_vectors(x_all, c_all, nb, torch.repeat_interleave(torch.arange(len(ns)), torch.tensor(ns)))
+            d = edge_vectors(
+                x_all, c_all, nb, torch.repeat_interleave(torch.arange(len(ns)), torch.tensor(ns))
+            )
             assert float(d.norm(dim=1).max()) < cutoff + 2 * skin  # each atom moved < skin/2
     assert nl.n_calls == n_steps
     # rms step 0.05*sqrt(3) ≈ 0.087 Å: an atom needs many steps to travel skin/2 = 0.5 Å

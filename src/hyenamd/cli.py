@@ -55,7 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hyenamd.io.inspect:add_arguments",
         "hyenamd.io.inspect:run",
     ),
-    "demo": ("run the end-to-end demo (configs/demo.yaml)", "hyenamd.cli:_add_demo_args", "hyenamd.cli:_run_demo"),
+    "demo": (
+        "run the end-to-end demo (configs/demo.yaml)",
+        "hyenamd.cli:_add_demo_args",
+        "hyenamd.cli:_run_demo",
+    ),
     "bench": (
         "run a benchmark script benchmarks/NAME.py (hyenamd bench --list)",
         "hyenamd.bench:_add_bench_args",

@@ -387,7 +387,11 @@ class VerletList:
             return Neighbors(nb.i, nb.j, nb.shifts + w[nb.i] - w[nb.j], self.full)
         # r_ij = (x_j - W_j) - (x_i - W_i) + S @ cell, with W = wraps @ cell the lattice
         # translation the re-wrap applied to each atom since the build
-        wvec = wraps @ self._cell_c[0] if cell.shape[0] == 1 else torch.bmm(wraps.unsqueeze(1), self._cell_c[batch]).squeeze(1)
+        wvec = (
+            wraps @ self._cell_c[0]
+            if cell.shape[0] == 1
+            else torch.bmm(wraps.unsqueeze(1), self._cell_c[batch]).squeeze(1)
+        )
         xu = positions - wvec
         keep = (xu[nb.j] - xu[nb.i] + self._svec).norm(dim=1) < self.cutoff
         i, j = nb.i[keep], nb.j[keep]
