@@ -178,9 +178,8 @@ def _model_dtype(model_path) -> str:
 def _simulate_in_process(
     cfg: DemoConfig, model_path, heldout, path, integ: dict, echo
 ) -> tuple[int, str | None]:
-    from tqdm.auto import tqdm
 
-    from hyenamd.engine import BlowUpError, LangevinBAOAB, Simulation, TrajectoryReporter
+    from hyenamd.engine import LangevinBAOAB, Simulation, TrajectoryReporter
     from hyenamd.surrogate import load_model
 
     model = load_model(model_path)
@@ -188,47 +187,49 @@ def _simulate_in_process(
     kw = {k: v for k, v in integ.items() if k not in ("kind", "dt_fs", "temperature_k")}
     integrator = LangevinBAOAB(model, integ["dt_fs"], integ["temperature_k"], **kw)
     rep = TrajectoryReporter(path, cfg.rollout.report_interval, forces=False, overwrite=True)
-    n, blowup = cfg.rollout.md_steps, None
+    n = cfg.rollout.md_steps
     with Simulation(integrator, system, [rep]) as sim:
         chunk = max(cfg.rollout.report_interval, n // 50)
-        with tqdm(total=n, desc="force-field MD", unit="step", disable=not cfg.reference.progress) as bar:
-            try:
-                while sim.state.step < n:
-                    k = min(chunk, n - sim.state.step)
-                    sim.run(k)
-                    bar.update(k)
-            except BlowUpError as e:
-                blowup = str(e)
+        blowup = _run_with_progress(sim, n, chunk, "force-field MD", cfg.reference.progress)
         return sim.state.step, blowup
+
+
+def _run_with_progress(sim, n: int, chunk: int, desc: str, progress: bool) -> str | None:
+    """Run ``sim`` to step ``n`` in chunks under a progress bar; the blow-up message, or None."""
+    from tqdm.auto import tqdm
+
+    from hyenamd.engine import BlowUpError
+
+    with tqdm(total=n, desc=desc, unit="step", disable=not progress) as bar:
+        try:
+            while sim.state.step < n:
+                k = min(chunk, n - sim.state.step)
+                sim.run(k)
+                bar.update(k)
+        except BlowUpError as e:
+            return str(e)
+    return None
 
 
 def rollout_dynamics(
     cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print
 ) -> dict:
     """Stage 4b: learned large steps (:class:`~hyenamd.engine.LearnedPropagator`), a frame every step."""
-    from tqdm.auto import tqdm
 
-    from hyenamd.engine import BlowUpError, LearnedPropagator, Simulation, TrajectoryReporter
+    from hyenamd.engine import LearnedPropagator, Simulation, TrajectoryReporter
     from hyenamd.surrogate import load_model
 
     model = load_model(model_path)
     tau = float(model.cfg.dynamics_horizon_fs)
     system, _ = _first_frame(heldout, model.dtype)
     prop = LearnedPropagator(model, skin=cfg.rollout.skin)
-    n, blowup = cfg.rollout.large_steps, None
+    n = cfg.rollout.large_steps
     rep = TrajectoryReporter(path, 1, forces=False, overwrite=True)
     t = time.perf_counter()
     with Simulation(prop, system, [rep]) as sim:
-        chunk = max(1, n // 20)
-        with tqdm(total=n, desc="large-step rollout", unit="step", disable=not cfg.reference.progress) as bar:
-            try:
-                while sim.state.step < n:
-                    k = min(chunk, n - sim.state.step)
-                    sim.run(k)
-                    bar.update(k)
-            except BlowUpError as e:
-                blowup = str(e)
-                echo(f"      rollout stopped: {e}")
+        blowup = _run_with_progress(sim, n, max(1, n // 20), "large-step rollout", cfg.reference.progress)
+        if blowup is not None:
+            echo(f"      rollout stopped: {blowup}")
         steps = sim.state.step
         n_eval = prop.evaluator.n_evaluations
     wall = time.perf_counter() - t
