@@ -32,6 +32,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from hyenamd.checks import InvalidSystemError
+from hyenamd.checks import check_finite as _check_finite
+from hyenamd.checks import fail as _fail
+from hyenamd.checks import validate_cell as _validate_cell
 from hyenamd.elements import MASSES, MAX_Z
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,14 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Batch", "InvalidSystemError", "Labels", "System"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
-
-
-class InvalidSystemError(ValueError):
-    """A :class:`System` or :class:`Batch` was given inconsistent or non-physical data."""
-
-
-def _fail(msg: str) -> None:
-    raise InvalidSystemError(msg)
 
 
 @dataclass(frozen=True)
@@ -95,41 +91,6 @@ class Labels:
             None if self.atom_names is None else tuple(self.atom_names[k] for k in ii),
             None if self.residue_names is None else tuple(self.residue_names[k] for k in ii),
         )
-
-
-def _check_finite(name: str, t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        bad = (~torch.isfinite(t)).nonzero()
-        first = tuple(bad[0].tolist())
-        kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
-        _fail(f"{name} contains {kind} values ({bad.shape[0]} entries; first at index {first})")
-
-
-def _validate_cell(cell: Tensor, pbc: Tensor) -> None:
-    """Check a [3, 3] cell against pbc: no pbc on a zero vector, not singular, right-handed."""
-    norms = cell.norm(dim=1)
-    scale = float(norms.max()) if norms.numel() else 0.0
-    zero = norms <= 1e-12 * max(scale, 1.0)
-    for ax in range(3):
-        if bool(pbc[ax]) and bool(zero[ax]):
-            _fail(
-                f"pbc is True along axis {ax} but cell vector {ax} is zero; give a cell vector or set pbc False"
-            )
-    nonzero = cell[~zero]
-    if nonzero.shape[0] == 0:
-        return
-    rank = int(torch.linalg.matrix_rank(nonzero.double(), rtol=1e-10))
-    if rank < nonzero.shape[0]:
-        _fail(
-            f"cell is singular: its non-zero vectors are linearly dependent (rank {rank}):\n{cell.tolist()}"
-        )
-    if nonzero.shape[0] == 3:
-        det = float(torch.linalg.det(cell.double()))
-        if det < 0:
-            _fail(
-                f"cell is left-handed (det = {det:.6g} Å³); reorder or negate a lattice vector "
-                "so that det(cell) > 0"
-            )
 
 
 @dataclass(frozen=True, eq=False)
