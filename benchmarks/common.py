@@ -66,3 +66,14 @@ def write_json(name: str, payload: dict, out_dir: pathlib.Path | None = None) ->
     tmp.write_text(json.dumps(payload, indent=2, default=float))
     tmp.replace(path)
     return path
+
+
+def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
+    """Lay out, save (PNG, 120 dpi, parent folders created) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

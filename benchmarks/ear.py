@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, write_json
+from common import ROOT, header, save_figure, write_json
 from ear_data import ear_dataset
 from paper_models import (
     SequenceModel,
@@ -142,10 +142,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
     axes[0].set_ylabel("test MSE (mean ± std over seeds)")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"EAR, {payload['config']['steps']} training steps per run (CPU cut)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, write_json
+from common import ROOT, header, save_figure, write_json
 from nbody_sim import generate_dataset
 from paper_models import SequenceModel, count_parameters, train_model, uniform_ptr
 
@@ -190,10 +190,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
     ax2.set_ylabel("train MSE (mean over seeds)")
     ax2.legend()
     fig.suptitle(f"n-body (5 charged particles), {payload['config']['n_train']} training samples")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

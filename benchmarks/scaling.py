@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import global_block as gb
-from common import ROOT, header, write_json
+from common import ROOT, header, save_figure, write_json
 
 LABELS = {
     "global": "G-Hyena global block",
@@ -137,10 +137,7 @@ def plot(data: dict, path: pathlib.Path) -> None:
         f"one block, F={st['n_scalar']}, C={st['n_vector']}, float32, CPU ({st['threads']} thread), "
         f"fits over N ≥ {data['config']['fit_from']}; vertical lines: where attention stopped"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
