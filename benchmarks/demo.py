@@ -72,7 +72,7 @@ def main() -> None:
         collect(pathlib.Path(args.collect), args.tag)
         return
     from hyenamd.config import load_config
-    from hyenamd.demo import DemoConfig, run_demo
+    from hyenamd.workflows.demo import DemoConfig, run_demo
 
     cfg = load_config(args.config, DemoConfig, [f"output_dir={args.out}"])
     run_demo(cfg)

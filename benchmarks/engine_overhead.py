@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from common import ROOT, header, write_json
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.engine import HyenaCalculator, LangevinBAOAB, Simulation, StateDataReporter, TrajectoryReporter
 from hyenamd.engine import VelocityVerlet as HyenaVV
 from hyenamd.engine.potentials import ZeroPotential
+from hyenamd.workflows.demo import liquid_like_system
 
 
 def _zero_calculator():

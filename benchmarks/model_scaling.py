@@ -1,6 +1,6 @@
 """Full G-Hyena energy + forces vs system size: time and peak memory, fit time ∝ N^α.
 
-A periodic liquid-like box (``hyenamd.demo.liquid_like_system``, 0.1 atoms/Å³, argon) per
+A periodic liquid-like box (``hyenamd.workflows.demo.liquid_like_system``, 0.1 atoms/Å³, argon) per
 size, preset S (``configs/surrogate/S.yaml``, species overridden to argon) in float32. Each
 size runs in a fresh subprocess, so the peak RSS (``ru_maxrss``) is that size's own; a size
 whose peak RSS, extrapolated linearly from the last two sizes, exceeds ``--max-rss-gb`` is
@@ -44,10 +44,10 @@ def run_child(args: argparse.Namespace) -> dict:
 
     from hyenamd import Batch
     from hyenamd.config import load_config
-    from hyenamd.demo import liquid_like_system
     from hyenamd.geometry import batch_neighbor_list
     from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces
     from hyenamd.surrogate.ordering import batch_order
+    from hyenamd.workflows.demo import liquid_like_system
 
     if args.threads:
         torch.set_num_threads(args.threads)

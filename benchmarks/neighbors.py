@@ -20,8 +20,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from common import header, write_json
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.geometry import VerletList, neighbor_list
+from hyenamd.workflows.demo import liquid_like_system
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import numpy as np
 from common import header, write_json
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.validate.structure import rdf_counts
+from hyenamd.workflows.demo import liquid_like_system
 
 
 def rdf_cost(n_atoms: int, r_max: float, chunk_atoms: int, repeats: int) -> dict[str, float]:

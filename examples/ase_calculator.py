@@ -18,9 +18,9 @@ from ase import units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.engine import HyenaCalculator
 from hyenamd.surrogate import GHyena, GHyenaConfig, save_model
+from hyenamd.workflows.demo import liquid_like_system
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.io import open_store
+from hyenamd.workflows.demo import liquid_like_system
 
 
 def main(n_atoms: int = 200_000, n_frames: int = 5) -> None:

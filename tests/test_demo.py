@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from hyenamd.config import load_config
-from hyenamd.demo import DemoConfig, run_demo
+from hyenamd.workflows.demo import DemoConfig, run_demo
 
 pytest.importorskip("openmm")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_demo_config_rejects_unknown_keys(tmp_path) -> None:
 
 
 def test_shipped_configs_parse() -> None:
-    from hyenamd.train_cli import TrainConfig
+    from hyenamd.workflows.train import TrainConfig
 
     # configs/demo.yaml spells out the defaults (make demo runs without --config)
     assert load_config(ROOT / "configs" / "demo.yaml", DemoConfig) == DemoConfig()

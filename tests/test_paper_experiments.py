@@ -164,8 +164,8 @@ def test_quick_run_writes_valid_json(tmp_path, script, keys):
 
 # ---------------------------------------------------------------- hyenamd bench
 def test_bench_cli_lists_and_rejects():
-    from hyenamd.bench import available
     from hyenamd.cli import main
+    from hyenamd.workflows.bench import available
 
     names = available()
     assert {"ear", "nbody", "scaling"} <= set(names) and "paper_models" not in names

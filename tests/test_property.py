@@ -36,7 +36,7 @@ def peptide_store(tmp_path_factory):
 
 def test_pdb_round_trip_keeps_topology(peptide_store, tmp_path) -> None:
     from hyenamd.io import open_store
-    from hyenamd.property import read_pdb, write_pdb
+    from hyenamd.workflows.property import read_pdb, write_pdb
 
     with open_store(peptide_store) as st:
         s = st[0]
@@ -48,8 +48,8 @@ def test_pdb_round_trip_keeps_topology(peptide_store, tmp_path) -> None:
 
 
 def test_property_workflow_trains_and_writes_predictions(peptide_store, tmp_path) -> None:
-    from hyenamd.property import PropertyModel, make_rmsf_dataset
-    from hyenamd.train_cli import TrainConfig, train
+    from hyenamd.workflows.property import PropertyModel, make_rmsf_dataset
+    from hyenamd.workflows.train import TrainConfig, train
 
     paths = make_rmsf_dataset(peptide_store, tmp_path / "data", window=5)
     rows = list(csv.DictReader(paths["residues_csv"].open()))
@@ -92,7 +92,7 @@ def test_property_workflow_trains_and_writes_predictions(peptide_store, tmp_path
     assert losses["best_valid_loss"] >= 0
     # heads are O(3)-invariant: a rotated structure gives the same predictions
     pm = PropertyModel(GHyenaConfig(**{**model, "species": (1, 6, 7, 8), "pattern": ("local",)}), 1, 1)
-    from hyenamd.property import read_pdb
+    from hyenamd.workflows.property import read_pdb
 
     s = read_pdb(tmp_path / "data" / "structures" / "w0000.pdb")
     q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
@@ -103,7 +103,7 @@ def test_property_workflow_trains_and_writes_predictions(peptide_store, tmp_path
 
 
 def test_property_config_errors() -> None:
-    from hyenamd.property import PropertyData
+    from hyenamd.workflows.property import PropertyData
 
     with pytest.raises(ValueError, match="structures_csv"):
         PropertyData()

@@ -12,38 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hyenamd import __version__
-from hyenamd.config import ConfigError
+from hyenamd.config import ConfigError, add_config_args
 
-__all__ = ["main"]
-
-
-def add_config_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
-    """The common ``[--config FILE | CONFIG] [--set KEY=VALUE ...]`` arguments."""
-    if positional:
-        p.add_argument("config", help="YAML config file")
-    else:
-        p.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set n_atoms=1000 (repeatable)",
-    )
-
-
-def _add_demo_args(p: argparse.ArgumentParser) -> None:
-    add_config_args(p)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from hyenamd.config import load_config
-    from hyenamd.demo import DemoConfig, run_demo
-
-    cfg = load_config(args.config, DemoConfig, args.overrides)
-    run_demo(cfg)
-    return 0
+__all__ = ["add_config_args", "main"]
 
 
 #: name -> (help, "module:add_arguments", "module:run"). Modules are imported only when the
@@ -57,18 +28,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "demo": (
         "run the end-to-end demo (configs/demo.yaml)",
-        "hyenamd.cli:_add_demo_args",
-        "hyenamd.cli:_run_demo",
+        "hyenamd.workflows.demo:add_arguments",
+        "hyenamd.workflows.demo:run",
     ),
     "bench": (
         "run a benchmark script benchmarks/NAME.py (hyenamd bench --list)",
-        "hyenamd.bench:_add_bench_args",
-        "hyenamd.bench:_run_bench",
+        "hyenamd.workflows.bench:add_arguments",
+        "hyenamd.workflows.bench:run",
     ),
     "train": (
         "train a surrogate: force_field, dynamics or property (configs/train/*.yaml)",
-        "hyenamd.train_cli:add_arguments",
-        "hyenamd.train_cli:run",
+        "hyenamd.workflows.train:add_arguments",
+        "hyenamd.workflows.train:run",
     ),
     "validate": (
         "compare a surrogate trajectory with reference MD (configs/validate/*.yaml)",

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union
 
-__all__ = ["ConfigError", "from_dict", "load_config", "load_yaml", "to_dict"]
+__all__ = ["ConfigError", "add_config_args", "from_dict", "load_config", "load_yaml", "to_dict"]
 
 T = TypeVar("T")
 
@@ -205,3 +205,19 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: Sequen
     for o in overrides:
         _apply_override(data, o, source + " (with overrides)")
     return from_dict(cls, data, source=source)
+
+
+def add_config_args(p: Any, *, positional: bool = False) -> None:
+    """The common ``[--config FILE | CONFIG] [--set KEY=VALUE ...]`` arguments."""
+    if positional:
+        p.add_argument("config", help="YAML config file")
+    else:
+        p.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set n_atoms=1000 (repeatable)",
+    )

@@ -57,7 +57,7 @@ def ghyena_path(tmp_path_factory):
 @pytest.fixture
 def water_like():
     """27 atoms (H, H, O repeated) at 0.1 atoms/Å³ in a triclinic periodic cell, float64."""
-    from hyenamd.demo import liquid_like_system
+    from hyenamd.workflows.demo import liquid_like_system
 
     s = liquid_like_system(27, density=0.1, species=8, seed=0, triclinic=True, dtype=torch.float64)
     sp = s.species.clone()

@@ -7,7 +7,6 @@ import itertools
 import pytest
 import torch
 
-from hyenamd.demo import liquid_like_system
 from hyenamd.surrogate.ordering import (
     batch_order,
     canonical_order,
@@ -16,6 +15,7 @@ from hyenamd.surrogate.ordering import (
     topology_order,
 )
 from hyenamd.system import Batch, Labels, System
+from hyenamd.workflows.demo import liquid_like_system
 
 DT = torch.float64
 

@@ -113,7 +113,7 @@ def _build_initial(cfg: RolloutConfig) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from hyenamd.cli import add_config_args
+    from hyenamd.config import add_config_args
 
     add_config_args(p, positional=True)
     p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:10001')")

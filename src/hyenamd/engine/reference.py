@@ -268,7 +268,7 @@ def _cutoff(ref: ReferenceSystem) -> float | None:
 
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p) -> None:
-    from hyenamd.cli import add_config_args
+    from hyenamd.config import add_config_args
 
     add_config_args(p, positional=True)
 

@@ -5,7 +5,7 @@
     result = Trainer(model, train, valid, TrainSettings(task="force_field"), out_dir="run/").fit()
     result.best_path            # run/best.safetensors (EMA weights, lowest validation loss)
 
-Samples are built by the caller (``hyenamd.train_cli`` reads them from reference stores), so
+Samples are built by the caller (``hyenamd.workflows.train`` reads them from reference stores), so
 this module never imports engine/io/cluster. Objectives (see :mod:`hyenamd.surrogate.losses`):
 
 * ``force_field``: energy + force loss; before training the per-species energy shifts are

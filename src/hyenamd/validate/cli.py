@@ -12,7 +12,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from hyenamd.cli import add_config_args
+    from hyenamd.config import add_config_args
 
     p.add_argument("reference", help="reference MD store (.h5/.h5md/.hdf5 or .zarr)")
     p.add_argument("surrogate", help="surrogate trajectory store of the same system")

@@ -29,7 +29,7 @@ def benchmarks_dir() -> pathlib.Path:
     env = os.environ.get("HYENAMD_BENCHMARKS")
     if env:
         return pathlib.Path(env)
-    return pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+    return pathlib.Path(__file__).resolve().parents[3] / "benchmarks"
 
 
 def available() -> list[str]:
@@ -42,13 +42,13 @@ def available() -> list[str]:
     )
 
 
-def _add_bench_args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="benchmark name (benchmarks/NAME.py); --list shows them")
     p.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script (e.g. --quick)")
 
 
-def _run_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     names = available()
     if args.list or not args.name:
         if not names:

@@ -1,5 +1,5 @@
 """Data of the property workflow: PDB structures (OpenMM's reader), CSV label tables, and a
-proof-of-workflow data set computed from reference MD (see :mod:`hyenamd.property`)."""
+proof-of-workflow data set computed from reference MD (see :mod:`hyenamd.workflows.property`)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,12 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.geometry import batch_neighbor_list, edge_vectors
-from hyenamd.property_data import (
+from hyenamd.surrogate.equivariant import ScalarMLP
+from hyenamd.surrogate.local_block import Edges
+from hyenamd.surrogate.model import GHyena, GHyenaConfig
+from hyenamd.surrogate.schedule import cosine_lr
+from hyenamd.system import Batch
+from hyenamd.workflows.property_data import (
     PropertyData,
     _write_csv,
     load_property_data,
@@ -44,11 +49,6 @@ from hyenamd.property_data import (
     read_pdb,
     write_pdb,
 )
-from hyenamd.surrogate.equivariant import ScalarMLP
-from hyenamd.surrogate.local_block import Edges
-from hyenamd.surrogate.model import GHyena, GHyenaConfig
-from hyenamd.surrogate.schedule import cosine_lr
-from hyenamd.system import Batch
 
 __all__ = [
     "PropertyData",
@@ -136,7 +136,7 @@ def _masked_mse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def train_property(cfg, *, echo=print) -> dict:
-    """Train a :class:`PropertyModel` for ``cfg`` (a :class:`hyenamd.train_cli.TrainConfig` with
+    """Train a :class:`PropertyModel` for ``cfg`` (a :class:`hyenamd.workflows.train.TrainConfig` with
     ``task: property``); writes the checkpoint, predictions and curve; returns a summary."""
     from tqdm.auto import tqdm
 

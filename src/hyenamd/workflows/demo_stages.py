@@ -1,4 +1,4 @@
-"""The stages of ``hyenamd demo`` that touch OpenMM, the engine and the validator (see :mod:`hyenamd.demo`).
+"""The stages of ``hyenamd demo`` that touch OpenMM, the engine and the validator (see :mod:`hyenamd.workflows.demo`).
 
 * :func:`reference_stage` — two independent OpenMM runs (training, held out).
 * :func:`openmm_speed` — OpenMM's simulated time per wall second on the same system and machine.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hyenamd.demo import DemoConfig
+    from hyenamd.workflows.demo import DemoConfig
 
 __all__ = ["openmm_speed", "reference_stage", "rollout_dynamics", "rollout_force_field", "validate_stage"]
 

@@ -13,7 +13,7 @@ onto :class:`TrainConfig`::
 Frames are split into ``n_segments`` contiguous trajectory segments per store; whole segments
 go to validation, so no validation frame is a near-copy of a training frame. Dynamics pairs
 ``(t, t + horizon_frames)`` never straddle two segments. ``task: property`` is handed to
-:mod:`hyenamd.property` (the ``property:`` section).
+:mod:`hyenamd.workflows.property` (the ``property:`` section).
 """
 
 from __future__ import annotations
@@ -148,12 +148,12 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
 
 
 def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
-    """Run ``hyenamd train`` for ``cfg`` (force_field or dynamics; property goes to hyenamd.property)."""
+    """Run ``hyenamd train`` for ``cfg`` (force_field or dynamics; property goes to hyenamd.workflows.property)."""
     from hyenamd.surrogate import GHyena, load_model
     from hyenamd.surrogate.training import Trainer, split_by_segment
 
     if cfg.task == "property":
-        from hyenamd.property import train_property
+        from hyenamd.workflows.property import train_property
 
         return train_property(cfg, echo=echo)
     if cfg.training.task != cfg.task:
@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
 
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p) -> None:
-    from hyenamd.cli import add_config_args
+    from hyenamd.config import add_config_args
 
     add_config_args(p, positional=True)
 

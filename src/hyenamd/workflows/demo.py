@@ -37,8 +37,8 @@ from hyenamd.engine.reference import ArgonSettings, ReferenceConfig
 from hyenamd.surrogate.model import GHyenaConfig
 from hyenamd.surrogate.training import TrainSettings
 from hyenamd.system import System
-from hyenamd.train_cli import DataConfig, TrainConfig
 from hyenamd.validate.config import Thresholds, ValidateConfig
+from hyenamd.workflows.train import DataConfig, TrainConfig
 
 __all__ = ["DemoConfig", "FoundationStage", "RolloutStage", "liquid_like_system", "run_demo"]
 
@@ -216,14 +216,14 @@ def foundation_stage(cfg: FoundationStage, seed: int, echo=print) -> dict[str, f
 
 def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     """Run every stage of ``cfg``; returns the summary that is also written to ``summary.json``."""
-    from hyenamd.demo_stages import (
+    from hyenamd.workflows.demo_stages import (
         openmm_speed,
         reference_stage,
         rollout_dynamics,
         rollout_force_field,
         validate_stage,
     )
-    from hyenamd.train_cli import train
+    from hyenamd.workflows.train import train
 
     t_all = time.perf_counter()
     if cfg.torch_threads:
@@ -328,3 +328,19 @@ def _jsonable(cfg) -> dict:
     from hyenamd.config import to_dict
 
     return to_dict(cfg)
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(p) -> None:
+    """``hyenamd demo [--config FILE] [--set KEY=VALUE ...]``."""
+    from hyenamd.config import add_config_args
+
+    add_config_args(p)
+
+
+def run(args) -> int:
+    from hyenamd.config import load_config
+
+    cfg = load_config(args.config, DemoConfig, args.overrides)
+    run_demo(cfg)
+    return 0
