@@ -153,3 +153,23 @@ def test_argon_builder_checks_and_cli(tmp_path):
     assert main(["reference", str(TINY), "--set", f"output={out}", "--set", "n_steps=10"]) == 0
     with open_store(out) as store:
         assert len(store) == 2
+
+
+def test_nve_segments_from_nvt_states(tmp_path):
+    """segments: nve — stored frames are NVE segments (energy kept), numbered, with NVT gaps between."""
+    cfg = _tiny(tmp_path, segments="nve", segment_steps=20, segment_gap_steps=30, n_steps=40, dt_fs=2.0)
+    path = reference_md(cfg)
+    with open_store(path) as store:
+        seg = store.observable("segment")
+        assert seg.tolist() == [0, 0, 0, 1, 1, 1]
+        assert list(store.steps) == [30, 40, 50, 80, 90, 100]  # the NVT gaps are not stored
+        e = store.observable("total_energy")
+        for s in (0, 1):  # NVE within a segment: the total energy moves far less than between segments
+            block = e[seg == s]
+            assert np.ptp(block) < 0.02 * np.std(store.observable("kinetic_energy")) + 1e-3
+    prov = (tmp_path / "ref.h5.provenance.json").read_text()
+    assert '"kind": "nve"' in prov
+    with pytest.raises(ValueError, match="multiple of report_interval"):
+        _tiny(tmp_path, segments="nve", segment_steps=15)
+    with pytest.raises(ValueError, match="ensemble: nvt"):
+        _tiny(tmp_path, segments="nve", ensemble="nve")

@@ -9,6 +9,15 @@ positions (Å), velocities (Å/fs), forces (eV/Å), the box (Å) and the observa
 the topology labels (residues, chains, atom names) in the store's template. Units are
 converted here, at the OpenMM boundary, with the constants of :mod:`hyenamd.units`.
 
+NVE segments (``segments: nve``, the training data of the learned large step): after the NVT
+equilibration the production is a chain of segments, each ``segment_gap_steps`` of NVT (not
+stored: re-thermalisation and decorrelation) followed by ``segment_steps`` of NVE (stored, a
+frame every ``report_interval`` steps, the segment's first frame included), switched in one
+context by an ``openmm.CompoundIntegrator`` (same Δt). So every stored stride is deterministic
+Hamiltonian dynamics started from a canonical (NVT) state; the store's ``segment`` observable
+numbers the segments (training pairs never straddle two), ``n_steps`` counts the stored NVE
+steps (``n_steps // segment_steps`` segments) and the store's time includes the NVT gaps.
+
 Both OpenMM integrators are leapfrog schemes: the velocities OpenMM reports (and the store
 holds) are half a step behind the positions, while OpenMM's kinetic energy is the on-step
 estimate; this is OpenMM's own convention, kept as is.
@@ -75,6 +84,9 @@ class ReferenceConfig:
     (integrator and initial velocities), platform/threads (OpenMM), store_dtype (positions,
     velocities, forces), water_box_nm / cutoff_nm / rigid_water (water and villin; flexible
     water needs dt ≤ 0.5 fs), peptide_solvent (alanine dipeptide: vacuum or OBC2).
+    segments: ``none`` (one continuous run) or ``nve`` (NVT-thermalised NVE segments, see the
+    module doc; needs ensemble nvt); segment_steps: stored NVE steps per segment (a multiple of
+    report_interval); segment_gap_steps: NVT steps before each segment.
     """
 
     system: Literal["argon", "water", "villin", "alanine_dipeptide"] = "argon"
@@ -98,6 +110,9 @@ class ReferenceConfig:
     cutoff_nm: float = 0.9
     rigid_water: bool = False
     peptide_solvent: Literal["vacuum", "obc2"] = "vacuum"
+    segments: Literal["none", "nve"] = "none"
+    segment_steps: int = 500
+    segment_gap_steps: int = 250
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,6 +126,16 @@ class ReferenceConfig:
             problems.append("temperature_k and friction_per_ps must be >= 0")
         if self.threads < 0:
             problems.append("threads must be >= 0 (0: OpenMM's default)")
+        if self.segments == "nve":
+            if self.ensemble != "nvt":
+                problems.append("segments: nve needs ensemble: nvt (the segments start from NVT states)")
+            if self.segment_steps < self.report_interval or self.segment_steps % self.report_interval:
+                problems.append(
+                    f"segment_steps ({self.segment_steps}) must be a positive multiple of report_interval "
+                    f"({self.report_interval})"
+                )
+            if self.segment_gap_steps < 0 or self.n_steps < self.segment_steps:
+                problems.append("need segment_gap_steps >= 0 and n_steps >= segment_steps")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -139,6 +164,12 @@ def make_context(cfg: ReferenceConfig, ref: ReferenceSystem | None = None):
             cfg.temperature_k * u.kelvin, cfg.friction_per_ps / u.picosecond, dt
         )
         integ.setRandomNumberSeed(int(cfg.seed) + 1)  # 0 would mean "pick a random seed"
+        if cfg.segments == "nve":  # 0: Langevin (current), 1: Verlet for the NVE segments
+            compound = openmm.CompoundIntegrator()
+            compound.addIntegrator(integ)
+            compound.addIntegrator(openmm.VerletIntegrator(dt))
+            compound.setCurrentIntegrator(0)
+            integ = compound
     else:
         integ = openmm.VerletIntegrator(dt)
     platform, props = openmm_platform(cfg.platform, cfg.threads)
@@ -212,35 +243,51 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
         cell=torch.as_tensor(first["cell"]) if periodic else None,
     ).to(dtype=dtype)
     units = {"potential_energy": "eV", "kinetic_energy": "eV", "total_energy": "eV", "temperature": "K"}
-    n_frames = cfg.n_steps // cfg.report_interval + 1
+    if cfg.segments == "nve":
+        units["segment"] = ""
+    plan = _frame_plan(cfg)
+    step = 0
+
+    def record(store, segment: int | None) -> None:
+        s = first if step == 0 else state_to_internal(_get_state(ctx))
+        pe, ke = float(s["potential_energy"]), float(s["kinetic_energy"])
+        extra = {} if segment is None else {"segment": float(segment)}
+        store.append(
+            s["positions"],
+            step=step,
+            time=step * cfg.dt_fs,
+            velocities=s["velocities"],
+            forces=s["forces"],
+            cell=s["cell"] if periodic else None,
+            potential_energy=pe,
+            kinetic_energy=ke,
+            total_energy=pe + ke,
+            temperature=2.0 * ke / (dof * BOLTZMANN_EV_PER_K),
+            **extra,
+        )
+
     with open_store(
         out, "w", system=template, fields=("velocity", "force"), observables=tuple(units), units=units,
         dtype=cfg.store_dtype, overwrite=cfg.overwrite,
     ) as store:  # fmt: skip
         bar = tqdm(total=cfg.n_steps, unit="step", desc=f"reference {ref.name}", disable=not cfg.progress)
-        step = 0
-        for k in range(n_frames):
-            if k:
+        for seg, gap, n_stored in plan:
+            if gap:  # NVT between NVE segments (not stored)
+                integ.setCurrentIntegrator(0)
+                integ.step(gap)
+                step += gap
+            if seg is not None:
+                integ.setCurrentIntegrator(1)
+            record(store, seg)
+            for _ in range(n_stored // cfg.report_interval):
                 integ.step(cfg.report_interval)
                 step += cfg.report_interval
                 bar.update(cfg.report_interval)
-            s = first if k == 0 else state_to_internal(_get_state(ctx))
-            pe, ke = float(s["potential_energy"]), float(s["kinetic_energy"])
-            store.append(
-                s["positions"],
-                step=step,
-                time=step * cfg.dt_fs,
-                velocities=s["velocities"],
-                forces=s["forces"],
-                cell=s["cell"] if periodic else None,
-                potential_energy=pe,
-                kinetic_energy=ke,
-                total_energy=pe + ke,
-                temperature=2.0 * ke / (dof * BOLTZMANN_EV_PER_K),
-            )
+                record(store, seg)
         bar.close()
-        if cfg.n_steps % cfg.report_interval:  # finish the requested steps (not stored)
-            integ.step(cfg.n_steps % cfg.report_interval)
+        rest = cfg.n_steps - sum(p[2] for p in plan)
+        if rest:  # finish the requested steps (not stored)
+            integ.step(rest)
     provenance = {
         "config": to_dict(cfg),
         "system": ref.name,
@@ -252,9 +299,29 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
         "units": {"length": "Å", "time": "fs", "energy": "eV", "force": "eV/Å", "velocity": "Å/fs"},
         "cutoff_angstrom": _cutoff(ref),
         "velocities": "leapfrog: half a step behind the positions (OpenMM convention)",
+        "segments": _segments_note(cfg),
     }
     out.with_name(out.name + ".provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     return out
+
+
+def _frame_plan(cfg: ReferenceConfig) -> list[tuple[int | None, int, int]]:
+    """``(segment or None, NVT gap steps before it, stored steps)`` of the production run."""
+    if cfg.segments == "none":
+        return [(None, 0, (cfg.n_steps // cfg.report_interval) * cfg.report_interval)]
+    return [(k, cfg.segment_gap_steps, cfg.segment_steps) for k in range(cfg.n_steps // cfg.segment_steps)]
+
+
+def _segments_note(cfg: ReferenceConfig) -> dict:
+    if cfg.segments == "none":
+        return {"kind": "none"}
+    return {
+        "kind": "nve",
+        "n_segments": cfg.n_steps // cfg.segment_steps,
+        "segment_steps": cfg.segment_steps,
+        "segment_gap_steps": cfg.segment_gap_steps,
+        "thermalised_by": f"LangevinMiddle {cfg.temperature_k} K, {cfg.friction_per_ps} /ps",
+    }
 
 
 def _cutoff(ref: ReferenceSystem) -> float | None:

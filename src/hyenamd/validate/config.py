@@ -25,6 +25,10 @@ class Thresholds:
     max_torsion_js: Jensen–Shannon divergence (base 2) of the φ/ψ Ramachandran histograms.
     max_diffusion_rel_error: |D_sur / D_ref − 1| per judged group.
     max_vacf_mae: mean |C_sur(t) − C_ref(t)| of the normalised VACFs C(t)/C(0).
+    max_temperature_rel_error: |⟨T_sur⟩ / T − 1| with T the thermostat temperature (``temperature_k``,
+    else the reference's mean; judged for NVT runs only).
+    min_kinetic_ks_p: Kolmogorov–Smirnov p-value of the surrogate's kinetic energies against the
+    canonical Gamma(3N/2, k_B T) (frames thinned by their statistical inefficiency; NVT only).
     max_nve_drift: |drift| of the surrogate's total energy, meV/atom/ps (judged for NVE runs only).
     max_drift_ratio: |drift| · duration / σ(E_kin) (NVE only).
     require_no_blowup: fail when the surrogate has a non-finite or over-hot frame.
@@ -42,6 +46,8 @@ class Thresholds:
     max_torsion_js: float | None = 0.1
     max_diffusion_rel_error: float | None = 0.2
     max_vacf_mae: float | None = None
+    max_temperature_rel_error: float | None = 0.03
+    min_kinetic_ks_p: float | None = 0.01
     max_nve_drift: float | None = 1.0
     max_drift_ratio: float | None = None
     require_no_blowup: bool = True
@@ -74,7 +80,9 @@ class ValidateConfig:
     max_temperature_factor: a surrogate frame hotter than this × the reference's mean
     temperature counts as a blow-up.
     ensemble: "auto" reads the surrogate store's ``ensemble`` attribute (drift is judged only
-    for "nve"; unknown = reported, not judged).
+    for "nve", temperature and the kinetic-energy distribution only for "nvt"; unknown =
+    reported, not judged). temperature_k: the thermostat temperature of NVT runs (K; None: the
+    reference's mean temperature).
     accuracy_frames: held-out reference frames the model (``--model``) is evaluated on.
     spread_factor: with a baseline (a second, independent reference run), metrics that have a
     reference spread are judged against ``spread × spread_factor`` (or ``spread /
@@ -102,6 +110,7 @@ class ValidateConfig:
     h_detach_factor: float = 1.5
     max_temperature_factor: float = 5.0
     ensemble: Literal["auto", "nve", "nvt", "npt"] = "auto"
+    temperature_k: float | None = None
     accuracy_frames: int = 50
     spread_factor: float | None = None
     device: str = "cpu"
@@ -134,6 +143,8 @@ class ValidateConfig:
             )
         if self.accuracy_frames < 1:
             problems.append(f"accuracy_frames must be >= 1, got {self.accuracy_frames}")
+        if self.temperature_k is not None and not self.temperature_k > 0:
+            problems.append(f"temperature_k must be positive or null, got {self.temperature_k}")
         if self.spread_factor is not None and self.spread_factor <= 0:
             problems.append(f"spread_factor must be positive or null, got {self.spread_factor}")
         if problems:

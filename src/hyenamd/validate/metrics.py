@@ -16,6 +16,7 @@ import numpy as np
 
 from hyenamd.validate.accuracy import AccuracyResult
 from hyenamd.validate.analysis import TrajectoryStats
+from hyenamd.validate.canonical import kinetic_energy_test
 from hyenamd.validate.config import ValidateConfig
 from hyenamd.validate.torsions import jensen_shannon
 
@@ -273,6 +274,7 @@ def compare(
                 sur=float(np.nanmean(sur.temperature)),
             )
         )
+    out.extend(_canonical_metrics(ref, sur, cfg, ensemble))
     if sur.drift is not None:
         nve = ensemble == "nve"
         why = "" if nve else f" (not judged: ensemble {ensemble})"
@@ -337,6 +339,48 @@ def compare(
                 _m("accuracy", "energy_mae", a.energy_mae, "meV/atom", "energy MAE", th.max_energy_mae)
             )
             out.append(_m("accuracy", "energy_rmse", a.energy_rmse, "meV/atom", "energy RMSE"))
+    return out
+
+
+def _canonical_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig, ensemble: str):
+    """⟨T⟩ against the thermostat's T and a KS test of K against Gamma(3N/2, k_B T) (judged for NVT)."""
+    th = cfg.thresholds
+    t_target = cfg.temperature_k
+    if t_target is None and ref.temperature is not None:
+        t_target = float(np.nanmean(ref.temperature))
+    if t_target is None or not t_target > 0:
+        return []
+    nvt = ensemble == "nvt"
+    why = "" if nvt else f" (not judged: ensemble {ensemble})"
+    out = []
+    if sur.temperature is not None:
+        t_sur = float(np.nanmean(sur.temperature))
+        out.append(
+            _m(
+                "energy",
+                "temperature_rel_error",
+                abs(t_sur / t_target - 1),
+                "",
+                f"|⟨T⟩ / {t_target:.4g} K − 1|" + why,
+                th.max_temperature_rel_error if nvt else None,
+                ref=t_target,
+                sur=t_sur,
+            )
+        )
+    if sur.kinetic_energy is not None and sur.n_frames >= 2:
+        kt = kinetic_energy_test(sur.kinetic_energy, 3 * sur.n_atoms, t_target)
+        out.append(
+            _m(
+                "energy",
+                "kinetic_ks_p",
+                kt.p_value,
+                "",
+                f"KS p-value of K vs Gamma(3N/2, k_B·{t_target:.4g} K) ({kt.n} frames, every {kt.every}){why}",
+                th.min_kinetic_ks_p if nvt else None,
+                ">=",
+                sur=kt.statistic,
+            )
+        )
     return out
 
 

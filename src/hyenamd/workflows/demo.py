@@ -6,13 +6,16 @@ Stages (each prints progress; the default config, ``configs/demo.yaml``, targets
 0. foundation: a large periodic system (100k atoms by default), its neighbour list and a
    Verlet-list reuse — the data contract and the geometry at scale (``foundation.n_atoms: 0``
    skips it).
-1. reference: two independent OpenMM NVT runs of LJ argon (:func:`hyenamd.engine.reference.reference_md`):
-   one to train on, one held out for validation (different seed).
+1. reference: two independent OpenMM runs of LJ argon (:func:`hyenamd.engine.reference.reference_md`):
+   one to train on (NVE segments started from NVT states: deterministic strides for the large
+   step, canonical frames for the force field), one continuous NVT run held out for validation
+   (different seed).
 2. force field: a small G-Hyena trained on energies + forces of the training run.
 3. large step: the dynamics head, initialised from the force field, trained on
    ``(x_t, v_t) → (x_{t+k}, v_{t+k})`` with Δτ = k · (frame interval).
 4. rollouts: Langevin NVT MD with the force field (dt of the reference) and a learned-propagator
-   rollout with the dynamics head, both from the held-out run's first frame, written to stores.
+   rollout (O–Φ–O: OU half-steps at the reference's temperature and friction around the dynamics
+   head, energy rescale with the force field), both from the held-out run's first frame.
    Runs in-process (the Ray cluster layer is used once ``hyenamd.cluster.run_rollouts`` exists).
 5. validation: :func:`hyenamd.validate.validate` of both rollouts against the held-out run
    (Markdown/HTML/JSON report with plots); the metrics tables and the report paths are printed,
@@ -97,6 +100,9 @@ def _default_reference() -> ReferenceConfig:
         equilibration_steps=500,
         store_dtype="float64",
         argon=ArgonSettings(n_cells=3),
+        segments="nve",
+        segment_steps=500,
+        segment_gap_steps=250,
     )
 
 
@@ -107,6 +113,8 @@ class DemoConfig:
     output_dir: everything the demo writes. reuse_reference: keep reference stores that exist.
     heldout_steps: production steps of the held-out reference run (its seed is reference.seed + 1).
     torch_threads: intra-op threads (0: torch's default). seed: weights and training.
+    large_step_max_diffusion_rel_error: the large-step rollout's diffusion tolerance (the force
+    field's is ``validate.thresholds.max_diffusion_rel_error``; None: the same for both).
     """
 
     output_dir: str = "demo_output"
@@ -114,6 +122,7 @@ class DemoConfig:
     heldout_steps: int = 2500
     torch_threads: int = 1
     seed: int = 0
+    large_step_max_diffusion_rel_error: float | None = 0.15
     foundation: FoundationStage = field(default_factory=FoundationStage)
     reference: ReferenceConfig = field(default_factory=_default_reference)
     data: DataConfig = field(default_factory=lambda: DataConfig(horizon_frames=5, n_segments=5))
@@ -141,7 +150,8 @@ class DemoConfig:
             rmsf_selection="none",
             rg_selection="none",
             align_selection="none",
-            thresholds=Thresholds(),
+            temperature_k=90.0,
+            thresholds=Thresholds(max_diffusion_rel_error=0.10, max_vacf_mae=0.05),
         )
     )
 

@@ -29,21 +29,23 @@ def reference_stage(cfg: DemoConfig, out: pathlib.Path, echo=print) -> tuple[pat
     from hyenamd.engine.reference import reference_md
 
     paths = []
+    # the training run may be NVE segments from NVT states (the large step's data); the held-out
+    # run is always one continuous NVT run (what the rollouts are validated against)
     runs = (
-        ("reference_train.h5", cfg.reference.seed, cfg.reference.n_steps),
-        ("reference_heldout.h5", cfg.reference.seed + 1, cfg.heldout_steps),
+        ("reference_train.h5", cfg.reference.seed, cfg.reference.n_steps, cfg.reference.segments),
+        ("reference_heldout.h5", cfg.reference.seed + 1, cfg.heldout_steps, "none"),
     )
     echo(
         f"[1/5] reference MD (OpenMM, {cfg.reference.system}, {cfg.reference.ensemble.upper()} "
         f"{cfg.reference.temperature_k:g} K, dt {cfg.reference.dt_fs:g} fs)"
     )
-    for name, seed, n_steps in runs:
+    for name, seed, n_steps, segments in runs:
         path = out / name
-        if cfg.reuse_reference and _complete(path):
+        if cfg.reuse_reference and _complete(path, segments):
             echo(f"      reusing {path}")
         else:
             rc = dataclasses.replace(
-                cfg.reference, output=str(path), overwrite=True, seed=seed, n_steps=n_steps
+                cfg.reference, output=str(path), overwrite=True, seed=seed, n_steps=n_steps, segments=segments
             )
             t = time.perf_counter()
             reference_md(rc)
@@ -54,14 +56,15 @@ def reference_stage(cfg: DemoConfig, out: pathlib.Path, echo=print) -> tuple[pat
     return paths[0], paths[1]
 
 
-def _complete(path: pathlib.Path) -> bool:
+def _complete(path: pathlib.Path, segments: str = "none") -> bool:
     if not path.exists():
         return False
     from hyenamd.io import open_store
 
     try:
         with open_store(path) as st:
-            return st.status == "complete" and len(st) >= 2
+            same_kind = ("segment" in st.observable_names) == (segments == "nve")
+            return st.status == "complete" and len(st) >= 2 and same_kind
     except Exception:
         return False
 
@@ -70,7 +73,7 @@ def openmm_speed(cfg: DemoConfig, n_steps: int = 400) -> dict[str, float]:
     """OpenMM's speed on the reference system (same platform/threads as the reference runs)."""
     from hyenamd.engine.reference import make_context
 
-    rc = dataclasses.replace(cfg.reference, minimize=False)
+    rc = dataclasses.replace(cfg.reference, minimize=False, segments="none")
     _, ctx, integ, _ = make_context(rc)
     integ.step(20)  # warm-up
     ctx.getState(getEnergy=True)
@@ -269,12 +272,21 @@ def validate_stage(
     from hyenamd.validate import validate
 
     results = {}
+    base = cfg.validate
+    if base.temperature_k is None:  # the thermostat's temperature, not the held-out run's sample mean
+        base = dataclasses.replace(base, temperature_k=cfg.reference.temperature_k)
     for name, traj in rollouts.items():
         model = ff_model if name == "force_field_md" else None
+        vcfg = base
+        if name == "large_step" and cfg.large_step_max_diffusion_rel_error is not None:
+            th = dataclasses.replace(
+                base.thresholds, max_diffusion_rel_error=cfg.large_step_max_diffusion_rel_error
+            )
+            vcfg = dataclasses.replace(base, thresholds=th)
         res = validate(
             heldout,
             traj,
-            cfg.validate,
+            vcfg,
             model=model,
             out_dir=out / "report" / name,
             echo=lambda m: echo("      " + m),

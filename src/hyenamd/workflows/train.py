@@ -121,14 +121,23 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                 if "velocity" not in st.fields:
                     raise ValueError(f"{path} has no velocities: the dynamics task needs them")
                 h = d.horizon_frames * d.stride
+                # NVE segments of the reference (``segments: nve``): pairs never straddle two
+                ref_seg = st.observable("segment") if "segment" in st.observable_names else None
                 for k in idx:
                     j = k + h
                     if j not in seg or seg[j] != seg[k]:
                         continue
+                    if ref_seg is not None and ref_seg[j] != ref_seg[k]:
+                        continue
                     a, b = st[k], st[j]
                     disp = minimum_image(b.positions - a.positions, a.cell, a.pbc)
                     samples.append(Sample(a, displacement=disp, next_velocities=b.velocities, segment=seg[k]))
-                summary["horizon_fs"] = float(times[idx[0] + h] - times[idx[0]])
+                    summary["horizon_fs"] = float(times[j] - times[k])
+                summary.setdefault("reference_segments", []).append(
+                    "none (one continuous run)"
+                    if ref_seg is None
+                    else f"nve: {len(np.unique(ref_seg))} NVE segments started from NVT states"
+                )
             summary["stores"].append(
                 {
                     "path": str(path),
