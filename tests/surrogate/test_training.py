@@ -107,6 +107,17 @@ def test_force_field_training_reduces_loss_and_saves_best(tmp_path) -> None:
     assert "LJ test" in describe_checkpoint(res.best_path)
 
 
+def test_best_checkpoint_by_held_out_force_error(tmp_path) -> None:
+    tr, va = split_by_segment(_lj_samples(8), 0.25, seed=0)
+    settings = TrainSettings(
+        epochs=3, batch_size=2, lr=1e-2, warmup_steps=1, ema_decay=0.5, progress=False, monitor="force_rmse"
+    )
+    res = Trainer(_model(), tr, va, settings, out_dir=tmp_path).fit()
+    assert res.best_valid_loss == res.best_metrics["force_rmse"]  # the monitored value, eV/Å
+    with pytest.raises(ValueError):
+        TrainSettings(monitor="accuracy")
+
+
 def test_resume_is_bit_identical(tmp_path) -> None:
     samples = _lj_samples(6)
     tr, va = split_by_segment(samples, 0.34, seed=0)

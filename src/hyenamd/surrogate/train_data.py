@@ -28,6 +28,8 @@ class TrainSettings:
     objective. fit_shifts: least-squares per-species energy shifts before training.
     neighbor_skin: Å added to the cutoff of the cached neighbour lists (must exceed 2×noise).
     seed: shuffling and noise. device; mixed_precision (CUDA only); progress (tqdm).
+    monitor: what selects the best checkpoint and drives early stopping: the validation
+    ``loss`` or a validation metric such as ``force_rmse`` (eV/Å; the held-out force error).
     """
 
     task: Literal["force_field", "dynamics"] = "force_field"
@@ -52,11 +54,14 @@ class TrainSettings:
     device: str = "cpu"
     mixed_precision: bool = False
     progress: bool = True
+    monitor: Literal["loss", "force_rmse", "energy_rmse", "position_rmse", "velocity_rmse"] = "loss"
 
     def __post_init__(self) -> None:
         problems = []
         if self.task not in ("force_field", "dynamics"):
             problems.append(f"task must be 'force_field' or 'dynamics', got {self.task!r}")
+        if self.monitor not in ("loss", "force_rmse", "energy_rmse", "position_rmse", "velocity_rmse"):
+            problems.append(f"monitor must be 'loss' or a validation RMSE metric, got {self.monitor!r}")
         if self.epochs < 1 or self.batch_size < 1:
             problems.append("epochs and batch_size must be >= 1")
         if not self.lr > 0 or self.weight_decay < 0 or self.warmup_steps < 0:

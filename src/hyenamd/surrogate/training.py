@@ -17,7 +17,8 @@ this module never imports engine/io/cluster. Objectives (see :mod:`hyenamd.surro
 
 Loop: AdamW, linear warm-up + cosine decay (per optimiser step), gradient-norm clipping, EMA
 weights (validated and saved), validation after every epoch on held-out trajectory segments,
-early stopping after ``patience`` epochs without improvement, a tqdm bar with live losses.
+early stopping after ``patience`` epochs without improvement of the monitored value (the
+validation loss, or e.g. the held-out force RMSE with ``monitor: force_rmse``), a tqdm bar.
 State after every epoch: ``train_state.safetensors`` (weights, EMA, AdamW moments, RNG state
 as tensors; counters, history and scales as JSON metadata — never pickle); a Trainer built
 with ``resume=True`` continues from it and, on CPU, reproduces the uninterrupted run bit for
@@ -317,8 +318,9 @@ class Trainer:
             v_loss, metrics = self.evaluate()
             self.history["epoch"].append(self.epoch)
             self.history["valid_loss"].append(v_loss)
-            if v_loss < self.best - self.s.min_delta:
-                self.best, self.best_metrics, self.bad_epochs = v_loss, metrics, 0
+            score = v_loss if self.s.monitor == "loss" else metrics.get(self.s.monitor, v_loss)
+            if score < self.best - self.s.min_delta:
+                self.best, self.best_metrics, self.bad_epochs = score, metrics, 0
                 self._save_best()
             else:
                 self.bad_epochs += 1
