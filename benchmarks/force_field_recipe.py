@@ -21,7 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import header, write_json  # noqa: E402
+from common import header, write_json
 
 
 def main(argv=None) -> int:
