@@ -115,6 +115,8 @@ class DemoConfig:
     torch_threads: intra-op threads (0: torch's default). seed: weights and training.
     large_step_max_diffusion_rel_error: the large-step rollout's diffusion tolerance (the force
     field's is ``validate.thresholds.max_diffusion_rel_error``; None: the same for both).
+    force_field_checkpoint: skip stage 2 and use this trained force field (same architecture as
+    ``model``; e.g. a longer training run); None: train it.
     """
 
     output_dir: str = "demo_output"
@@ -123,6 +125,7 @@ class DemoConfig:
     torch_threads: int = 1
     seed: int = 0
     large_step_max_diffusion_rel_error: float | None = 0.15
+    force_field_checkpoint: str | None = None
     foundation: FoundationStage = field(default_factory=FoundationStage)
     reference: ReferenceConfig = field(default_factory=_default_reference)
     data: DataConfig = field(default_factory=lambda: DataConfig(horizon_frames=5, n_segments=5))
@@ -136,10 +139,20 @@ class DemoConfig:
             pattern=("local", "global", "local"),
         )
     )
-    force_field: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, batch_size=4, lr=3e-3))
+    force_field: TrainSettings = field(
+        default_factory=lambda: TrainSettings(
+            epochs=25,
+            batch_size=4,
+            lr=5e-3,
+            warmup_steps=50,
+            ema_decay=0.995,
+            monitor="force_rmse",
+            patience=6,
+        )
+    )
     dynamics: TrainSettings = field(
         default_factory=lambda: TrainSettings(
-            task="dynamics", epochs=6, batch_size=4, lr=2e-3, noise_std=0.02
+            task="dynamics", epochs=10, batch_size=4, lr=2e-3, noise_std=0.02
         )
     )
     rollout: RolloutStage = field(default_factory=RolloutStage)
@@ -267,21 +280,29 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
         model=dataclasses.replace(cfg.model, seed=cfg.seed),
         training=dataclasses.replace(cfg.force_field, task="force_field", seed=cfg.seed),
     )
-    ff = timed("train_force_field", train, ff_cfg, echo=echo)
-    summary["force_field"] = {
-        "best": str(ff.best_path),
-        "valid_metrics": ff.best_metrics,
-        "epochs": ff.epochs_run,
-        "steps": ff.steps,
-        "curve": str(ff.curve_path),
-    }
+    if cfg.force_field_checkpoint is None:
+        ff = timed("train_force_field", train, ff_cfg, echo=echo)
+        summary["force_field"] = {
+            "best": str(ff.best_path),
+            "valid_metrics": ff.best_metrics,
+            "epochs": ff.epochs_run,
+            "steps": ff.steps,
+            "curve": str(ff.curve_path),
+        }
+        ff_path = ff.best_path
+    else:
+        ff_path = pathlib.Path(cfg.force_field_checkpoint)
+        if not ff_path.exists():
+            raise FileNotFoundError(f"force_field_checkpoint {ff_path} not found")
+        echo(f"      using the trained force field {ff_path} (force_field_checkpoint)")
+        summary["force_field"] = {"best": str(ff_path), "given": True}
 
     echo("[3/5] large step: the dynamics head, initialised from the force field")
     dyn_cfg = dataclasses.replace(
         ff_cfg,
         task="dynamics",
         output_dir=str(out / "dynamics"),
-        init_from=str(ff.best_path),
+        init_from=str(ff_path),
         training=dataclasses.replace(cfg.dynamics, task="dynamics", seed=cfg.seed),
     )
     dyn = timed("train_dynamics", train, dyn_cfg, echo=echo)
@@ -295,7 +316,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
 
     echo("[4/5] rollouts from the held-out run's first frame")
     summary["rollout_force_field"] = timed(
-        "rollout_force_field", rollout_force_field, cfg, ff.best_path, heldout, out / "surrogate_md.h5", echo
+        "rollout_force_field", rollout_force_field, cfg, ff_path, heldout, out / "surrogate_md.h5", echo
     )
     summary["rollout_dynamics"] = timed(
         "rollout_dynamics",
@@ -305,7 +326,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
         heldout,
         out / "surrogate_large_step.h5",
         echo,
-        energy_model=ff.best_path,
+        energy_model=ff_path,
     )
     fs_per_s = summary["rollout_dynamics"]["simulated_fs_per_wall_s"]
     summary["large_step_speedup_vs_openmm"] = fs_per_s / summary["openmm"]["simulated_fs_per_wall_s"]
@@ -316,7 +337,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
         validate_stage,
         cfg,
         heldout,
-        ff.best_path,
+        ff_path,
         {"force_field_md": out / "surrogate_md.h5", "large_step": out / "surrogate_large_step.h5"},
         out,
         echo,
