@@ -22,7 +22,7 @@ __all__ = ["add_config_args", "main"]
 #: its command functions next to its code and adds one line here.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "inspect": (
-        "summarise a store (.h5/.zarr) or a checkpoint (.safetensors)",
+        "summarise a store (.h5md/.zarr, or any H5MD file) or a checkpoint (.safetensors)",
         "hyenamd.io.inspect:add_arguments",
         "hyenamd.io.inspect:run",
     ),

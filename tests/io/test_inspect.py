@@ -20,7 +20,7 @@ def test_inspect_store(tmp_path, make_system, make_frames, capsys, suffix):
     assert "status       complete" in out and "frames       3" in out
     assert "atoms        7: H 2, C 2, N 1, O 1, Ar 1" in out
     assert "steps        3 .. 23" in out and "time         1.5 .. 11.5 fs" in out
-    assert "/particles/all/position/value" in out and "[Angstrom]" in out and "[eV Angstrom-1]" in out
+    assert "/particles/all/position/value" in out and "[Angstrom]" in out and "Angstrom-1]" in out
     assert "potential_energy min" in out and "on disk" in out
 
 

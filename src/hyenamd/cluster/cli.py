@@ -3,7 +3,7 @@
 The config (:class:`RolloutConfig`, presets in ``configs/cluster/``) describes an ensemble:
 every frame in ``frames`` of the ``initial`` store, ``replicas`` times each, with seeds
 ``seed + k``; the model, integrator and lengths shared by all. Rollout ``k`` is named
-``<name>_<k>`` and writes ``<output_dir>/<name>_<k>.h5`` (or ``.zarr``); the manifest is
+``<name>_<k>`` and writes ``<output_dir>/<name>_<k>.h5md`` (or ``.zarr``); the manifest is
 ``<output_dir>/manifest.json`` unless given. Running the same command again skips finished
 rollouts and resumes the others from their checkpoints. The exit status is 0 when every
 rollout completed, 1 otherwise.
@@ -34,7 +34,7 @@ class RolloutConfig:
     """
 
     name: str = "rollout"
-    initial: str = "runs/rollouts/initial.h5"
+    initial: str = "runs/rollouts/initial.h5md"
     initial_builder: Literal["none", "lj_fluid"] = "none"
     initial_size: int = 2
     frames: tuple[int, ...] = (0,)

@@ -68,7 +68,7 @@ class ArgonSettings:
 class ReferenceConfig:
     """Settings of ``hyenamd reference`` (``configs/reference/*.yaml``).
 
-    system: which reference system. output: the store (``.h5`` or ``.zarr``); an existing one
+    system: which reference system. output: the store (``.h5md`` or ``.zarr``); an existing one
     is replaced only with ``overwrite: true``. ensemble: ``nvt`` (LangevinMiddle, friction in
     1/ps) or ``nve`` (Verlet). dt_fs, n_steps (production steps), report_interval (steps per
     frame), equilibration_steps (not stored), minimize (energy minimisation first), seed
@@ -78,7 +78,7 @@ class ReferenceConfig:
     """
 
     system: Literal["argon", "water", "villin", "alanine_dipeptide"] = "argon"
-    output: str = "reference.h5"
+    output: str = "reference.h5md"
     overwrite: bool = False
     ensemble: Literal["nvt", "nve"] = "nvt"
     temperature_k: float = 90.0

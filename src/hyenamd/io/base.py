@@ -225,6 +225,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
     def _refresh_file(self) -> None:
         """Re-read metadata of a store another process is writing (default: nothing)."""
 
+    def _stored_scale(self, key: str) -> float:
+        """Internal units per stored unit of ``key`` (1 unless the file keeps another unit)."""
+        return 1.0
+
     def _resize_step(self) -> int:
         """Slots added when the frame axis is full (HDF5: 1; zarr: a block, trimmed on close)."""
         return 1
