@@ -52,7 +52,7 @@ class RolloutConfig:
     device: str = "cpu"
     guard: dict[str, Value] | None = None
     output_dir: str = "runs/rollouts"
-    format: Literal["h5", "zarr"] = "h5"
+    format: Literal["h5md", "h5", "zarr"] = "h5md"
     manifest: str | None = None
     address: str | None = None
     num_cpus: float = 1.0
@@ -116,7 +116,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from hyenamd.config import add_config_args
 
     add_config_args(p, positional=True)
-    p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:10001')")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); without it a fresh local Ray "
+        "instance runs the rollouts (or the cluster in RAY_ADDRESS, as under `ray job submit`)",
+    )
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per rollout actor (fractions allowed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
