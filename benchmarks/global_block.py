@@ -126,13 +126,13 @@ def _git_commit() -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     sizes = [int(x) for x in args.sizes.split(",")]
     results, stopped = [], {}
     last: dict[str, dict] = {}
     jobs = [(m, n) for n in sizes for m in MODES]
-    for mode, n in tqdm(jobs, desc="global_block benchmark", unit="run"):
+    for mode, n in progress_bar(jobs, desc="global_block benchmark", unit="run"):
         if mode in stopped:
             continue
         prev = last.get(mode)

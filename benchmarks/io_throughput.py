@@ -205,7 +205,7 @@ def main(argv=None) -> dict:
     import h5py  # noqa: F401 - imported before any timing
     import torch
     import zarr  # noqa: F401
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     import hyenamd.io.h5md
     import hyenamd.io.zarr_store  # noqa: F401
@@ -222,7 +222,7 @@ def main(argv=None) -> dict:
     results = {}
     load_start = os.getloadavg()
     try:
-        for suffix in tqdm((".h5", ".zarr"), desc="io_throughput", disable=args.quick):
+        for suffix in progress_bar((".h5", ".zarr"), desc="io_throughput", disable=args.quick):
             results["hdf5" if suffix == ".h5" else "zarr"] = bench_backend(
                 suffix, frames, template, repeats, tmp
             )

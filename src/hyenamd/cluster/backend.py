@@ -283,9 +283,9 @@ def run_rollouts(
         pool = _ActorPool(limit, lock_timeout_s)
         queue = collections.deque(to_run)
         if progress:
-            from tqdm.auto import tqdm
+            from hyenamd.progress import progress_bar
 
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(specs), initial=len(skipped), unit="rollout", desc="rollouts", dynamic_ncols=True
             )
         while queue or in_flight:

@@ -115,7 +115,7 @@ def _build_initial(cfg: RolloutConfig) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
+    add_config_args(p, positional=True, required=True, config_cls=RolloutConfig, example="replicas=32")
     p.add_argument(
         "--address",
         default=None,

@@ -209,9 +209,9 @@ def sharded_inference(
         )
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from hyenamd.progress import progress_bar
 
-            bar = tqdm(total=n, unit="frame", desc="inference", dynamic_ncols=True)
+            bar = progress_bar(total=n, unit="frame", desc="inference", dynamic_ncols=True)
         pending, in_flight = list(ranges), {}
         try:
             while pending or in_flight:

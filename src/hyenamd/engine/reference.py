@@ -190,9 +190,9 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
     """Run the reference MD of ``cfg`` and return the path of the store it wrote."""
     import openmm
     import torch
-    from tqdm.auto import tqdm
 
     from hyenamd.io import open_store
+    from hyenamd.progress import progress_bar
 
     out = pathlib.Path(cfg.output)
     if out.exists() and not cfg.overwrite:
@@ -217,7 +217,9 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
         out, "w", system=template, fields=("velocity", "force"), observables=tuple(units), units=units,
         dtype=cfg.store_dtype, overwrite=cfg.overwrite,
     ) as store:  # fmt: skip
-        bar = tqdm(total=cfg.n_steps, unit="step", desc=f"reference {ref.name}", disable=not cfg.progress)
+        bar = progress_bar(
+            total=cfg.n_steps, unit="step", desc=f"reference {ref.name}", disable=not cfg.progress
+        )
         step = 0
         for k in range(n_frames):
             if k:
@@ -270,7 +272,7 @@ def _cutoff(ref: ReferenceSystem) -> float | None:
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
+    add_config_args(p, positional=True, required=True, config_cls=ReferenceConfig, example="n_steps=2000")
 
 
 def run(args) -> int:

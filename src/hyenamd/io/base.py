@@ -92,6 +92,7 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         mode = self.mode
         exists = self._exists()
         if mode in ("w", "a"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
             self._acquire_lock()
         if mode == "w" or (mode == "a" and not exists):
             if exists and not overwrite:
