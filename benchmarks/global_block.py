@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import FIGURES, RESULTS  # noqa: E402
+
 MODES = ("global", "attention_naive", "attention_chunked")
 
 
@@ -291,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-seconds", type=float, default=120.0, help="skip a mode once one call is predicted slower"
     )
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "global_block.json")
-    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "global_block_scaling.png")
+    p.add_argument("--out", type=Path, default=RESULTS / "global_block.json")
+    p.add_argument("--figure", type=Path, default=FIGURES / "global_block_scaling.png")
     p.add_argument(
         "--replot", type=Path, default=None, help="only redraw the figure and table from this JSON"
     )

@@ -31,11 +31,11 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, write_json
+from common import FIGURES, ROOT, header, write_json
 
 FULL_SIZES = [1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
 QUICK_SIZES = [300, 1_000]
-FIGURE = ROOT / "docs" / "figures" / "model_scaling.png"
+FIGURE = FIGURES / "model_scaling.png"
 
 
 def run_child(args: argparse.Namespace) -> dict:

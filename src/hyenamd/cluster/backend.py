@@ -2,7 +2,7 @@
 
 ::
 
-    results = run_rollouts(specs)                              # embedded Ray (ray.init())
+    results = run_rollouts(specs)                              # a fresh local Ray instance
     results = run_rollouts(specs, address="auto", num_gpus=0.25, manifest="runs/manifest.json")
 
 * ``address=None`` starts a fresh local Ray instance (``ray.init(address="local")``; never a
