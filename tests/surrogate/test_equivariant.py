@@ -38,7 +38,9 @@ def test_smooth_norm_is_smooth_at_zero_and_linear_above_its_floor():
     assert float(g.abs().max()) == 0.0  # no cone at 0
     big = torch.tensor([[[3.0, 0.0, 4.0], [0.0, 0.1, 0.0]]], dtype=torch.float64)
     assert torch.allclose(norm(big), torch.tensor([[5.0, 0.1]], dtype=torch.float64), atol=2e-3)
-    assert torch.allclose(vector_norm(big, torch.tensor([1.0, 1.0], dtype=torch.float64)), vector_norm(big, 1.0))
+    assert torch.allclose(
+        vector_norm(big, torch.tensor([1.0, 1.0], dtype=torch.float64)), vector_norm(big, 1.0)
+    )
 
 
 def test_fresh_gated_mlp_is_the_identity():
@@ -64,7 +66,9 @@ def test_vector_path_is_alive_at_initialisation_on_a_water_box(conv):
 
         return record
 
-    handles = [m.register_forward_hook(hook(k)) for k, m in model.named_modules() if isinstance(m, SmoothNorm)]
+    handles = [
+        m.register_forward_hook(hook(k)) for k, m in model.named_modules() if isinstance(m, SmoothNorm)
+    ]
     prenorm_rms = []
     original = gb.vector_rms_norm
 
