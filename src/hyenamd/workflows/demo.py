@@ -152,7 +152,7 @@ class DemoConfig:
     )
     dynamics: TrainSettings = field(
         default_factory=lambda: TrainSettings(
-            task="dynamics", epochs=10, batch_size=4, lr=2e-3, noise_std=0.02
+            task="dynamics", epochs=10, batch_size=4, lr=2e-3, noise_std=0.05
         )
     )
     rollout: RolloutStage = field(default_factory=RolloutStage)
