@@ -110,7 +110,9 @@ def test_cli_config_spellings_and_help_name_real_keys(capsys):
     capsys.readouterr()
     with _pytest.raises(SystemExit):
         main(["reference"])
-    assert "reference needs a config: hyenamd reference CONFIG (or --config CONFIG)" in capsys.readouterr().err
+    assert (
+        "reference needs a config: hyenamd reference CONFIG (or --config CONFIG)" in capsys.readouterr().err
+    )
     sub = next(x for x in parser._actions if x.dest == "command").choices
     for name in COMMANDS:
         text = sub[name].format_help()
