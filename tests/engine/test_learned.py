@@ -27,7 +27,7 @@ def test_steps_follow_the_dynamics_head(make_ghyena, water_like):
     assert lp.dt_fs == 4.0
     st = lp.init(water_like, temperature_k=300.0, seed=2)
     order0 = st.order.clone()
-    assert torch.equal(order0, batch_order(Batch.from_system(water_like)))
+    assert torch.equal(order0, batch_order(Batch.from_system(water_like), model.cfg.ordering))
     n0 = lp.evaluator.n_evaluations
     for _ in range(3):
         x, v = st.positions, st.velocities

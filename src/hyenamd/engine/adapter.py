@@ -3,9 +3,13 @@
 :class:`ModelRunner` holds a potential (any module of the potential protocol, e.g. a loaded
 G-Hyena), the atoms' species/masses/labels, a :class:`~hyenamd.geometry.VerletList` kept
 between calls (rebuilt only when an atom moved more than ``skin / 2``, correct when the host
-re-wraps positions) and the canonical order, computed on the first call and kept while the
-species do not change. ``runner(positions, cell)`` takes numpy arrays in Å and returns numpy
-arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
+re-wraps positions). It keeps no order: the sequence order is an input (``orders``, from the
+atoms the adapter was handed) or, when absent, computed fresh from the system by the model's
+rule (:func:`hyenamd.surrogate.ordering.order_samples`) and returned in ``"orders"`` for the
+adapter to store with its atoms; so its results depend only on the arguments of the call
+(the Verlet list changes only the rounding). ``order_samples = K > 1`` averages energy,
+forces and stress over K valid orders. ``runner(positions, cell)`` takes numpy arrays in Å
+and returns numpy arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
 with the runner's explicit dtype and device. Unit conversion to ASE/OpenMM units happens in
 the adapters, not here.
 """
@@ -19,7 +23,6 @@ import torch
 from torch import nn
 
 from hyenamd.engine.evaluator import verlet_list_for
-from hyenamd.engine.integrators import canonical_order
 from hyenamd.system import Batch, Labels
 
 __all__ = ["ModelRunner", "check_species"]
@@ -47,7 +50,8 @@ class ModelRunner:
     """Energy, per-atom energies, forces and stress of one system from host arrays.
 
     model: a potential; device/dtype: where to run (default: the model's own; otherwise a
-    converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å. labels: topology labels (for the topology order).
+    converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å.
+    order_samples: K, the number of valid orders the results are averaged over (default 1).
     """
 
     def __init__(
@@ -57,7 +61,10 @@ class ModelRunner:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         skin: float = 0.5,
+        order_samples: int = 1,
     ) -> None:
+        if int(order_samples) < 1:
+            raise ValueError(f"order_samples must be >= 1, got {order_samples}")
         m_dtype, m_device = _model_dtype_device(model)
         self.dtype = dtype or m_dtype
         self.device = torch.device(device) if device is not None else m_device
@@ -67,7 +74,10 @@ class ModelRunner:
         self.model = model.eval() if hasattr(model, "eval") else model
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
-        self._order = None
+        self.order_samples = int(order_samples)
+        from hyenamd.surrogate.ordering import model_ordering
+
+        self.ordering = model_ordering(self.model)  # None: the potential needs no order
         self.n_calls = 0
 
     def __call__(
@@ -81,11 +91,15 @@ class ModelRunner:
         labels: Labels | None = None,
         velocities: np.ndarray | None = None,
         stress: bool = False,
+        orders: np.ndarray | torch.Tensor | None = None,
     ) -> dict[str, np.ndarray | float]:
         """positions ``[N, 3]`` Å, species ``[N]``, cell ``[3, 3]`` Å or None, pbc ``[3]`` bool.
 
         velocities ``[N, 3]`` Å/fs are passed on to models with a dynamics head (whose energy
-        sees them through the velocity embedding); zeros when not given.
+        sees them through the velocity embedding); zeros when not given. orders: ``[K, N]``
+        (or ``[N]`` for K = 1) sequence orders to use (``orders[k][j]`` = atom at position j);
+        None: computed from this system by the model's rule. The result has ``"orders"``
+        ``[K, N]`` int64 (what was used; None when the potential needs no order).
         """
         from hyenamd.surrogate.forces import compute_forces
 
@@ -93,7 +107,7 @@ class ModelRunner:
         key = np.asarray(species, dtype=np.int64).tobytes()
         if key != self._species_key:
             check_species(self.model, species)
-            self._species_key, self._order = key, None
+            self._species_key = key
             if self.neighbor_list is not None:
                 self.neighbor_list.reset()
         dev, dt = self.device, self.dtype
@@ -133,16 +147,42 @@ class ModelRunner:
             velocities=v,
             has_cell=torch.tensor([cell is not None], device=dev),
         )
-        if self._order is None:
-            self._order = canonical_order(self.model, batch)
-        batch = batch.replace(order=self._order)
+        orders = self._orders(batch, orders)
         nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
-        out = compute_forces(self.model, batch, stress=stress, neighbors=nbrs)
-        res: dict[str, np.ndarray | float] = {
-            "energy": float(out["energy"][0]),
-            "energies": out["energies"].detach().cpu().double().numpy(),
-            "forces": out["forces"].detach().cpu().double().numpy(),
+        keys = ("energy", "energies", "forces") + (("stress",) if stress else ())
+        acc: dict[str, torch.Tensor] = {}
+        for order in [None] if orders is None else orders.to(dev):
+            out = compute_forces(self.model, batch.replace(order=order), stress=stress, neighbors=nbrs)
+            for k in keys:
+                y = out[k].detach()
+                acc[k] = y if k not in acc else acc[k] + y
+        scale = 1.0 if orders is None else 1.0 / orders.shape[0]
+        res: dict[str, np.ndarray | float | None] = {
+            "energy": float(acc["energy"][0]) * scale,
+            "energies": acc["energies"].cpu().double().numpy() * scale,
+            "forces": acc["forces"].cpu().double().numpy() * scale,
+            "orders": None if orders is None else orders.cpu(),
         }
         if stress:
-            res["stress"] = out["stress"][0].detach().cpu().double().numpy()
+            res["stress"] = acc["stress"][0].cpu().double().numpy() * scale
         return res
+
+    def _orders(self, batch: Batch, orders) -> torch.Tensor | None:
+        """The ``[K, N]`` orders to run with: the given ones (checked) or fresh ones by the model's rule."""
+        if self.ordering is None:
+            return None
+        n = batch.n_atoms
+        if orders is None:
+            from hyenamd.surrogate.ordering import order_samples
+
+            return order_samples(batch.system(0), self.ordering, self.order_samples)
+        o = torch.as_tensor(np.asarray(orders), dtype=torch.int64).reshape(-1, n)
+        if o.shape[0] != self.order_samples:
+            raise ValueError(
+                f"{o.shape[0]} sequence order(s) were given but this adapter averages over "
+                f"order_samples={self.order_samples}; drop the stored order to recompute it"
+            )
+        ok = torch.equal(torch.sort(o, dim=1).values, torch.arange(n).expand(o.shape[0], n))
+        if not ok:
+            raise ValueError(f"a given sequence order is not a permutation of 0..{n - 1}")
+        return o

@@ -7,8 +7,13 @@ A thin adapter (unit and array conversion only; the physics is in the model and
 * ``implemented_properties``: energy, free_energy (= energy), energies (per atom), forces and,
   for a 3-D periodic cell, stress (Voigt ``[xx, yy, zz, yz, xz, xy]``, eV/Å³, ASE's sign:
   negative when compressed). All are filled by one model call.
-* The neighbour list (a Verlet list with ``skin``) and the canonical order persist between
-  calls; they are reset when the species change.
+* The neighbour list (a Verlet list with ``skin``) persists between calls (reset when the
+  species change). The sequence order does not: it travels with the atoms
+  (``atoms.arrays["hyenamd_order"]``, see :mod:`hyenamd.engine.ase_order`); the calculator
+  writes the order it computed (by the model's rule) when the atoms carry none and uses the
+  one they carry otherwise, so a copied ``Atoms`` keeps its order and the results are a
+  function of the atoms handed in. A topology-ordered model needs ``residuenumbers``
+  (as ``ase.io.read`` of a PDB sets them). ``order_samples=K`` averages over K orders.
 * :meth:`check_state` compares exactly (``np.array_equal``) instead of ASE's ``np.isclose``
   over every array, which dominated the per-step cost for 10⁶ atoms; initial charges and
   magnetic moments are not compared (the model does not use them).
@@ -27,6 +32,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from torch import nn
 
 from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.engine.ase_order import ORDER_ARRAY, read_orders, write_orders
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
 
@@ -45,6 +51,7 @@ class HyenaCalculator(Calculator):
 
     model: the potential. device/dtype: where and in which precision to run (default: the
     model's). skin: Verlet-list skin, Å. stress: compute the stress for 3-D periodic cells.
+    order_samples: K, average over K valid sequence orders (default 1).
     """
 
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -57,12 +64,13 @@ class HyenaCalculator(Calculator):
         dtype: torch.dtype | None = None,
         skin: float = 0.5,
         stress: bool = True,
+        order_samples: int = 1,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if not hasattr(model, "cutoff"):
             raise TypeError(f"{type(model).__name__} is not a hyenamd potential (no 'cutoff' attribute)")
-        self.runner = ModelRunner(model, device=device, dtype=dtype, skin=skin)
+        self.runner = ModelRunner(model, device=device, dtype=dtype, skin=skin, order_samples=order_samples)
         self.compute_stress = bool(stress)
 
     @classmethod
@@ -96,6 +104,8 @@ class HyenaCalculator(Calculator):
             changes.append("cell")
         if not np.array_equal(old.pbc, atoms.pbc):
             changes.append("pbc")
+        if not np.array_equal(old.arrays.get(ORDER_ARRAY, ()), atoms.arrays.get(ORDER_ARRAY, ())):
+            changes.append("order")
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
@@ -105,8 +115,8 @@ class HyenaCalculator(Calculator):
             raise ValueError("HyenaCalculator.calculate needs atoms")
         numbers = atoms.numbers
         check_species(self.model, numbers)
-        if self.atoms is None or self.check_state(atoms):  # ASE's get_property copies it already
-            self.atoms = atoms.copy()
+        rule = self.runner.ordering
+        orders = None if rule is None else read_orders(atoms, rule)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = atoms.cell.array
         full = bool(pbc.all()) and abs(np.linalg.det(cell)) > 0
@@ -122,7 +132,12 @@ class HyenaCalculator(Calculator):
             labels=_labels(atoms),
             velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
             stress=with_stress,
+            orders=orders,
         )
+        if rule is not None and orders is None:
+            write_orders(atoms, out["orders"], rule)  # the order travels with the atoms
+        if self.atoms is None or self.check_state(atoms):  # ASE's get_property copies it already
+            self.atoms = atoms.copy()
         self.results = {
             "energy": out["energy"],
             "free_energy": out["energy"],

@@ -25,7 +25,9 @@ So ``state.energy`` always belongs to ``state.positions`` and a checkpoint resum
 ``forces``: what goes into ``state.forces`` (used by the blow-up guard and reporters):
 ``"none"`` (zeros; the default, cheapest), ``"direct"`` (the model's direct force head, needs
 ``"direct_forces"`` in its heads) or ``"conservative"`` (−∂E/∂x by autograd in the same
-evaluation, about 2-3× the cost). The canonical order is computed once at :meth:`init`.
+evaluation, about 2-3× the cost). The sequence order is computed once at :meth:`init` by the
+model's rule (:func:`hyenamd.surrogate.ordering.canonical_order`); :meth:`refresh_order`
+recomputes it and the pending prediction.
 """
 
 from __future__ import annotations
@@ -121,10 +123,16 @@ class LearnedPropagator(Integrator):
             forces=forces,
             energy=energy,
             nl_ref=ref,
-            aux={"displacement": disp, "next_velocities": v_next},
+            aux={**state.aux, "displacement": disp, "next_velocities": v_next},
             step=state.step + step,
             time_fs=state.time_fs + step * self.dt_fs,
         )
+
+    def refresh_order(self, state: MDState) -> tuple[MDState, Tensor]:
+        """As :meth:`Integrator.refresh_order`, and the pending prediction is redone with the new order."""
+        new, _ = super().refresh_order(state)
+        new = self._with_prediction(new, new.positions, new.velocities, step=0)
+        return new, new.energy - state.energy
 
     def step(self, state: MDState) -> MDState:
         if "displacement" not in state.aux:

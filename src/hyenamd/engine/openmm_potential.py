@@ -20,13 +20,17 @@ The force is a core ``openmm.PythonForce`` (no openmm-torch). Units are converte
 the boundary: positions and box nm → Å, energy eV → kJ/mol, forces eV/Å → kJ/mol/nm. For a
 periodic topology the force uses periodic boundary conditions and reads the box from each
 ``State``; OpenMM may hand over re-wrapped positions, which the Verlet list handles. The
-canonical order follows the topology (chain, residue, atom) of the atoms the force acts on.
+sequence order is the model's rule (:func:`hyenamd.surrogate.ordering.canonical_order`) applied
+to the atoms the force acts on: "topology" uses the topology's chains and residues; "hilbert"
+is computed from the positions of the force's first evaluation and kept for the force's
+lifetime (a trajectory's energy surface stays smooth; the Hilbert order does not depend on
+the lab frame, so a fresh force on a rotated or translated copy gives the same energy).
 
 ``model`` may be a checkpoint path (then the force can be serialised with ``XmlSerializer``:
 the pickle holds the path and settings, and deserialising reloads the checkpoint with
 ``load_model``, which never runs code from the file) or an in-memory module (then the force
 works but cannot be serialised). Extra arguments: ``device``, ``dtype`` (``"float32"`` /
-``"float64"`` or a torch dtype), ``skin`` (Å).
+``"float64"`` or a torch dtype), ``skin`` (Å), ``order_samples`` (K: average over K orders).
 """
 
 from __future__ import annotations
@@ -57,11 +61,21 @@ def _dtype(value) -> torch.dtype | None:
 
 
 def _rebuild(
-    source: str, species: list[int], labels: tuple | None, periodic: bool, device: str, dtype, skin: float
+    source: str,
+    species: list[int],
+    labels: tuple | None,
+    periodic: bool,
+    device: str,
+    dtype,
+    skin: float,
+    order_samples: int = 1,
 ):
     """Unpickling target of :class:`HyenaForce` (the XmlSerializer round trip)."""
     lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
-    return HyenaForce(source, np.asarray(species), lab, periodic, device=device, dtype=dtype, skin=skin)
+    return HyenaForce(
+        source, np.asarray(species), lab, periodic,
+        device=device, dtype=dtype, skin=skin, order_samples=order_samples,
+    )  # fmt: skip
 
 
 class HyenaForce:
@@ -77,6 +91,7 @@ class HyenaForce:
         device: str | torch.device | None = "cpu",
         dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
+        order_samples: int = 1,
     ) -> None:
         self.source = None
         if isinstance(model, str | os.PathLike):
@@ -92,9 +107,13 @@ class HyenaForce:
             "device": str(device or "cpu"),
             "dtype": dtype if isinstance(dtype, str | None) else str(dtype).removeprefix("torch."),
             "skin": float(skin),
+            "order_samples": int(order_samples),
         }
-        self.runner = ModelRunner(model, device=device, dtype=_dtype(dtype), skin=skin)
+        self.runner = ModelRunner(
+            model, device=device, dtype=_dtype(dtype), skin=skin, order_samples=order_samples
+        )
         self.pbc = np.array([self.periodic] * 3)
+        self.orders: torch.Tensor | None = None  # [K, N], fixed at the first evaluation
 
     def __call__(self, state) -> tuple[float, np.ndarray]:
         import openmm.unit as u
@@ -106,7 +125,9 @@ class HyenaForce:
                 np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
                 * NM_TO_ANGSTROM
             )
-        out = self.runner(x, self.species, cell, self.pbc, labels=self.labels)
+        out = self.runner(x, self.species, cell, self.pbc, labels=self.labels, orders=self.orders)
+        if self.orders is None:
+            self.orders = out["orders"]
         return out["energy"] * EV_TO_KJ_PER_MOL, out["forces"] * EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM
 
     def __reduce__(self):
@@ -119,9 +140,10 @@ class HyenaForce:
         if self.labels is not None:
             labels = (self.labels.residue_index.tolist(), self.labels.chain_index.tolist())
         s = self.settings
+        settings = (s["device"], s["dtype"], s["skin"], s["order_samples"])
         return (
             _rebuild,
-            (self.source, self.species.tolist(), labels, self.periodic, s["device"], s["dtype"], s["skin"]),
+            (self.source, self.species.tolist(), labels, self.periodic, *settings),
         )
 
 
@@ -138,7 +160,13 @@ class HyenaPotentialImpl:
     """openmm-ml ``MLPotentialImpl`` for hyenamd models (duck-typed; see the module docstring)."""
 
     def __init__(
-        self, name: str = "hyenamd", model=None, device: str | None = "cpu", dtype=None, skin: float = 0.5
+        self,
+        name: str = "hyenamd",
+        model=None,
+        device: str | None = "cpu",
+        dtype=None,
+        skin: float = 0.5,
+        order_samples: int = 1,
     ):
         if model is None:
             raise ValueError("MLPotential('hyenamd', model=...) needs model=<checkpoint path or module>")
@@ -147,6 +175,7 @@ class HyenaPotentialImpl:
         self.name = name
         self.model = model
         self.device, self.dtype, self.skin = device, dtype, float(skin)
+        self.order_samples = int(order_samples)
         self._loaded: nn.Module | None = None
 
     def _model(self) -> nn.Module | str:
@@ -167,6 +196,7 @@ class HyenaPotentialImpl:
         compute = HyenaForce(
             self._model(), species, _topology_labels(chosen), periodic,
             device=args.get("device", self.device), dtype=args.get("dtype", self.dtype), skin=self.skin,
+            order_samples=int(args.get("order_samples", self.order_samples)),
         )  # fmt: skip
         force = openmm.PythonForce(compute)
         force.setName("HyenaForce")
