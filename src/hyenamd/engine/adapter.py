@@ -7,9 +7,9 @@ re-wraps positions). It keeps no order: the sequence order is an input (``orders
 atoms the adapter was handed) or, when absent, computed fresh from the system by the model's
 rule (:func:`hyenamd.surrogate.ordering.order_samples`) and returned in ``"orders"`` for the
 adapter to store with its atoms; so its results depend only on the arguments of the call
-(the Verlet list changes only the rounding). ``order_samples = K > 1`` averages energy,
-forces and stress over K valid orders. ``runner(positions, cell)`` takes numpy arrays in Å
-and returns numpy arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
+(the Verlet list changes only the rounding). ``order_samples = K > 1`` averages every result
+over K valid orders. ``runner(positions, cell)`` takes numpy arrays in Å and returns numpy
+arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
 with the runner's explicit dtype and device. Unit conversion to ASE/OpenMM units happens in
 the adapters, not here.
 """
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.evaluator import verlet_list_for
 from hyenamd.system import Batch, Labels
 
@@ -50,8 +51,7 @@ class ModelRunner:
     """Energy, per-atom energies, forces and stress of one system from host arrays.
 
     model: a potential; device/dtype: where to run (default: the model's own; otherwise a
-    converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å.
-    order_samples: K, the number of valid orders the results are averaged over (default 1).
+    converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å. labels: topology labels (for the topology order).
     """
 
     def __init__(
@@ -59,14 +59,14 @@ class ModelRunner:
         model: nn.Module,
         *,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
         order_samples: int = 1,
     ) -> None:
         if int(order_samples) < 1:
             raise ValueError(f"order_samples must be >= 1, got {order_samples}")
         m_dtype, m_device = _model_dtype_device(model)
-        self.dtype = dtype or m_dtype
+        self.dtype = resolve_dtype(dtype) or m_dtype
         self.device = torch.device(device) if device is not None else m_device
         if self.dtype != m_dtype or self.device != m_device:
             # a converted copy: nn.Module.to works in place and the caller's model stays as it was
@@ -98,12 +98,37 @@ class ModelRunner:
         velocities ``[N, 3]`` Å/fs are passed on to models with a dynamics head (whose energy
         sees them through the velocity embedding); zeros when not given. orders: ``[K, N]``
         (or ``[N]`` for K = 1) sequence orders to use (``orders[k][j]`` = atom at position j);
-        None: computed from this system by the model's rule. The result has ``"orders"``
-        ``[K, N]`` int64 (what was used; None when the potential needs no order).
+        None: computed from this system by the model's rule. Every result is the mean over the
+        K orders; ``"orders"`` ``[K, N]`` int64 is what was used (None: the potential needs none).
         """
-        from hyenamd.surrogate.forces import compute_forces
-
         self.n_calls += 1
+        batch, nbrs = self.prepare(
+            positions, species, cell, pbc, masses=masses, labels=labels, velocities=velocities, orders=()
+        )
+        orders = self.orders_for(batch, orders)
+        if orders is None:
+            return {**self.evaluate(batch, nbrs, stress=stress), "orders": None}
+        runs = [self.evaluate(batch.replace(order=o), nbrs, stress=stress) for o in orders.to(self.device)]
+        res = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+        return {**res, "orders": orders}
+
+    def prepare(
+        self,
+        positions: np.ndarray,
+        species: np.ndarray,
+        cell: np.ndarray | None,
+        pbc: np.ndarray,
+        *,
+        masses: np.ndarray | None = None,
+        labels: Labels | None = None,
+        velocities: np.ndarray | None = None,
+        orders: np.ndarray | torch.Tensor | tuple | None = None,
+    ) -> tuple[Batch, object]:
+        """The one-system :class:`Batch` and the neighbour list for these arrays.
+
+        The batch's order is ``orders[0]`` when given, else computed fresh by the model's rule
+        (nothing is kept between calls); ``orders=()``: leave it unset.
+        """
         key = np.asarray(species, dtype=np.int64).tobytes()
         if key != self._species_key:
             check_species(self.model, species)
@@ -147,42 +172,42 @@ class ModelRunner:
             velocities=v,
             has_cell=torch.tensor([cell is not None], device=dev),
         )
-        orders = self._orders(batch, orders)
+        if not (isinstance(orders, tuple) and orders == ()):
+            o = self.orders_for(batch, orders, k=None if orders is not None else 1)
+            batch = batch if o is None else batch.replace(order=o[0].to(dev))
         nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
-        keys = ("energy", "energies", "forces") + (("stress",) if stress else ())
-        acc: dict[str, torch.Tensor] = {}
-        for order in [None] if orders is None else orders.to(dev):
-            out = compute_forces(self.model, batch.replace(order=order), stress=stress, neighbors=nbrs)
-            for k in keys:
-                y = out[k].detach()
-                acc[k] = y if k not in acc else acc[k] + y
-        scale = 1.0 if orders is None else 1.0 / orders.shape[0]
-        res: dict[str, np.ndarray | float | None] = {
-            "energy": float(acc["energy"][0]) * scale,
-            "energies": acc["energies"].cpu().double().numpy() * scale,
-            "forces": acc["forces"].cpu().double().numpy() * scale,
-            "orders": None if orders is None else orders.cpu(),
+        return batch, nbrs
+
+    def evaluate(self, batch: Batch, nbrs, *, stress: bool = False) -> dict[str, np.ndarray | float]:
+        """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) of a prepared batch, as numpy."""
+        from hyenamd.surrogate.forces import compute_forces
+
+        out = compute_forces(self.model, batch, stress=stress, neighbors=nbrs)
+        res: dict[str, np.ndarray | float] = {
+            "energy": float(out["energy"][0]),
+            "energies": out["energies"].detach().cpu().double().numpy(),
+            "forces": out["forces"].detach().cpu().double().numpy(),
         }
         if stress:
-            res["stress"] = acc["stress"][0].cpu().double().numpy() * scale
+            res["stress"] = out["stress"][0].detach().cpu().double().numpy()
         return res
 
-    def _orders(self, batch: Batch, orders) -> torch.Tensor | None:
-        """The ``[K, N]`` orders to run with: the given ones (checked) or fresh ones by the model's rule."""
+    def orders_for(self, batch: Batch, orders=None, k: int | None = None) -> torch.Tensor | None:
+        """The ``[K, N]`` orders to run ``batch`` with: ``orders`` (checked: ``K = order_samples``
+        unless ``k`` says otherwise) or fresh ones by the model's rule; None if it needs none."""
         if self.ordering is None:
             return None
         n = batch.n_atoms
         if orders is None:
             from hyenamd.surrogate.ordering import order_samples
 
-            return order_samples(batch.system(0), self.ordering, self.order_samples)
+            return order_samples(batch.system(0), self.ordering, k or self.order_samples)
         o = torch.as_tensor(np.asarray(orders), dtype=torch.int64).reshape(-1, n)
-        if o.shape[0] != self.order_samples:
+        if k is None and o.shape[0] != self.order_samples:
             raise ValueError(
                 f"{o.shape[0]} sequence order(s) were given but this adapter averages over "
                 f"order_samples={self.order_samples}; drop the stored order to recompute it"
             )
-        ok = torch.equal(torch.sort(o, dim=1).values, torch.arange(n).expand(o.shape[0], n))
-        if not ok:
+        if not torch.equal(torch.sort(o, dim=1).values, torch.arange(n).expand(o.shape[0], n)):
             raise ValueError(f"a given sequence order is not a permutation of 0..{n - 1}")
         return o

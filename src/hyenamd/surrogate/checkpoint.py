@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from hyenamd.config import ConfigError, from_dict, to_dict
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
 __all__ = [
@@ -158,17 +159,20 @@ def legacy_ordering(info: dict[str, Any]) -> str:
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     *,
     ordering: str | None = None,
 ) -> GHyena:
     """Rebuild the model saved at ``path`` on ``device`` (dtype: the saved one unless given). Eval mode.
 
+    dtype: ``"float32"``, ``"float64"``, ``torch.float32``/``torch.float64`` or None
+    (:func:`hyenamd.dtypes.resolve_dtype`; anything else is a ``ValueError`` before the file is read).
     ordering: override the checkpoint's ordering rule (for checkpoints written before the rule
     was recorded, whose rule is inferred by :func:`legacy_ordering` with a warning).
     """
     from safetensors import safe_open
 
+    dtype = resolve_dtype(dtype)
     path = pathlib.Path(path)
     info, shapes = _read_header(path)
     config = dict(info["config"]) if isinstance(info["config"], dict) else info["config"]
