@@ -33,7 +33,12 @@ def _model(ordering: str, seed: int = 0) -> GHyena:
         pattern=("local", "global", "local", "global"), energy_scale=10.0, dtype="float64",
         seed=seed, ordering=ordering,
     )  # fmt: skip
-    return GHyena(cfg)
+    model = GHyena(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # off the zero-initialised residual branches: the order matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
 
 
 def _molecule(n: int = 48, seed: int = 0):
