@@ -30,6 +30,11 @@ class TrainSettings:
     seed: shuffling and noise. device; mixed_precision (CUDA only); progress (tqdm).
     monitor: what selects the best checkpoint and drives early stopping: the validation
     ``loss`` or a validation metric such as ``force_rmse`` (eV/Å; the held-out force error).
+    order_augment: draw a random valid sequence order for every training structure at every
+    step (:func:`hyenamd.surrogate.ordering.random_order`: random Hilbert frames/offsets, or
+    shuffled identical solvent molecules for topology models), so the model learns not to
+    depend on one order; None (default): on for "hilbert" models, off for "topology" ones.
+    Validation always uses the canonical order.
     """
 
     task: Literal["force_field", "dynamics"] = "force_field"
@@ -55,6 +60,7 @@ class TrainSettings:
     mixed_precision: bool = False
     progress: bool = True
     monitor: Literal["loss", "force_rmse", "energy_rmse", "position_rmse", "velocity_rmse"] = "loss"
+    order_augment: bool | None = None
 
     def __post_init__(self) -> None:
         problems = []
