@@ -6,10 +6,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hyenamd.errors import HyenaError
+
 __all__ = ["InvalidSystemError", "check_finite", "fail", "validate_cell"]
 
 
-class InvalidSystemError(ValueError):
+class InvalidSystemError(HyenaError, ValueError):
     """A :class:`System` or :class:`Batch` was given inconsistent or non-physical data."""
 
 

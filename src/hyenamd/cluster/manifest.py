@@ -27,6 +27,7 @@ import pathlib
 import platform
 
 from hyenamd.cluster.spec import RolloutResult, RolloutSpec
+from hyenamd.errors import HyenaError
 
 __all__ = ["FORMAT", "Manifest", "ManifestError"]
 
@@ -34,7 +35,7 @@ FORMAT = "hyenamd.cluster.manifest"
 VERSION = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(HyenaError, ValueError):
     """A manifest is not ours, or disagrees with the specs of a re-run."""
 
 

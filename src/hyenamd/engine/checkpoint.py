@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from hyenamd.engine.state import TENSOR_FIELDS, MDState
+from hyenamd.errors import HyenaError
 from hyenamd.system import Labels
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
@@ -40,7 +41,7 @@ FORMAT = "hyenamd.engine.checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HyenaError, ValueError):
     """A file is not a hyenamd engine checkpoint, or does not fit the run that reads it."""
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hyenamd.errors import HyenaError
+
 __all__ = [
     "ATOM_FIELDS",
     "FIELD_ALIASES",
@@ -106,7 +108,7 @@ DIMENSIONS = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(HyenaError, ValueError):
     """A frame store was misused or holds unexpected data (a ``ValueError``)."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from hyenamd.config import ConfigError, from_dict, to_dict
+from hyenamd.errors import HyenaError
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "describe_checkpoint", "load_model", "save_model"]
@@ -43,7 +44,7 @@ ORDERING_RULE = (
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HyenaError, ValueError):
     """A checkpoint file is unreadable, foreign, of an unsupported version, or does not fit the model."""
 
 
