@@ -213,7 +213,7 @@ def _parse_yaml(text: str, what: str) -> Any:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_safe_loader())  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_safe_loader())  # a SafeLoader subclass: no Python tags
     except ConfigError as e:
         raise ConfigError(f"{what}: {e}") from None
     except yaml.YAMLError as e:
