@@ -165,10 +165,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", 
 def _is_default_infinity(value: Any, f: dataclasses.Field) -> bool:
     """An infinite value is accepted only for a field whose default is that same infinity."""
     return (
-        isinstance(value, float)
-        and math.isinf(value)
-        and isinstance(f.default, float)
-        and f.default == value
+        isinstance(value, float) and math.isinf(value) and isinstance(f.default, float) and f.default == value
     )
 
 
