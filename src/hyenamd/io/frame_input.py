@@ -12,7 +12,15 @@ import numpy as np
 
 from hyenamd.io.schema import FrameError, Layout, StoreError, quantize
 
-__all__ = ["as_float_array", "as_observable", "as_step", "as_time", "atom_range", "frame_range", "layout_from_call"]
+__all__ = [
+    "as_float_array",
+    "as_observable",
+    "as_step",
+    "as_time",
+    "atom_range",
+    "frame_range",
+    "layout_from_call",
+]
 
 
 def _to_numpy(name: str, x: Any) -> np.ndarray:
