@@ -166,6 +166,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
+        claim = getattr(self, "_claim", None)
+        if claim is not None:
+            claim.release()
+            self._claim = None
         if self._lock_fd is None:
             return
         try:
@@ -328,6 +332,9 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
             raise StoreError(
                 f"frames={frames} is not aligned to the frame chunk of {cf}: writers must own whole chunks"
             )
+        from hyenamd.io.claims import claim_frames
+
+        self._claim = claim_frames(self.path, frames)  # refuses a range another writer holds
         self._range = frames
         done = self._steps[frames.start : frames.stop] != STEP_SENTINEL
         first_free = int(np.argmin(done)) if not done.all() else len(frames)

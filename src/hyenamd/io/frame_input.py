@@ -141,6 +141,22 @@ def atom_range(atoms: Any, n_atoms: int) -> tuple[int, int]:
     return a, b
 
 
+def check_frame_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
+    """Refuse a frame's cell ``[3, 3]`` Å that no :class:`hyenamd.System` could hold with the store's
+    ``pbc`` (a zero or singular vector on a periodic axis, a left-handed cell): a frame committed
+    with it could never be read back."""
+    import torch
+
+    from hyenamd.checks import InvalidSystemError, validate_cell
+
+    try:
+        validate_cell(torch.as_tensor(np.asarray(cell, dtype=np.float64)), torch.as_tensor(np.asarray(pbc)))
+    except InvalidSystemError as e:
+        raise FrameError(
+            f"cell of this frame is invalid for a store with pbc {list(map(bool, pbc))}: {e}"
+        ) from None
+
+
 def frame_range(start: Any, stop: Any, stride: Any, n_frames: int) -> range:
     """Frames ``start:stop:stride`` of a store of ``n_frames``; refuses a stride < 1 and
     non-integer bounds (a reversed or zero stride is a mistake, not a request)."""

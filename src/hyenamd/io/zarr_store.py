@@ -31,6 +31,7 @@ from hyenamd.io.schema import (
     StoreError,
 )
 from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, static_from_arrays
+from hyenamd.io.zarr_chunks import check_chunks_present, keep_empty_chunks
 
 __all__ = ["ZarrStore", "complete_store", "create_zarr_store"]
 
@@ -145,6 +146,8 @@ class ZarrStore(FrameStore):
             self._arr["box"] = g[f"{PARTICLES}/box/edges/value"]
         for name in lay.observables:
             self._arr[name] = g[f"observables/{name}/value"]
+        if self.mode != "r":
+            self._arr = {k: keep_empty_chunks(a) for k, a in self._arr.items()}
 
     def _read_array(self, path: str) -> np.ndarray:
         return np.asarray(self._g[path][...])
@@ -261,6 +264,8 @@ class ZarrStore(FrameStore):
 
     def _read(self, key, k, atoms=None) -> np.ndarray:
         a = self._arr[key]
+        if key != "step":  # an absent step chunk reads as uncommitted, which is what it is
+            check_chunks_present(a, k, atoms, self.path, key)
         return np.asarray(a[k] if atoms is None else a[k, atoms])
 
     def _flush(self) -> None:
