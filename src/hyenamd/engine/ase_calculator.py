@@ -27,6 +27,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from torch import nn
 
 from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
 
@@ -123,6 +124,7 @@ class HyenaCalculator(Calculator):
             velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
             stress=with_stress,
         )
+        check_finite_outputs("HyenaCalculator", energy=out["energy"], forces=out["forces"])
         self.results = {
             "energy": out["energy"],
             "free_energy": out["energy"],

@@ -122,11 +122,21 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a safetensors file: {e}") from e
     if raw is None:
         raise CheckpointError(f"{path} has no 'hyenamd' metadata: not an engine checkpoint")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} has corrupt metadata (not valid JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has corrupt metadata (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a {meta.get('format', 'unknown')!r} file, not an engine checkpoint ({FORMAT}); "
             "model checkpoints are read with hyenamd.surrogate.load_model"
+        )
+    missing = [k for k in ("device", "present", "step", "time_fs", "single") if k not in meta]
+    if missing or not isinstance(meta.get("version", 0), int):
+        raise CheckpointError(
+            f"{path} has corrupt metadata (missing or malformed keys {missing or ['version']})"
         )
     if int(meta.get("version", 0)) > VERSION:
         raise CheckpointError(

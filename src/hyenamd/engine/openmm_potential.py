@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -107,6 +108,7 @@ class HyenaForce:
                 * NM_TO_ANGSTROM
             )
         out = self.runner(x, self.species, cell, self.pbc, labels=self.labels)
+        check_finite_outputs("hyenamd OpenMM force", energy=out["energy"], forces=out["forces"])
         return out["energy"] * EV_TO_KJ_PER_MOL, out["forces"] * EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM
 
     def __reduce__(self):
