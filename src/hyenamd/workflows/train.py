@@ -66,6 +66,8 @@ class TrainConfig:
 
     task: force_field, dynamics or property. output_dir: state, best checkpoint, curve.
     resume: continue from ``output_dir/train_state.safetensors`` when present.
+    overwrite: train into a non-empty ``output_dir`` from scratch, replacing its checkpoint, state
+    and history (without it, or ``resume``, a non-empty ``output_dir`` is refused before any work).
     init_from: start from the weights of a checkpoint with the same architecture (e.g. the
     dynamics head on a trained force-field backbone); None: fresh weights from ``model``.
     torch_threads: intra-op threads (0: torch's default).
@@ -74,6 +76,7 @@ class TrainConfig:
     task: Literal["force_field", "dynamics", "property"] = "force_field"
     output_dir: str = "runs/train"
     resume: bool = False
+    overwrite: bool = False
     init_from: str | None = None
     torch_threads: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -152,6 +155,7 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     from hyenamd.surrogate import GHyena, load_model
     from hyenamd.surrogate.training import Trainer, split_by_segment
 
+    check_output_dir(cfg.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
     if cfg.task == "property":
         from hyenamd.workflows.property import train_property
 
@@ -199,16 +203,38 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     return result
 
 
+def check_output_dir(path: str | pathlib.Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a non-empty ``path`` unless resuming or overwriting; refuse a file or an
+    unwritable directory. Runs before any data is read (creates ``path`` when missing)."""
+    from hyenamd.errors import OutputExistsError, check_writable_dir
+
+    p = pathlib.Path(path)
+    if p.is_dir() and any(p.iterdir()) and not (resume or overwrite):
+        names = sorted(x.name for x in p.iterdir())
+        raise OutputExistsError(
+            f"output_dir {p} is not empty ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): "
+            "its checkpoint and history would be replaced; use --overwrite (or overwrite: true), "
+            "resume: true to continue, or another output_dir"
+        )
+    check_writable_dir(p, "output_dir")
+
+
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
 
     add_config_args(p, positional=True)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into a non-empty output_dir, replacing its checkpoint and history",
+    )
 
 
 def run(args) -> int:
     from hyenamd.config import load_config
 
-    cfg = load_config(args.config, TrainConfig, args.overrides)
+    overrides = [*args.overrides, *(["overwrite=true"] if getattr(args, "overwrite", False) else [])]
+    cfg = load_config(args.config, TrainConfig, overrides)
     train(cfg)
     return 0
