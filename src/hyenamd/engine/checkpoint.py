@@ -113,6 +113,8 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
     from safetensors import safe_open
 
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint file (.safetensors)")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:

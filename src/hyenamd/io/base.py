@@ -155,7 +155,13 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
     def _acquire_lock(self) -> None:
         import fcntl
 
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise StoreError(f"cannot create {self.path}: directory {parent} does not exist")
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            raise StoreError(f"cannot write {self.path}: directory {parent} is not writable") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,6 +23,7 @@ from hyenamd.io.schema import (
     Layout,
     SchemaError,
     StoreError,
+    schema_version,
 )
 from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, static_from_arrays
 
@@ -169,6 +170,8 @@ class H5MDStore(FrameStore):
 
     def _open(self, *, writable: bool) -> None:
         h5py = _h5py()
+        if self.path.is_dir():
+            raise SchemaError(f"{self.path} is a directory, not an HDF5 file")
         if not h5py.is_hdf5(self.path):
             raise SchemaError(f"{self.path} is not an HDF5 file")
         try:
@@ -208,7 +211,10 @@ class H5MDStore(FrameStore):
                 f"{self.path} is an H5MD file written by {creator!r}, not a hyenamd store "
                 f"(no hyenamd_schema={SCHEMA_NAME!r} attribute); convert it first"
             )
-        version = int(f.attrs["hyenamd_schema_version"])
+        version = schema_version(f.attrs.get("hyenamd_schema_version"), self.path)
+        if version is None:
+            self._f.close()
+            raise SchemaError(f"{self.path} has no valid hyenamd_schema_version attribute (a damaged store)")
         if version > SCHEMA_VERSION:
             self._f.close()
             raise SchemaError(

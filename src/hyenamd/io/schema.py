@@ -124,6 +124,15 @@ class MissingFrameError(StoreError, IndexError):
     """A frame slot exists but was never committed (torn by a crash, or not yet filled)."""
 
 
+def schema_version(value, path) -> int | None:
+    """The integer schema version of a store's attribute, or None when missing or malformed."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v >= 1 else None
+
+
 def canonical_field(name: str) -> str:
     """Map user spellings (``positions``, ``cell``, ``forces``...) onto schema names."""
     return FIELD_ALIASES.get(name, name)

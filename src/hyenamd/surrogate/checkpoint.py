@@ -102,6 +102,8 @@ def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[in
     """The JSON description and the tensor shapes of a checkpoint (checks format and version)."""
     from safetensors import safe_open
 
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint file (.safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
