@@ -186,7 +186,11 @@ def test_malformed_layout_attribute(tmp_path, suffix):
 # ---------------------------------------------------------------- reads: ranges and strides
 READ_CASES = {
     "atoms past the end": (lambda st: st.read(0, "position", atoms=slice(0, 10)), FrameError, "out of range"),
-    "atoms start past the end": (lambda st: st.read(0, "position", atoms=slice(5, 6)), FrameError, "out of range"),
+    "atoms start past the end": (
+        lambda st: st.read(0, "position", atoms=slice(5, 6)),
+        FrameError,
+        "out of range",
+    ),
     "atoms strided": (lambda st: st.read(0, "position", atoms=slice(0, 4, 2)), FrameError, "step 1"),
     "atoms not a slice": (lambda st: st.read(0, "position", atoms=[0, 1]), FrameError, "slice"),
     "frames negative stride": (lambda st: list(st.frames(stride=-1)), StoreError, "stride"),

@@ -30,7 +30,10 @@ SYSTEM_CASES = {
     "positions 1e6 Å": (dict(positions=POS * 1e6, species=SP), "beyond"),
     "positions -2e5 Å": (dict(positions=POS - 2e5, species=SP), "beyond"),
     "positions wrong shape": (dict(positions=torch.zeros(2, 2), species=SP), "shape"),
-    "positions empty": (dict(positions=torch.zeros(0, 3), species=torch.zeros(0, dtype=torch.int64)), "at least one"),
+    "positions empty": (
+        dict(positions=torch.zeros(0, 3), species=torch.zeros(0, dtype=torch.int64)),
+        "at least one",
+    ),
     "species None": (dict(positions=POS, species=None), "species is None"),
     "species strings": (dict(positions=POS, species=["H", "O"]), "species must be"),
     "species float": (dict(positions=POS, species=[1.0, 8.0]), "integer atomic numbers"),
@@ -45,7 +48,10 @@ SYSTEM_CASES = {
     "cell NaN": (dict(positions=POS, species=SP, cell=BOX * math.nan, pbc=True), "NaN"),
     "cell 1e7 Å": (dict(positions=POS, species=SP, cell=BOX * 1e6, pbc=True), "beyond"),
     "cell zero periodic": (dict(positions=POS, species=SP, cell=torch.zeros(3, 3), pbc=True), "zero"),
-    "cell singular": (dict(positions=POS, species=SP, cell=[[1, 0, 0], [2, 0, 0], [0, 0, 1.0]], pbc=True), "singular"),
+    "cell singular": (
+        dict(positions=POS, species=SP, cell=[[1, 0, 0], [2, 0, 0], [0, 0, 1.0]], pbc=True),
+        "singular",
+    ),
     "cell left-handed": (dict(positions=POS, species=SP, cell=-BOX, pbc=True), "left-handed"),
     "cell complex": (dict(positions=POS, species=SP, cell=BOX.to(torch.complex128), pbc=True), "complex"),
     "cell string": (dict(positions=POS, species=SP, cell="10 10 10", pbc=True), "cell must be"),
@@ -73,15 +79,51 @@ def _nl_case(name):
     periodic = torch.tensor([True, True, True])
     return {
         # a cell of 1e-3 Å: searched ~1e12 images of each atom (the neighbour list never returned)
-        "tiny periodic cell": (pos * 1e-3, torch.eye(3, dtype=torch.float64) * 1e-3, periodic, 5.0, "too narrow"),
+        "tiny periodic cell": (
+            pos * 1e-3,
+            torch.eye(3, dtype=torch.float64) * 1e-3,
+            periodic,
+            5.0,
+            "too narrow",
+        ),
         # a nearly flat cell (volume 2.5e-5 Å³)
-        "flat periodic cell": (pos, torch.diag(torch.tensor([10.0, 10.0, 2.5e-7], dtype=torch.float64)), periodic, 5.0, "too narrow"),
+        "flat periodic cell": (
+            pos,
+            torch.diag(torch.tensor([10.0, 10.0, 2.5e-7], dtype=torch.float64)),
+            periodic,
+            5.0,
+            "too narrow",
+        ),
         # one atom 1e6 Å away from the rest: vesin died with SIGFPE
-        "atom 1e6 Å away": (torch.cat([pos, torch.tensor([[1e6, 0, 0]], dtype=torch.float64)]), None, None, 5.0, "span"),
-        "extent/cutoff 2e5": (torch.cat([pos, torch.tensor([[1e5, 0, 0]], dtype=torch.float64)]), None, None, 0.5, "span"),
+        "atom 1e6 Å away": (
+            torch.cat([pos, torch.tensor([[1e6, 0, 0]], dtype=torch.float64)]),
+            None,
+            None,
+            5.0,
+            "span",
+        ),
+        "extent/cutoff 2e5": (
+            torch.cat([pos, torch.tensor([[1e5, 0, 0]], dtype=torch.float64)]),
+            None,
+            None,
+            0.5,
+            "span",
+        ),
         "NaN positions": (pos * math.nan, None, None, 5.0, "NaN"),
-        "dense periodic": (torch.tensor(rng.random((3000, 3)), dtype=torch.float64) * 2.0, torch.eye(3, dtype=torch.float64) * 2.0, periodic, 10.0, "neighbour pairs"),
-        "slab narrow periodic axis": (pos, torch.diag(torch.tensor([1e-4, 10.0, 0.0], dtype=torch.float64)), torch.tensor([True, True, False]), 5.0, "too narrow"),
+        "dense periodic": (
+            torch.tensor(rng.random((3000, 3)), dtype=torch.float64) * 2.0,
+            torch.eye(3, dtype=torch.float64) * 2.0,
+            periodic,
+            10.0,
+            "neighbour pairs",
+        ),
+        "slab narrow periodic axis": (
+            pos,
+            torch.diag(torch.tensor([1e-4, 10.0, 0.0], dtype=torch.float64)),
+            torch.tensor([True, True, False]),
+            5.0,
+            "too narrow",
+        ),
     }[name]
 
 
