@@ -250,3 +250,35 @@ def test_copy_of_a_store_stays_readable(tmp_path):
         (shutil.copytree if path.is_dir() else shutil.copy)(path, dst)
         with open_store(dst) as st:
             assert len(st) == 4 and st.read(slice(None), "position").shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "particles/all/species",
+        "particles/all/box",
+        "particles/all/position/step",
+        "particles/all/position/value",
+    ],
+)
+def test_h5_with_a_deleted_dataset_is_a_schema_error(tmp_path, dataset):
+    import h5py
+
+    path, _ = _store(tmp_path, ".h5")
+    with h5py.File(path, "r+") as f:
+        del f[dataset]
+    with pytest.raises(SchemaError):
+        open_store(path)
+
+
+def test_inspect_of_a_damaged_store_is_one_line(tmp_path, capsys):
+    import h5py
+
+    from hyenamd.cli import main
+
+    path, _ = _store(tmp_path, ".h5")
+    with h5py.File(path, "r+") as f:
+        del f["particles/all/box"]
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err

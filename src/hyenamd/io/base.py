@@ -21,6 +21,7 @@ from hyenamd.io.reading import ReadMixin
 from hyenamd.io.schema import (
     STEP_SENTINEL,
     Layout,
+    SchemaError,
     StoreError,
     default_chunk_frames,
 )
@@ -122,10 +123,18 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
                 f"{self.backend} stores have a single writer: use mode='a' (mode='r+' with frames= "
                 "is the zarr multi-writer protocol)"
             )
-        self._open(writable=mode != "r")
-        self._load_static()
+        try:
+            self._open(writable=mode != "r")
+            self._load_static()
+            if mode == "r":
+                self._scan()
+        except StoreError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, OSError) as e:  # a dataset or attribute is gone
+            raise SchemaError(
+                f"{self.path} is damaged (an incomplete hyenamd store): {type(e).__name__}: {e}"
+            ) from None
         if mode == "r":
-            self._scan()
             return
         if mode == "r+":
             self._init_range_writer(frames)
