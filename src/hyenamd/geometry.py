@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hyenamd.checks import check_neighbor_search
+from hyenamd.checks import InvalidSystemError, check_neighbor_search
 
 __all__ = [
     "Neighbors",
@@ -415,7 +415,7 @@ class VerletList:
             if bool(pbc[k].any()):
                 widths = perpendicular_widths(cell[k])[pbc[k]]
                 if 0.5 * self.skin >= 0.5 * float(widths.min()):
-                    raise ValueError(
+                    raise InvalidSystemError(
                         f"skin {self.skin} Å is too large for system {k}: skin/2 must stay below half "
                         f"the narrowest periodic cell width ({float(widths.min()):.3f} Å)"
                     )

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from hyenamd.errors import HyenaError
 from hyenamd.surrogate.model import GHyenaConfig
 from hyenamd.surrogate.training import Sample, TrainResult, TrainSettings
 
@@ -85,6 +86,10 @@ class TrainConfig:
     property: dict[str, Any] = field(default_factory=dict)
 
 
+class TrainDataError(HyenaError, ValueError):
+    """The training data named by a config cannot be used (empty, too short, missing arrays)."""
+
+
 def _frame_indices(n: int, d: DataConfig) -> list[int]:
     idx = list(range(d.skip_frames, n, d.stride))
     if d.max_frames is not None:
@@ -98,7 +103,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
     from hyenamd.io import open_store
 
     if not d.stores:
-        raise ValueError("data.stores is empty: name at least one reference store")
+        raise TrainDataError("data.stores is empty: name at least one reference store")
     missing = [p for p in d.stores if not pathlib.Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"reference store(s) not found: {missing}")
@@ -108,12 +113,14 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
         with open_store(path) as st:
             idx = _frame_indices(len(st), d)
             if len(idx) < d.n_segments:
-                raise ValueError(f"{path}: {len(idx)} usable frames, fewer than n_segments={d.n_segments}")
+                raise TrainDataError(
+                    f"{path}: {len(idx)} usable frames, fewer than n_segments={d.n_segments}"
+                )
             seg = {k: s_id * d.n_segments + (n * d.n_segments) // len(idx) for n, k in enumerate(idx)}
             has_f = "force" in st.fields
             pe = st.observable("potential_energy") if "potential_energy" in st.observable_names else None
             if task == "force_field" and not has_f and pe is None:
-                raise ValueError(f"{path} holds neither forces nor potential energies: nothing to fit")
+                raise TrainDataError(f"{path} holds neither forces nor potential energies: nothing to fit")
             times = st.times
             if task == "force_field":
                 for k in idx:
@@ -122,7 +129,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                     samples.append(Sample(st[k], e, f, segment=seg[k]))
             else:
                 if "velocity" not in st.fields:
-                    raise ValueError(f"{path} has no velocities: the dynamics task needs them")
+                    raise TrainDataError(f"{path} has no velocities: the dynamics task needs them")
                 h = d.horizon_frames * d.stride
                 for k in idx:
                     j = k + h
@@ -142,7 +149,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                 }
             )
     if not samples:
-        raise ValueError(
+        raise TrainDataError(
             "no training samples: check skip_frames / stride / horizon_frames against the stores"
         )
     summary["n_samples"] = len(samples)
@@ -173,7 +180,9 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     species = sorted({int(z) for x in samples for z in x.system.species.unique().tolist()})
     unknown = sorted(set(species) - set(model_cfg.species))
     if unknown:
-        raise ValueError(f"the data has species {unknown} that model.species {list(model_cfg.species)} lacks")
+        raise TrainDataError(
+            f"the data has species {unknown} that model.species {list(model_cfg.species)} lacks"
+        )
     model = GHyena(model_cfg)
     if cfg.init_from:
         src = load_model(cfg.init_from, dtype=model.dtype)
