@@ -34,16 +34,24 @@ def _axis_chunks(sel: Any, size: int, chunk: int) -> range:
     return range(k // chunk, k // chunk + 1)
 
 
-def check_chunks_present(arr: Any, frames: int | slice, atoms: slice | None, store: Any, key: str) -> None:
+def check_chunks_present(
+    arr: Any, frames: int | slice, atoms: slice | None, store: Any, key: str, committed: Any = None
+) -> None:
     """Raise :class:`StoreError` when a chunk of ``arr[frames, atoms]`` is absent from the store.
 
     arr: a zarr v3 array whose first axis is the frame axis (and second the atom axis when
-    ``atoms`` is given); store: the path shown in the message; key: the logical array name.
+    ``atoms`` is given); store: the path shown in the message; key: the logical array name;
+    committed: bool per frame slot (None: every frame counts). Only chunks holding at least one
+    committed frame must exist (uncommitted slots of a pre-allocated store have none yet).
     """
     from zarr.core.sync import sync
 
     shape, chunks = arr.shape, arr.chunks
-    axes = [_axis_chunks(frames, shape[0], chunks[0])]
+    rows = _axis_chunks(frames, shape[0], chunks[0])
+    if committed is not None:
+        n = len(committed)
+        rows = [r for r in rows if bool(committed[r * chunks[0] : min((r + 1) * chunks[0], n)].any())]
+    axes = [rows]
     for ax in range(1, len(shape)):
         axes.append(_axis_chunks(atoms if ax == 1 else None, shape[ax], chunks[ax]))
     coords = list(itertools.product(*axes))

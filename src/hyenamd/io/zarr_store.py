@@ -268,7 +268,9 @@ class ZarrStore(FrameStore):
     def _read(self, key, k, atoms=None) -> np.ndarray:
         a = self._arr[key]
         if key != "step":  # an absent step chunk reads as uncommitted, which is what it is
-            check_chunks_present(a, k, atoms, self.path, key)
+            steps = getattr(self, "_steps", None)
+            committed = None if steps is None else steps != STEP_SENTINEL
+            check_chunks_present(a, k, atoms, self.path, key, committed)
         try:
             return np.asarray(a[k] if atoms is None else a[k, atoms])
         except (ValueError, RuntimeError, OSError, TypeError) as e:  # codec errors of a damaged chunk
