@@ -281,13 +281,15 @@ class System:
         )
 
     @classmethod
-    def from_ase(cls, atoms: ase.Atoms, *, dtype: torch.dtype = torch.float64) -> System:
+    def from_ase(cls, atoms: ase.Atoms, *, dtype: torch.dtype | str = torch.float64) -> System:
         """Build from ``ase.Atoms`` (velocities converted from ASE time units to Å/fs).
 
         A cell is kept when any of its vectors is non-zero; pbc is taken as is.
         Residue labels are read from ``atoms.arrays["residuenumbers"]`` when present
         (as written by ASE's PDB reader), atom names from ``atoms.arrays["atomtypes"]``.
+        dtype: ``"float32"``/``"float64"`` or a torch dtype.
         """
+        dtype = resolve_dtype(dtype, allow_none=False)
         from hyenamd.units import FS_PER_ASE_TIME
 
         cell_arr = atoms.cell.array

@@ -268,13 +268,13 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, until_epoch: int | None = None) -> TrainResult:
         """Train to ``settings.epochs`` (or stop after ``until_epoch``, to test resuming)."""
-        from tqdm.auto import tqdm
+        from hyenamd.progress import progress_bar
 
         t0 = time.perf_counter()
         train = self._prepared[: len(self.train)]
         stop_at = self.s.epochs if until_epoch is None else min(until_epoch, self.s.epochs)
         stopped = self.s.patience > 0 and self.bad_epochs >= self.s.patience
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total_steps,
             initial=self.step,
             desc=f"train {self.s.task}",

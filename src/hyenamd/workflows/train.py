@@ -232,7 +232,9 @@ def check_output_dir(path: str | pathlib.Path, *, resume: bool, overwrite: bool)
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
+    add_config_args(
+        p, positional=True, required=True, config_cls=TrainConfig, example="output_dir=runs/argon"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
