@@ -225,9 +225,17 @@ def test_unwritable_directory_names_the_directory(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_missing_parent_directory(tmp_path, suffix):
-    with pytest.raises(StoreError, match="does not exist"):
-        open_store(tmp_path / "no" / f"t{suffix}", "w", system=tiny_system())
+def test_missing_parent_directory_is_created(tmp_path, suffix):
+    with open_store(tmp_path / "no" / f"t{suffix}", "w", system=tiny_system()) as st:
+        st.append(tiny_system().positions.numpy(), step=0, time=0.0)
+    assert len(open_store(tmp_path / "no" / f"t{suffix}")) == 1
+
+
+def test_parent_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        open_store(tmp_path / "f" / "t.zarr", "w", system=tiny_system())
+    assert (tmp_path / "f").read_text() == "x"
 
 
 def test_directory_given_for_an_h5_file(tmp_path):

@@ -93,7 +93,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         mode = self.mode
         exists = self._exists()
         if mode in ("w", "a"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
+            except OSError as e:
+                raise StoreError(f"cannot create the directory of {self.path}: {e.strerror or e}") from None
             self._acquire_lock()
         if mode == "w" or (mode == "a" and not exists):
             if exists and not overwrite:
@@ -166,8 +169,6 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         import fcntl
 
         parent = self.path.parent
-        if not parent.is_dir():
-            raise StoreError(f"cannot create {self.path}: directory {parent} does not exist")
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except PermissionError:
