@@ -90,7 +90,7 @@ class PropertyModel(nn.Module):
                 if order is None:
                     from hyenamd.surrogate.ordering import batch_order
 
-                    order = batch_order(batch)
+                    order = batch_order(batch, bb.cfg.ordering)
                 s, v = block(s, v, order, batch.ptr)
         return torch.cat([s, torch.sqrt(v.pow(2).sum(-1) + 1e-12)], dim=-1)
 
