@@ -9,12 +9,19 @@ and the classical torch potentials of the engine all follow this protocol.
 Forces ``F = -∂E/∂x`` (eV/Å). Stress ``σ = (1/V) ∂E/∂ε`` (eV/Å³) for a symmetric strain ε
 applied as ``x -> x (1 + ε)``, ``cell -> cell (1 + ε)``: ASE's sign convention, negative when
 the system is compressed (it pushes outwards). Systems without a 3-D cell get zero stress.
+
+Inference (``create_graph=False``: MD, calculators, validation) runs the model on *detached*
+parameters (``torch.func.functional_call``), so autograd records only what the gradient with
+respect to positions (and strain) needs: no parameter-gradient graph (e.g. the implicit
+filters' MLPs, the inputs of every linear layer kept for its weight gradient). The outputs are
+identical; training (``create_graph=True``) differentiates the parameters as before.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
@@ -48,8 +55,12 @@ def compute_forces(
         inputs.append(eps)
     else:
         pos_in = pos
+    inputs_batch = batch.replace(positions=pos_in, cell=cell)
     with torch.enable_grad():
-        out = dict(model(batch.replace(positions=pos_in, cell=cell), neighbors=neighbors))
+        if create_graph:
+            out = dict(model(inputs_batch, neighbors=neighbors))
+        else:
+            out = dict(_frozen_call(model, inputs_batch, neighbors))
         grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True)
     f = grads[0]
     out["forces"] = torch.zeros_like(pos) if f is None else -f
@@ -68,3 +79,11 @@ def compute_forces(
     if not create_graph:
         out = {k: v.detach() for k, v in out.items()}
     return out
+
+
+def _frozen_call(model: nn.Module, batch: Batch, neighbors: Neighbors | None):
+    """``model(batch, neighbors=neighbors)`` with every parameter detached (no parameter graph)."""
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        return model(batch, neighbors=neighbors)
+    return functional_call(model, params, (batch,), {"neighbors": neighbors}, strict=False)
