@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hyenamd.allocator import tune_malloc
+
+    tune_malloc()  # large tensors back to the OS when freed (see hyenamd/allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

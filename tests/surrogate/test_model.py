@@ -256,6 +256,12 @@ def test_block_checkpointing_changes_nothing_but_memory():
         grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
         outs.append(out)
     assert torch.allclose(outs[0]["forces"], outs[1]["forces"], rtol=0, atol=1e-12)
+    infer = compute_forces(
+        tiny(("local", "global", "local", "global"), checkpoint_atoms=0), Batch.from_system(system)
+    )
+    assert torch.allclose(
+        infer["forces"], outs[0]["forces"].detach(), rtol=0, atol=1e-12
+    )  # recomputed frozen
     for g0, g1 in zip(*grads):
         assert (g0 is None) == (g1 is None)
         assert g0 is None or torch.allclose(g0, g1, rtol=1e-10, atol=1e-12)

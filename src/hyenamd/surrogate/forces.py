@@ -11,7 +11,8 @@ applied as ``x -> x (1 + ε)``, ``cell -> cell (1 + ε)``: ASE's sign convention
 the system is compressed (it pushes outwards). Systems without a 3-D cell get zero stress.
 
 Inference (``create_graph=False``: MD, calculators, validation) runs the model on *detached*
-parameters (``torch.func.functional_call``), so autograd records only what the gradient with
+parameters (the reparametrisation ``torch.func.functional_call`` uses, kept through the
+backward pass), so autograd records only what the gradient with
 respect to positions (and strain) needs: no parameter-gradient graph (e.g. the implicit
 filters' MLPs, the inputs of every linear layer kept for its weight gradient). The outputs are
 identical; training (``create_graph=True``) differentiates the parameters as before.
@@ -19,9 +20,11 @@ identical; training (``create_graph=True``) differentiates the parameters as bef
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
 
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
@@ -56,11 +59,9 @@ def compute_forces(
     else:
         pos_in = pos
     inputs_batch = batch.replace(positions=pos_in, cell=cell)
-    with torch.enable_grad():
-        if create_graph:
-            out = dict(model(inputs_batch, neighbors=neighbors))
-        else:
-            out = dict(_frozen_call(model, inputs_batch, neighbors))
+    frozen = contextlib.nullcontext() if create_graph else _frozen_parameters(model)
+    with torch.enable_grad(), frozen:  # the backward pass too (checkpointed blocks recompute in it)
+        out = dict(model(inputs_batch, neighbors=neighbors))
         grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True)
     f = grads[0]
     out["forces"] = torch.zeros_like(pos) if f is None else -f
@@ -81,9 +82,13 @@ def compute_forces(
     return out
 
 
-def _frozen_call(model: nn.Module, batch: Batch, neighbors: Neighbors | None):
-    """``model(batch, neighbors=neighbors)`` with every parameter detached (no parameter graph)."""
+def _frozen_parameters(model: nn.Module):
+    """Context: ``model``'s parameters replaced by detached aliases (no parameter graph).
+
+    The aliases share storage and version counters with the parameters; the module's own
+    parameters are put back on exit (so one model must not be evaluated by two threads at once).
+    """
     params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
     if not params:
-        return model(batch, neighbors=neighbors)
-    return functional_call(model, params, (batch,), {"neighbors": neighbors}, strict=False)
+        return contextlib.nullcontext()
+    return _reparametrize_module(model, params)
