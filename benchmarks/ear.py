@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, save_figure, write_json
 from ear_data import ear_dataset
 from paper_models import (
     SequenceModel,
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-scalar", type=int, default=16)
     p.add_argument("--n-vector", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--fig-dir", type=pathlib.Path, default=FIGURES)
     args = p.parse_args(argv)
     if args.quick:
         args.lengths, args.seeds, args.n_train, args.n_test, args.steps, args.batch = [8], [0], 32, 8, 2, 4

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, save_figure, write_json
 from nbody_sim import generate_dataset
 from paper_models import SequenceModel, count_parameters, train_model, uniform_ptr
 
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-vector", type=int, default=16)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--fig-dir", type=pathlib.Path, default=FIGURES)
     p.add_argument(
         "--cache-dir", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "hyenamd-bench-cache"
     )

@@ -16,7 +16,7 @@ The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a `
 attribute; positions enter only through ``edge_vectors``), so
 ``compute_forces(model, batch, stress=True)`` adds conservative ``"forces"`` and ``"stress"``.
 Energies are exactly invariant to translations and periodic re-wrapping; given the sequence
-order (``batch.order``, or :func:`hyenamd.surrogate.ordering.batch_order` when absent), they
+order (``batch.order``, or the order of the model's rule ``cfg.ordering`` when absent), they
 are invariant under O(3) and the vector outputs are equivariant. See ``docs/model.md``.
 """
 
@@ -67,6 +67,9 @@ class GHyenaConfig:
     checkpoint_atoms: recompute each block's activations in the backward pass (per-block
     activation checkpointing; same results) for batches of at least this many atoms; -1: never.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
+    ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
+    needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
+    :mod:`hyenamd.surrogate.ordering` and docs/model.md ("Ordering").
     """
 
     species: tuple[int, ...] = (1, 6, 7, 8)
@@ -93,6 +96,7 @@ class GHyenaConfig:
     checkpoint_atoms: int = 20_000
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
+    ordering: Literal["topology", "hilbert"] = "hilbert"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
@@ -149,6 +153,8 @@ class GHyenaConfig:
             raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.ordering not in ("topology", "hilbert"):
+            raise ValueError(f"ordering must be 'topology' or 'hilbert', got {self.ordering!r}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -257,7 +263,7 @@ class GHyena(nn.Module):
                 args = (s, v, edges)
             else:
                 if order is None:
-                    order = _order_of(batch)
+                    order = _order_of(batch, self.cfg.ordering)
                 args = (s, v, order, batch.ptr)
             s, v = checkpoint(block, *args, use_reentrant=False) if ckpt else block(*args)
 
@@ -280,13 +286,13 @@ def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int) -> bool:
     return torch.is_grad_enabled() and cfg.checkpoint_atoms >= 0 and n_atoms >= cfg.checkpoint_atoms
 
 
-def _order_of(batch: Batch) -> Tensor:
-    """The batch's sequence order (global indices), computed by the ordering rule if absent."""
+def _order_of(batch: Batch, rule: str) -> Tensor:
+    """The batch's sequence order (global indices), computed by the model's rule if absent."""
     if batch.order is not None:
         return batch.order
     from hyenamd.surrogate.ordering import batch_order
 
-    return batch_order(batch)
+    return batch_order(batch, rule)
 
 
 def _global_block(cfg: GHyenaConfig) -> nn.Module:
