@@ -36,6 +36,7 @@ from hyenamd.checks import InvalidSystemError
 from hyenamd.checks import check_finite as _check_finite
 from hyenamd.checks import fail as _fail
 from hyenamd.checks import validate_cell as _validate_cell
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.elements import MASSES, MAX_Z
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -247,10 +248,12 @@ class System:
         """A validated copy with some fields replaced (``system.replace(positions=x)``)."""
         return replace(self, **changes)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> System:
-        """Copy to a device and/or floating dtype (integer fields keep their dtype)."""
-        if dtype is not None and dtype not in _FLOAT_DTYPES:
-            raise InvalidSystemError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> System:
+        """Copy to a device and/or floating dtype (``"float32"``/``"float64"`` or a torch dtype; integer fields keep theirs)."""
+        try:
+            dtype = resolve_dtype(dtype)
+        except ValueError as e:
+            raise InvalidSystemError(str(e)) from None
 
         def f(t: Tensor | None) -> Tensor | None:
             if t is None:
@@ -421,8 +424,9 @@ class Batch:
         """A copy with some tensors replaced (no re-validation: used in hot loops)."""
         return replace(self, **changes)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
-        """Copy to a device and/or floating dtype (integer fields keep their dtype)."""
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> Batch:
+        """Copy to a device and/or floating dtype (``"float32"``/``"float64"`` or a torch dtype; integer fields keep theirs)."""
+        dtype = resolve_dtype(dtype)
 
         def f(t):
             if t is None:

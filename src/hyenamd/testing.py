@@ -41,6 +41,7 @@ __all__ = [
     "assert_forces_match_fd",
     "lj_argon",
     "maxwell_boltzmann",
+    "perturb_parameters",
     "random_orthogonal",
     "rattled_cu",
     "water_trimer",
@@ -275,6 +276,20 @@ def assert_batch_independent(
             per_system = name in _PER_SYSTEM or together[name].shape[0] != batch.n_atoms
             part = together[name][k : k + 1] if per_system else together[name][ptr[k] : ptr[k + 1]]
             _compare(name, f"batching (system {k} of {len(systems)})", part, y, atol, rtol)
+
+
+def perturb_parameters(module: nn.Module, std: float = 0.05, seed: int = 0) -> nn.Module:
+    """Add seeded Gaussian noise of ``std`` to every parameter of ``module`` in place; returns it.
+
+    A fresh G-Hyena starts its residual branches and vector heads at exactly zero (see
+    docs/model.md), so a symmetry or finite-difference test of a fresh model would not exercise
+    them; perturbing the weights first makes every path of the model non-trivial.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(std * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p))
+    return module
 
 
 # --------------------------------------------------------------------------- systems

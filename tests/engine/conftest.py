@@ -34,14 +34,20 @@ def argon108():
 
 
 def small_ghyena(species=(1, 6, 7, 8, 18), *, heads=("energy",), energy_scale=10.0, seed=0):
-    """A randomly initialised float64 G-Hyena, small enough for finite differences (local + global)."""
+    """A randomly initialised float64 G-Hyena, small enough for finite differences (local + global).
+
+    With a dynamics head the weights are perturbed off their initialisation: residual branches
+    and vector heads start at exactly 0, where the velocities do not reach the energy yet.
+    """
     from hyenamd.surrogate import GHyena, GHyenaConfig
+    from hyenamd.testing import perturb_parameters
 
     cfg = GHyenaConfig(
         species=species, cutoff=4.0, n_scalar=16, n_vector=4, n_rbf=6, pattern=("local", "global"),
         heads=heads, dynamics_horizon_fs=4.0, energy_scale=energy_scale, dtype="float64", seed=seed,
     )  # fmt: skip
-    return GHyena(cfg)
+    model = GHyena(cfg)
+    return perturb_parameters(model, seed=seed) if "dynamics" in heads else model
 
 
 @pytest.fixture(scope="session")

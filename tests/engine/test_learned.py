@@ -1,82 +1,178 @@
-"""LearnedPropagator (dynamics head), the canonical order kept in the state, and lazy imports."""
+"""LearnedPropagator: the O–Φ–O stride (exact OU half-steps, energy rescale), resume, batches, lazy imports."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 from hyenamd import Batch
 from hyenamd.engine import CheckpointReporter, LearnedPropagator, Simulation
+from hyenamd.engine.learned import energy_rescale_factor, ou_half_step
+from hyenamd.engine.state import kinetic_energy
 from hyenamd.surrogate import compute_forces
-from hyenamd.surrogate.ordering import batch_order
+from hyenamd.units import BOLTZMANN_EV_PER_K, EV_PER_ANGSTROM_AMU_TO_ANGSTROM_PER_FS2
+
+ACC = EV_PER_ANGSTROM_AMU_TO_ANGSTROM_PER_FS2
 
 
-def test_needs_a_dynamics_head(make_ghyena):
+class IdentityMap(nn.Module):
+    """Φ = identity on (x, v): a dynamics "model" whose map does nothing (the OU oracle's test bed)."""
+
+    uses_order = False
+    cutoff = 0.0
+
+    def __init__(self, horizon_fs: float) -> None:
+        super().__init__()
+        self.dynamics_head = True
+        self.cfg = SimpleNamespace(dynamics_horizon_fs=horizon_fs)
+
+    def forward(self, batch, neighbors=None):
+        e = (batch.positions * 0.0).sum(-1)
+        energy = e.new_zeros(batch.n_systems).index_add(0, batch.batch, e)
+        return {
+            "energy": energy,
+            "energies": e,
+            "displacement": torch.zeros_like(batch.positions),
+            "velocities": batch.velocities.clone(),
+        }
+
+
+def _gas(n: int, mass: float = 39.948) -> Batch:
+    from hyenamd import System
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, generator=gen, dtype=torch.float64) * 30.0
+    return Batch.from_system(
+        System(
+            positions=x,
+            species=torch.full((n,), 18),
+            masses=torch.full((n,), mass, dtype=torch.float64),
+            cell=torch.eye(3, dtype=torch.float64) * 30.0,
+            pbc=True,
+        )
+    )
+
+
+def test_needs_a_dynamics_head_and_valid_settings(make_ghyena):
     with pytest.raises(ValueError, match="dynamics head"):
         LearnedPropagator(make_ghyena())
-    with pytest.raises(ValueError, match="direct_forces"):
-        LearnedPropagator(make_ghyena(heads=("energy", "dynamics")), forces="direct")
+    dyn = make_ghyena(heads=("energy", "dynamics"))
+    with pytest.raises(ValueError, match="energy_model"):
+        LearnedPropagator(dyn, forces="conservative")
+    with pytest.raises(ValueError, match="temperature_k"):
+        LearnedPropagator(dyn, friction_per_fs=0.001)
+    from hyenamd.engine.potentials import LennardJones
+
+    with pytest.raises(ValueError, match="cutoff"):
+        LearnedPropagator(dyn, energy_model=LennardJones(cutoff=8.5))
 
 
-def test_steps_follow_the_dynamics_head(make_ghyena, water_like):
-    model = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.1)
-    lp = LearnedPropagator(model)
-    assert lp.dt_fs == 4.0
-    st = lp.init(water_like, temperature_k=300.0, seed=2)
-    order0 = st.order.clone()
-    assert torch.equal(order0, batch_order(Batch.from_system(water_like)))
-    n0 = lp.evaluator.n_evaluations
-    for _ in range(3):
-        x, v = st.positions, st.velocities
+def test_ou_half_step_is_exact_maxwell_boltzmann_invariant():
+    """Φ = identity: O–Φ–O strides keep N(0, k_BT/m) velocities N(0, k_BT/m), for any γΔτ."""
+    t_k, gamma, tau, n = 90.0, 0.004, 200.0, 4000
+    prop = LearnedPropagator(IdentityMap(tau), t_k, gamma, seed=3)
+    state = prop.init(_gas(n), temperature_k=t_k)
+    sd2 = BOLTZMANN_EV_PER_K * t_k * ACC / 39.948
+    samples = []
+    for _ in range(60):
+        state = prop.step(state)
+        samples.append(state.velocities)
+    v = torch.stack(samples)  # [60, n, 3]: 720k components, a variance to ~0.2 %
+    assert abs(float(v.pow(2).mean()) / sd2 - 1) < 0.01
+    assert abs(float(v.mean()) / math.sqrt(sd2)) < 0.01
+    kurt = float(v.pow(4).mean() / v.pow(2).mean() ** 2)
+    assert abs(kurt - 3.0) < 0.05  # Gaussian, not just the right variance
+    # from rest the variance after one stride is exactly sd² (1 − e^{−2·γΔτ/2·2}) = sd² (1 − e^{−2γΔτ})
+    st0 = prop.init(_gas(n).replace(velocities=torch.zeros(n, 3, dtype=torch.float64)))
+    var1 = float(prop.step(st0).velocities.pow(2).mean())
+    assert abs(var1 / (sd2 * (1 - math.exp(-2 * gamma * tau))) - 1) < 0.05
+    # the half-step itself: c₁ v + sqrt(1 − c₁²) sd ξ, element by element
+    vv, xi, sd = torch.randn(5, 3), torch.randn(5, 3), torch.rand(5, 1)
+    assert torch.allclose(ou_half_step(vv, 0.3, sd, xi), 0.3 * vv + math.sqrt(1 - 0.09) * sd * xi)
+
+
+def test_energy_rescale_conserves_total_energy_exactly(make_ghyena, water_like):
+    """NVE mode: U(x') + K(v') = U(x) + K(v) after every stride (per system of a batch)."""
+    dyn = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.05, seed=1)
+    ff = make_ghyena(energy_scale=0.05, seed=2)
+    other = water_like.replace(positions=water_like.positions + 0.1)
+    batch = Batch.from_systems([water_like, other])
+    prop = LearnedPropagator(dyn, energy_model=ff)
+    st = prop.init(batch, temperature_k=300.0, seed=4)
+    with torch.no_grad():
+        assert torch.allclose(st.energy, ff(st.as_batch().replace(velocities=None))["energy"], atol=1e-12)
+    for _ in range(4):
+        h0 = st.energy + st.kinetic_energy()
         with torch.no_grad():
-            out = model(st.as_batch(x).replace(velocities=v))
-        new = lp.step(st)
-        assert torch.allclose(new.positions, x + out["displacement"], atol=1e-12)
-        assert torch.allclose(new.velocities, out["velocities"], atol=1e-12)
-        with torch.no_grad():  # the state's energy belongs to its positions and velocities
-            e_new = model(new.as_batch())["energy"]
-        assert torch.allclose(new.energy, e_new, atol=1e-12)
+            out = dyn(st.as_batch())
+        new = prop.step(st)
+        assert torch.allclose(new.positions, st.positions + out["displacement"], atol=1e-12)
+        k_pred = kinetic_energy(st.masses, out["velocities"], st.batch, 2)
+        assert bool((k_pred > 0).all()) and float(new.aux["rescale_guarded"].sum()) == 0
+        with torch.no_grad():
+            u_new = ff(new.as_batch().replace(velocities=None))["energy"]
+        assert torch.allclose(new.energy, u_new, atol=1e-12)  # the state's U belongs to its positions
+        h1 = new.energy + new.kinetic_energy()
+        assert torch.allclose(h1, h0, rtol=0, atol=1e-10)
+        assert torch.allclose(
+            new.velocities, out["velocities"] * new.aux["alpha"][st.batch, None], atol=1e-12
+        )
         st = new
-    assert lp.evaluator.n_evaluations - n0 == 3  # one model evaluation per step
-    assert st.step == 3 and st.time_fs == 12.0
-    assert torch.equal(st.order, order0)  # the order is kept, although atoms moved
 
 
-def test_conservative_forces_option(make_ghyena, water_like):
-    model = make_ghyena(heads=("energy", "dynamics"))
-    lp = LearnedPropagator(model, forces="conservative")
-    st = lp.step(lp.init(water_like, temperature_k=300.0))
-    ref = compute_forces(model, st.as_batch())
+def test_energy_rescale_factor_guards():
+    dof = torch.tensor([30.0, 30.0, 30.0, 30.0])
+    u_new = torch.tensor([1.0, 5.0, 1.0, 1.0], dtype=torch.float64)
+    k_new = torch.tensor([0.5, 0.5, 0.0, 0.5], dtype=torch.float64)
+    total = torch.tensor([1.6, 1.0, 1.0, 1.0], dtype=torch.float64)
+    alpha, guarded = energy_rescale_factor(u_new, k_new, total, dof, alpha_min=0.5, alpha_max=2.0)
+    assert math.isclose(float(alpha[0]), math.sqrt(1.2))  # U' + α² K' = H
+    assert float(alpha[1]) == 0.5 and float(alpha[2]) == 1.0  # U' > H: clamped; K' = 0: skipped
+    assert float(alpha[3]) == 0.5  # H − U' = 0: α² = 0, clamped
+    assert guarded.tolist() == [False, True, True, True]
+
+
+def test_langevin_mode_with_forces(make_ghyena, water_like):
+    dyn = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.05, seed=1)
+    ff = make_ghyena(energy_scale=0.05, seed=2)
+    prop = LearnedPropagator(dyn, 300.0, 0.01, energy_model=ff, forces="conservative", seed=5)
+    st = prop.run(prop.init(water_like), 2)
+    ref = compute_forces(ff, st.as_batch().replace(velocities=None))
     assert torch.allclose(st.forces, ref["forces"], atol=1e-12)
-    sim = Simulation(LearnedPropagator(model), water_like, temperature_k=300.0, profile=True, guard=None)
+    assert st.step == 2 and st.time_fs == 8.0
+    again = prop.run(prop.init(water_like), 2)  # seeded: the same noise
+    assert torch.equal(again.velocities, st.velocities)
+    sim = Simulation(LearnedPropagator(dyn, energy_model=ff), water_like, temperature_k=300.0, profile=True)
     sim.run(2)
     t = sim.timing_summary()
     assert t["model"] > 0 and t["neighbors"] > 0 and t["model"] + t["neighbors"] <= t["integrator"]
 
 
 def test_learned_resume_is_bit_identical(make_ghyena, water_like, tmp_path):
-    model = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.1)
-    full = Simulation(LearnedPropagator(model), water_like, temperature_k=300.0, seed=1, guard=None)
+    dyn = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.05, seed=1)
+    ff = make_ghyena(energy_scale=0.05, seed=2)
+
+    def prop():
+        return LearnedPropagator(dyn, 300.0, 0.002, energy_model=ff, seed=1)
+
+    full = Simulation(prop(), water_like, temperature_k=300.0, guard=None)
     full.run(6)
     ckpt = tmp_path / "lp.safetensors"
-    part = Simulation(
-        LearnedPropagator(model),
-        water_like,
-        [CheckpointReporter(ckpt, 3)],
-        temperature_k=300.0,
-        seed=1,
-        guard=None,
-    )
+    part = Simulation(prop(), water_like, [CheckpointReporter(ckpt, 3)], temperature_k=300.0, guard=None)
     part.run(4)
     part.close()
-    resumed = Simulation.from_checkpoint(ckpt, LearnedPropagator(model), guard=None)
-    assert resumed.state.step == 3 and set(resumed.state.aux) == {"displacement", "next_velocities"}
+    resumed = Simulation.from_checkpoint(ckpt, prop(), guard=None)
+    assert resumed.state.step == 3 and set(resumed.state.aux) == {"alpha", "rescale_guarded"}
     resumed.run_to(6)
     assert torch.equal(resumed.state.positions, full.state.positions)
     assert torch.equal(resumed.state.velocities, full.state.velocities)
+    assert torch.equal(resumed.state.energy, full.state.energy)
     assert torch.equal(resumed.state.order, full.state.order)
 
 

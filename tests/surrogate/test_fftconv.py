@@ -31,47 +31,53 @@ def _rel(a, b):
 @pytest.mark.parametrize("name,fast,direct,av,bv", PAIRS, ids=[p[0] for p in PAIRS])
 @pytest.mark.parametrize("n", [1, 2, 8, 15, 16, 17, 64, 97])
 @pytest.mark.parametrize("c", [1, 7])
-def test_fft_equals_direct(name, fast, direct, av, bv, n, c):
+@pytest.mark.parametrize("circular", [False, True], ids=["linear", "circular"])
+def test_fft_equals_direct(name, fast, direct, av, bv, n, c, circular):
     gen = torch.Generator().manual_seed(n * 31 + c)
     a, b = _rand(2, n, c, av, gen), _rand(2, n, c, bv, gen)
-    out, ref = fast(a, b), direct(a, b)
+    out, ref = fast(a, b, circular=circular), direct(a, b, circular=circular)
     assert out.shape == ref.shape
     assert _rel(out, ref) <= 1e-10
 
 
 @pytest.mark.parametrize("name,fast,direct,av,bv", PAIRS, ids=[p[0] for p in PAIRS])
-def test_batched_systems_of_different_sizes(name, fast, direct, av, bv):
+@pytest.mark.parametrize("circular", [False, True], ids=["linear", "circular"])
+def test_batched_systems_of_different_sizes(name, fast, direct, av, bv, circular):
     gen = torch.Generator().manual_seed(5)
     lengths = torch.tensor([23, 1, 10, 17])
     a, b = _rand(4, 23, 5, av, gen, lengths), _rand(4, 23, 5, bv, gen, lengths)
-    out = fast(a, b, lengths)
-    assert _rel(out, direct(a, b, lengths)) <= 1e-10
+    out = fast(a, b, lengths, circular=circular)
+    assert _rel(out, direct(a, b, lengths, circular=circular)) <= 1e-10
     for k, n in enumerate(lengths.tolist()):  # each system alone, unpadded
-        alone = fast(a[k : k + 1, :n], b[k : k + 1, :n])
+        alone = fast(a[k : k + 1, :n], b[k : k + 1, :n], circular=circular)
         assert _rel(out[k : k + 1, :n], alone) <= 1e-12
         assert float(out[k, n:].abs().sum()) == 0.0  # padding stays zero
 
 
 @pytest.mark.parametrize("name,fast,direct,av,bv", PAIRS, ids=[p[0] for p in PAIRS])
-def test_no_mixing_between_systems(name, fast, direct, av, bv):
+@pytest.mark.parametrize("circular", [False, True], ids=["linear", "circular"])
+def test_no_mixing_between_systems(name, fast, direct, av, bv, circular):
     gen = torch.Generator().manual_seed(6)
     lengths = torch.tensor([12, 19])
     a, b = _rand(2, 19, 3, av, gen, lengths), _rand(2, 19, 3, bv, gen, lengths)
-    out = fast(a, b, lengths)
+    out = fast(a, b, lengths, circular=circular)
     a2, b2 = a.clone(), b.clone()
     a2[1] = 100.0 * torch.randn(a2[1].shape, dtype=DT, generator=gen)
     b2[1] = -7.0
-    out2 = fast(a2, b2, lengths)
+    out2 = fast(a2, b2, lengths, circular=circular)
     assert torch.equal(out[0], out2[0])
 
 
-def test_garbage_in_padding_is_ignored():
+@pytest.mark.parametrize("circular", [False, True], ids=["linear", "circular"])
+def test_garbage_in_padding_is_ignored(circular):
     gen = torch.Generator().manual_seed(7)
     lengths = torch.tensor([9, 4])
     a, b = _rand(2, 9, 2, True, gen, lengths), _rand(2, 9, 2, True, gen, lengths)
     a2 = a.clone()
     a2[1, 4:] = 1e3
-    assert torch.equal(fc.cross_conv(a, b, lengths), fc.cross_conv(a2, b, lengths))
+    assert torch.equal(
+        fc.cross_conv(a, b, lengths, circular=circular), fc.cross_conv(a2, b, lengths, circular=circular)
+    )
 
 
 def test_definition_on_a_tiny_example():
@@ -81,6 +87,34 @@ def test_definition_on_a_tiny_example():
     expect = [1 * 100 + 2 * 10, 1 * 1000 + 2 * 100 + 3 * 10, 2 * 1000 + 3 * 100]
     assert fc.scalar_conv(a, b)[0, :, 0].tolist() == pytest.approx(expect, rel=1e-12)
     assert fc.direct_scalar_conv(a, b)[0, :, 0].tolist() == pytest.approx(expect, rel=1e-12)
+
+
+def test_circular_definition_on_a_tiny_example():
+    # n = 3, centre c = 1: (a ⊛ b)_i = Σ_j a_j b_((i-j+1) mod 3)
+    a = torch.tensor([[1.0, 2.0, 3.0]], dtype=DT).unsqueeze(-1)
+    b = torch.tensor([[10.0, 100.0, 1000.0]], dtype=DT).unsqueeze(-1)
+    expect = [1 * 100 + 2 * 10 + 3 * 1000, 1 * 1000 + 2 * 100 + 3 * 10, 1 * 10 + 2 * 1000 + 3 * 100]
+    assert fc.scalar_conv(a, b, circular=True)[0, :, 0].tolist() == pytest.approx(expect, rel=1e-12)
+    assert fc.direct_scalar_conv(a, b, circular=True)[0, :, 0].tolist() == pytest.approx(expect, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "circular,seen", [(False, [0, 1, 2]), (True, [0, 1, 2, 3, 4])], ids=["linear", "circular"]
+)
+def test_token_0_of_5_sees_the_whole_sequence_only_when_circular(circular, seen):
+    """Gradient check: which inputs token 0's output depends on (both arguments, batched and alone)."""
+    gen = torch.Generator().manual_seed(12)
+    for lengths, length in ((None, 5), (torch.tensor([5, 3]), 7)):
+        b_ = 1 if lengths is None else 2
+        q = _rand(b_, length, 2, True, gen, lengths).requires_grad_(True)
+        k = _rand(b_, length, 2, True, gen, lengths).requires_grad_(True)
+        fc.cross_conv(q, k, lengths, circular=circular)[0, 0].sum().backward()
+        for g in (q.grad, k.grad):
+            w = g[0].abs().sum((-1, -2))
+            hit = (w > 1e-10 * w.max()).nonzero().flatten().tolist()  # FFT rounding elsewhere
+            assert hit == seen
+            if b_ == 2:
+                assert float(g[1].abs().max()) <= 1e-12 * float(w.max())  # never another system
 
 
 def test_cross_conv_is_sum_of_cross_products_and_antisymmetric_in_lag_form():
@@ -144,8 +178,9 @@ def test_double_backward():
     gen = torch.Generator().manual_seed(10)
     a = _rand(1, 9, 2, True, gen).requires_grad_(True)
     b = _rand(1, 9, 2, True, gen).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x, y: fc.cross_conv(x, y), (a, b))
-    assert torch.autograd.gradgradcheck(lambda x, y: fc.dot_conv(x, y), (a, b))
+    for circ in (False, True):
+        assert torch.autograd.gradcheck(lambda x, y, c=circ: fc.cross_conv(x, y, circular=c), (a, b))
+        assert torch.autograd.gradgradcheck(lambda x, y, c=circ: fc.dot_conv(x, y, circular=c), (a, b))
 
 
 def test_sequences_round_trip_and_layout():
@@ -173,17 +208,19 @@ def test_bad_shapes_raise():
 
 
 @pytest.mark.parametrize("lengths", [[16], [13], [23, 1, 10, 17]])
-def test_fused_geometric_convs_equal_direct(lengths):
+@pytest.mark.parametrize("circular", [False, True], ids=["linear", "circular"])
+def test_fused_geometric_convs_equal_direct(lengths, circular):
     gen = torch.Generator().manual_seed(sum(lengths))
     lengths = torch.tensor(lengths)
     b, length, f, c = len(lengths), int(lengths.max()), 5, 3
     q_s, k_s = _rand(b, length, f, False, gen, lengths), _rand(b, length, f, False, gen, lengths)
     q_m = _rand(b, length, c, False, gen, lengths)
     q_v, k_v = _rand(b, length, c, True, gen, lengths), _rand(b, length, c, True, gen, lengths)
-    z_s, cross, z_m, z_d = fc.geometric_long_convs(q_s, k_s, q_m, q_v, k_v, lengths)
-    assert _rel(z_s, fc.direct_scalar_conv(q_s, k_s, lengths)) <= 1e-10
-    assert _rel(cross, fc.direct_cross_conv(q_v, k_v, lengths)) <= 1e-10
-    assert _rel(z_m, fc.direct_scalar_vector_conv(q_m, k_v, lengths)) <= 1e-10
-    assert _rel(z_d, fc.direct_dot_conv(q_v, k_v, lengths)) <= 1e-10
+    kw = {"circular": circular}
+    z_s, cross, z_m, z_d = fc.geometric_long_convs(q_s, k_s, q_m, q_v, k_v, lengths, **kw)
+    assert _rel(z_s, fc.direct_scalar_conv(q_s, k_s, lengths, **kw)) <= 1e-10
+    assert _rel(cross, fc.direct_cross_conv(q_v, k_v, lengths, **kw)) <= 1e-10
+    assert _rel(z_m, fc.direct_scalar_vector_conv(q_m, k_v, lengths, **kw)) <= 1e-10
+    assert _rel(z_d, fc.direct_dot_conv(q_v, k_v, lengths, **kw)) <= 1e-10
     with pytest.raises(ValueError, match="geometric_long_convs"):
         fc.geometric_long_convs(q_s, k_s, q_s, q_v, k_v, lengths)

@@ -25,6 +25,9 @@ def _inputs(sizes, f, c, gen, dtype=DT):
     return s, v, order, ptr
 
 
+CONVS = ["linear", "circular"]
+
+
 def _block(f=8, c=4, seed=0, dtype=DT, **kw):
     torch.manual_seed(seed)
     blk = GlobalBlock(f, c, **kw).to(dtype)
@@ -38,20 +41,22 @@ def _rel(a, b):
     return float((a - b).detach().abs().max() / b.detach().abs().max())
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("sizes", [[1], [2], [17], [31, 8, 1, 12]])
-def test_fast_equals_reference(sizes):
+def test_fast_equals_reference(sizes, conv):
     gen = torch.Generator().manual_seed(len(sizes))
-    blk = _block()
+    blk = _block(conv=conv)
     s, v, order, ptr = _inputs(sizes, 8, 4, gen)
     so, vo = blk(s, v, order, ptr)
     sr, vr = reference_global_block(blk, s, v, order, ptr)
     assert _rel(so, sr) <= 1e-10 and _rel(vo, vr) <= 1e-10
 
 
-def test_fast_equals_reference_with_truncated_filter():
+@pytest.mark.parametrize("conv", CONVS)
+def test_fast_equals_reference_with_truncated_filter(conv):
     # w_cap small enough that the filter is cut (K < n/2) inside the sequence
     gen = torch.Generator().manual_seed(3)
-    blk = _block(w_min=1.0, w_init=1.5, w_cap=2.0)
+    blk = _block(w_min=1.0, w_init=1.5, w_cap=2.0, conv=conv)
     assert blk.filter.k_max == 60
     s, v, order, ptr = _inputs([131, 70], 8, 4, gen)
     so, vo = blk(s, v, order, ptr)
@@ -59,10 +64,11 @@ def test_fast_equals_reference_with_truncated_filter():
     assert _rel(so, sr) <= 1e-10 and _rel(vo, vr) <= 1e-10
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("det", [1.0, -1.0], ids=["rotation", "reflection"])
-def test_o3_equivariance_float64(det):
+def test_o3_equivariance_float64(det, conv):
     gen = torch.Generator().manual_seed(4)
-    blk = _block()
+    blk = _block(conv=conv)
     s, v, order, ptr = _inputs([20, 13], 8, 4, gen)
     r = _orthogonal(gen, det)
     so, vo = blk(s, v, order, ptr)
@@ -94,9 +100,10 @@ def test_o3_equivariance_float32(det):
     assert _rel(s2, so) <= 1e-4 and _rel(v2, vo @ r.T) <= 1e-4
 
 
-def test_batch_equals_separate_calls():
+@pytest.mark.parametrize("conv", CONVS)
+def test_batch_equals_separate_calls(conv):
     gen = torch.Generator().manual_seed(7)
-    blk = _block()
+    blk = _block(conv=conv)
     sizes = [19, 7, 33]
     s, v, order, ptr = _inputs(sizes, 8, 4, gen)
     so, vo = blk(s, v, order, ptr)
@@ -107,9 +114,10 @@ def test_batch_equals_separate_calls():
         assert float((v1 - vo[a:b]).detach().abs().max()) <= 1e-12
 
 
-def test_changing_one_system_never_changes_another():
+@pytest.mark.parametrize("conv", CONVS)
+def test_changing_one_system_never_changes_another(conv):
     gen = torch.Generator().manual_seed(8)
-    blk = _block()
+    blk = _block(conv=conv)
     s, v, order, ptr = _inputs([15, 22], 8, 4, gen)
     so, vo = blk(s, v, order, ptr)
     s2, v2 = s.clone(), v.clone()
@@ -154,9 +162,10 @@ def test_activation_scale_at_init(n):
     assert torch.isfinite(so).all() and torch.isfinite(vo).all()
 
 
-def test_gradients_and_double_backward():
+@pytest.mark.parametrize("conv", CONVS)
+def test_gradients_and_double_backward(conv):
     gen = torch.Generator().manual_seed(10)
-    blk = _block(f=3, c=1)
+    blk = _block(f=3, c=1, conv=conv)
     s, v, order, ptr = _inputs([4, 3], 3, 1, gen)
     v.requires_grad_(True)
     s.requires_grad_(True)
@@ -177,3 +186,24 @@ def test_bad_shapes_raise():
         blk(torch.zeros(5, 4), torch.zeros(5, 2, 3), torch.arange(5), torch.tensor([0, 4]))
     with pytest.raises(ValueError):
         GlobalBlock(0, 2)
+    with pytest.raises(ValueError, match="conv must be"):
+        GlobalBlock(4, 2, conv="causal")
+
+
+def test_fresh_block_starts_as_its_mlp_and_circular_mode_couples_the_ends():
+    """Zero-init: a fresh block's convolution branch adds exactly 0; perturbed, token 0 of 5
+    depends on token 4 only in circular mode (gradient check through the whole block)."""
+    gen = torch.Generator().manual_seed(12)
+    s, v, _, ptr = _inputs([5], 8, 4, gen)
+    order = torch.arange(5)
+    fresh = GlobalBlock(8, 4).to(DT)
+    so, vo = fresh(s, v, order, ptr)
+    sm, vm = fresh.mlp(s, v)
+    assert torch.equal(so, sm) and torch.equal(vo, vm)
+    for conv, coupled in (("linear", False), ("circular", True)):
+        blk = _block(conv=conv)
+        v_in = v.clone().requires_grad_(True)
+        so, vo = blk(s, v_in, order, ptr)
+        (so[0].sum() + vo[0].sum()).backward()
+        reach = float(v_in.grad[4].abs().max()) / float(v_in.grad[0].abs().max())
+        assert (reach > 1e-6) if coupled else (reach < 1e-12), (conv, reach)

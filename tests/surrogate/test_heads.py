@@ -8,7 +8,14 @@ import torch
 from hyenamd import Batch
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
-from hyenamd.testing import assert_equivariant, lj_argon, maxwell_boltzmann, random_orthogonal, water_trimer
+from hyenamd.testing import (
+    assert_equivariant,
+    lj_argon,
+    maxwell_boltzmann,
+    perturb_parameters,
+    random_orthogonal,
+    water_trimer,
+)
 
 DT = torch.float64
 
@@ -34,6 +41,8 @@ def test_vector_head_outputs_true_vectors(reflection):
     torch.manual_seed(0)
     head = VectorHead(5, 3).to(DT)
     s, v = random_streams()
+    assert float(head(s, v).detach().abs().max()) == 0.0  # a fresh head starts at y = 0 (zero-init gates)
+    perturb_parameters(head, std=0.3)
     rot = random_orthogonal(1, reflection=reflection)
     y = head(s, v)
     assert y.shape == (7, 3) and y.abs().max() > 1e-3
@@ -44,6 +53,9 @@ def test_dynamics_head_is_ballistic_when_its_corrections_vanish():
     head = DynamicsHead(5, 3, horizon_fs=20.0).to(DT)
     s, v = random_streams()
     vel = torch.randn(7, 3, dtype=DT) * 0.01
+    fresh_disp, fresh_vel = head(s, v, vel)  # a fresh head is exactly the ballistic step
+    assert torch.allclose(fresh_disp, 20.0 * vel, atol=1e-15) and torch.allclose(fresh_vel, vel, atol=1e-15)
+    perturb_parameters(head, std=0.3)
     disp, new_vel = head(s, torch.zeros_like(v), vel)  # no vector features: pure free flight
     assert torch.allclose(disp, 20.0 * vel, rtol=0, atol=1e-15) and torch.allclose(new_vel, vel, atol=1e-15)
     disp2, vel2 = head(s, v, vel)
@@ -71,7 +83,7 @@ def dynamics_model():
         dynamics_horizon_fs=25.0,
         dtype="float64",
     )
-    return GHyena(cfg)
+    return perturb_parameters(GHyena(cfg), seed=2)  # vector heads start at 0
 
 
 @pytest.mark.parametrize("make", [water_trimer, lambda: lj_argon(2, rattle=0.1, seed=3)])

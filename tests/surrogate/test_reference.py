@@ -9,13 +9,16 @@ from hyenamd import Batch
 from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces
 from hyenamd.surrogate.ordering import batch_order
 from hyenamd.surrogate.reference import reference_forward
-from hyenamd.testing import lj_argon, maxwell_boltzmann, rattled_cu, water_trimer
+from hyenamd.testing import lj_argon, maxwell_boltzmann, perturb_parameters, rattled_cu, water_trimer
 
 DT = torch.float64
 PATTERNS = [("local", "local"), ("local", "global", "local", "global"), ("global", "local", "global")]
 
 
-def model(pattern, radial_basis="bessel") -> GHyena:
+CONVS = ["linear", "circular"]
+
+
+def model(pattern, radial_basis="bessel", conv="circular") -> GHyena:
     cfg = GHyenaConfig(
         species=(1, 8, 18, 29),
         cutoff=4.0,
@@ -31,9 +34,10 @@ def model(pattern, radial_basis="bessel") -> GHyena:
         heads=("energy", "direct_forces", "dynamics"),
         energy_shifts=(-0.3, -1.2, 0.1, -2.0),
         energy_scale=0.5,
+        conv=conv,
         dtype="float64",
     )
-    return GHyena(cfg)
+    return perturb_parameters(GHyena(cfg), seed=7)  # residual branches and vector heads start at 0
 
 
 def batch() -> Batch:
@@ -41,9 +45,10 @@ def batch() -> Batch:
     return Batch.from_systems([maxwell_boltzmann(s, 500.0, seed=k) for k, s in enumerate(systems)])
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("pattern", PATTERNS, ids="-".join)
-def test_fast_model_equals_reference(pattern):
-    m, b = model(pattern), batch()
+def test_fast_model_equals_reference(pattern, conv):
+    m, b = model(pattern, conv=conv), batch()
     with torch.no_grad():
         fast = m(b)
         ref = reference_forward(m, b)
@@ -54,9 +59,10 @@ def test_fast_model_equals_reference(pattern):
     assert ref["direct_forces"].abs().max() > 1e-4  # non-trivial outputs
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("pattern", PATTERNS[1:], ids="-".join)
-def test_fast_forces_equal_reference_forces(pattern):
-    m, b = model(pattern, radial_basis="gaussian"), batch()
+def test_fast_forces_equal_reference_forces(pattern, conv):
+    m, b = model(pattern, radial_basis="gaussian", conv=conv), batch()
     b = b.replace(order=batch_order(b))
     fast = compute_forces(m, b)
     pos = b.positions.clone().requires_grad_(True)

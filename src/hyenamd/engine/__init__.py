@@ -13,6 +13,7 @@ __all__ = [
     "BlowUpError",
     "BlowUpGuard",
     "CheckpointReporter",
+    "Committee",
     "HyenaCalculator",
     "LangevinBAOAB",
     "LearnedPropagator",
@@ -20,6 +21,7 @@ __all__ = [
     "Simulation",
     "StateDataReporter",
     "TrajectoryReporter",
+    "UncertaintyGuard",
     "VelocityVerlet",
     "load_checkpoint",
     "save_checkpoint",
@@ -39,6 +41,8 @@ _WHERE = {
     "save_checkpoint": "hyenamd.engine.checkpoint",
     "load_checkpoint": "hyenamd.engine.checkpoint",
     "HyenaCalculator": "hyenamd.engine.ase_calculator",
+    "Committee": "hyenamd.engine.committee",
+    "UncertaintyGuard": "hyenamd.engine.uncertainty",
 }
 
 

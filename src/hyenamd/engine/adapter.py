@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.evaluator import verlet_list_for
 from hyenamd.engine.integrators import canonical_order
 from hyenamd.system import Batch, Labels
@@ -55,11 +56,11 @@ class ModelRunner:
         model: nn.Module,
         *,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
     ) -> None:
         m_dtype, m_device = _model_dtype_device(model)
-        self.dtype = dtype or m_dtype
+        self.dtype = resolve_dtype(dtype) or m_dtype
         self.device = torch.device(device) if device is not None else m_device
         if self.dtype != m_dtype or self.device != m_device:
             # a converted copy: nn.Module.to works in place and the caller's model stays as it was
@@ -87,9 +88,24 @@ class ModelRunner:
         velocities ``[N, 3]`` Å/fs are passed on to models with a dynamics head (whose energy
         sees them through the velocity embedding); zeros when not given.
         """
-        from hyenamd.surrogate.forces import compute_forces
-
         self.n_calls += 1
+        batch, nbrs = self.prepare(
+            positions, species, cell, pbc, masses=masses, labels=labels, velocities=velocities
+        )
+        return self.evaluate(batch, nbrs, stress=stress)
+
+    def prepare(
+        self,
+        positions: np.ndarray,
+        species: np.ndarray,
+        cell: np.ndarray | None,
+        pbc: np.ndarray,
+        *,
+        masses: np.ndarray | None = None,
+        labels: Labels | None = None,
+        velocities: np.ndarray | None = None,
+    ) -> tuple[Batch, object]:
+        """The one-system :class:`Batch` (with its canonical order) and the neighbour list for these arrays."""
         key = np.asarray(species, dtype=np.int64).tobytes()
         if key != self._species_key:
             check_species(self.model, species)
@@ -137,6 +153,12 @@ class ModelRunner:
             self._order = canonical_order(self.model, batch)
         batch = batch.replace(order=self._order)
         nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
+        return batch, nbrs
+
+    def evaluate(self, batch: Batch, nbrs, *, stress: bool = False) -> dict[str, np.ndarray | float]:
+        """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) of a prepared batch, as numpy."""
+        from hyenamd.surrogate.forces import compute_forces
+
         out = compute_forces(self.model, batch, stress=stress, neighbors=nbrs)
         res: dict[str, np.ndarray | float] = {
             "energy": float(out["energy"][0]),

@@ -12,7 +12,17 @@ A thin adapter (unit and array conversion only; the physics is in the model and
 * :meth:`check_state` compares exactly (``np.array_equal``) instead of ASE's ``np.isclose``
   over every array, which dominated the per-step cost for 10⁶ atoms; initial charges and
   magnetic moments are not compared (the model does not use them).
-* Torch's global default dtype is never touched; ``dtype`` is explicit.
+* Torch's global default dtype is never touched; ``dtype`` is explicit: ``"float32"``,
+  ``"float64"`` or a torch dtype (:func:`hyenamd.dtypes.resolve_dtype`); ``default_dtype`` is
+  accepted as an alias (MACE's name). Unknown keyword arguments raise ``TypeError`` instead of
+  being stored as unused ASE parameters.
+* The cache keys on every input the model reads: positions, numbers, cell, pbc, the
+  ``residuenumbers`` array (topology labels) and, for a model with a dynamics head (its energy
+  sees the velocities), the momenta.
+* ``from_checkpoint([p1, p2, ...])`` builds a committee (:mod:`hyenamd.engine.committee`):
+  mean energy/forces/stress plus ``energy_var``, ``forces_var``, ``stress_var`` (and the
+  members' values ``energy_comm``, ``forces_comm``, ``stress_comm``) in ``calc.results``.
+* :meth:`HyenaCalculator.get_descriptors` returns per-atom invariant features ``[N, F]``.
 * Species the model does not know raise ``ValueError`` naming them, before any work.
 """
 
@@ -26,11 +36,25 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from torch import nn
 
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
 
 __all__ = ["HyenaCalculator"]
+
+
+#: keyword arguments of ASE's ``Calculator.__init__`` passed through; anything else is a TypeError
+_ASE_KWARGS = frozenset({"restart", "ignore_bad_restart_file", "label", "atoms", "directory"})
+
+
+def _dtype_argument(dtype, default_dtype) -> torch.dtype | None:
+    """``dtype`` or its alias ``default_dtype`` (MACE's name), parsed; both given must agree."""
+    a = resolve_dtype(dtype, what="dtype")
+    b = resolve_dtype(default_dtype, what="default_dtype")
+    if a is not None and b is not None and a != b:
+        raise ValueError(f"dtype={dtype!r} and default_dtype={default_dtype!r} disagree; give one")
+    return a or b
 
 
 def _labels(atoms) -> Labels | None:
@@ -40,11 +64,27 @@ def _labels(atoms) -> Labels | None:
     return Labels(torch.unique_consecutive(resn, return_inverse=True)[1])
 
 
+def _voigt(s: np.ndarray) -> np.ndarray:
+    """``[..., 3, 3]`` → Voigt ``[..., 6]`` (xx, yy, zz, yz, xz, xy)."""
+    return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], -1)
+
+
+def _committee_results(out: dict) -> dict:
+    """The committee's extra results (variances and members' values), stress ones in Voigt order."""
+    res = {k: out[k] for k in ("energy_var", "forces_var", "energy_comm", "forces_comm") if k in out}
+    for k in ("stress_var", "stress_comm"):
+        if k in out:
+            res[k] = _voigt(out[k])
+    return res
+
+
 class HyenaCalculator(Calculator):
     """ASE calculator for a hyenamd potential (a G-Hyena model or any module of the potential protocol).
 
-    model: the potential. device/dtype: where and in which precision to run (default: the
-    model's). skin: Verlet-list skin, Å. stress: compute the stress for 3-D periodic cells.
+    model: the potential (or a :class:`~hyenamd.engine.committee.Committee`). device/dtype:
+    where and in which precision to run (default: the model's; ``"float32"``/``"float64"`` or a
+    torch dtype; ``default_dtype`` is an alias). skin: Verlet-list skin, Å. stress: compute the
+    stress for 3-D periodic cells.
     """
 
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -54,36 +94,67 @@ class HyenaCalculator(Calculator):
         model: nn.Module,
         *,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
+        default_dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
         stress: bool = True,
         **kwargs,
     ) -> None:
+        unknown = sorted(set(kwargs) - _ASE_KWARGS)
+        if unknown:
+            raise TypeError(
+                f"HyenaCalculator got unexpected keyword arguments {unknown}; it takes device, dtype "
+                "(alias default_dtype), skin, stress and ASE's restart/label/atoms/directory"
+            )
+        dtype = _dtype_argument(dtype, default_dtype)
         super().__init__(**kwargs)
         if not hasattr(model, "cutoff"):
             raise TypeError(f"{type(model).__name__} is not a hyenamd potential (no 'cutoff' attribute)")
-        self.runner = ModelRunner(model, device=device, dtype=dtype, skin=skin)
+        from hyenamd.engine.committee import Committee, CommitteeRunner
+
+        runner = CommitteeRunner if isinstance(model, Committee) else ModelRunner
+        self.runner = runner(model, device=device, dtype=dtype, skin=skin)
         self.compute_stress = bool(stress)
 
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike | list | tuple,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
+        *,
+        default_dtype: torch.dtype | str | None = None,
         **kwargs,
     ) -> HyenaCalculator:
-        """Load a model saved with :func:`hyenamd.surrogate.save_model` (no code runs on load)."""
+        """Load a model saved with :func:`hyenamd.surrogate.save_model` (no code runs on load).
+
+        path: one checkpoint, or a list of them for a committee (mean prediction plus
+        ``energy_var``/``forces_var``/``stress_var``; MACE's ``model_paths=[...]``).
+        dtype (alias ``default_dtype``): ``"float32"``, ``"float64"`` or a torch dtype; None keeps the saved one.
+        """
         from hyenamd.surrogate import load_model
 
+        dtype = _dtype_argument(dtype, default_dtype)
+        if isinstance(path, list | tuple):
+            if len(path) == 1:
+                path = path[0]
+            else:
+                from hyenamd.engine.committee import load_committee
+
+                return cls(load_committee(path, device=device, dtype=dtype), **kwargs)
         return cls(load_model(path, device=device, dtype=dtype), **kwargs)
 
     @property
     def model(self) -> nn.Module:
         return self.runner.model
 
+    @property
+    def reads_velocities(self) -> bool:
+        """Whether the model's energy depends on the velocities (a dynamics head): then momenta are an input."""
+        return getattr(self.model, "dynamics_head", None) is not None
+
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
-        """Exact comparison with the last calculated atoms (cheap for 10⁶ atoms)."""
+        """Exact comparison with the last calculated atoms (cheap for 10⁶ atoms), over every model input."""
         old = self.atoms
         if old is None:
             return list(all_changes)
@@ -96,6 +167,11 @@ class HyenaCalculator(Calculator):
             changes.append("cell")
         if not np.array_equal(old.pbc, atoms.pbc):
             changes.append("pbc")
+        arrays = ("residuenumbers", "momenta") if self.reads_velocities else ("residuenumbers",)
+        for name in arrays:
+            a, b = old.arrays.get(name), atoms.arrays.get(name)
+            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                changes.append(name)
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
@@ -130,5 +206,27 @@ class HyenaCalculator(Calculator):
             "forces": out["forces"],
         }
         if with_stress:
-            s = out["stress"]
-            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            self.results["stress"] = _voigt(out["stress"])
+        self.results.update(_committee_results(out))
+
+    # ------------------------------------------------------------------ descriptors
+    def get_descriptors(self, atoms=None) -> np.ndarray:
+        """Per-atom invariant features ``[N, F]`` (the scalar channels the energy head reads; MACE's
+        ``get_descriptors``); ``[K, N, F]`` for a committee of K models."""
+        from hyenamd.engine.committee import descriptors
+
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_descriptors needs atoms")
+        check_species(self.model, atoms.numbers)
+        cell = atoms.cell.array
+        batch, nbrs = self.runner.prepare(
+            atoms.positions,
+            atoms.numbers,
+            cell if cell.any() else None,
+            np.asarray(atoms.pbc, dtype=bool),
+            masses=atoms.get_masses(),
+            labels=_labels(atoms),
+            velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
+        )
+        return descriptors(self.model, batch, nbrs).cpu().double().numpy()

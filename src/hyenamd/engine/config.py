@@ -29,10 +29,12 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class IntegratorSettings:
-    """kind: ``velocity_verlet`` (NVE), ``langevin_baoab`` (NVT) or ``learned`` (dynamics head; its
-    Δτ is the model's horizon, ``dt_fs`` is then ignored). dt_fs, temperature_k (K), friction_per_fs
-    (1/fs), seed (RNG: thermostat noise and initial velocities), skin (Å), remove_com, wrap,
-    learned_forces (what the learned propagator puts in the state's forces)."""
+    """kind: ``velocity_verlet`` (NVE), ``langevin_baoab`` (NVT) or ``learned`` (O–Φ–O strides of the
+    dynamics head; its Δτ is the model's horizon, ``dt_fs`` is then ignored; friction_per_fs 0 is
+    its NVE mode). dt_fs, temperature_k (K), friction_per_fs (1/fs), seed (RNG: thermostat noise
+    and initial velocities), skin (Å), remove_com, wrap, learned_forces (what the learned
+    propagator puts in the state's forces), learned_energy_model (a force-field checkpoint for
+    the learned propagator's energy rescale; None: no rescale)."""
 
     kind: Literal["velocity_verlet", "langevin_baoab", "learned"] = "langevin_baoab"
     dt_fs: float = 1.0
@@ -42,7 +44,8 @@ class IntegratorSettings:
     skin: float = 1.0
     remove_com: bool = False
     wrap: bool = False
-    learned_forces: Literal["none", "direct", "conservative"] = "none"
+    learned_forces: Literal["none", "conservative"] = "none"
+    learned_energy_model: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +104,20 @@ def build_integrator(cfg: IntegratorSettings, potential: nn.Module):
         return LangevinBAOAB(potential, cfg.dt_fs, cfg.temperature_k, cfg.friction_per_fs, cfg.seed, **common)
     from hyenamd.engine.learned import LearnedPropagator
 
-    return LearnedPropagator(potential, forces=cfg.learned_forces, **common)
+    energy_model = None
+    if cfg.learned_energy_model is not None:
+        from hyenamd.surrogate import load_model
+
+        energy_model = load_model(cfg.learned_energy_model, dtype=getattr(potential, "dtype", None))
+    return LearnedPropagator(
+        potential,
+        cfg.temperature_k,
+        cfg.friction_per_fs,
+        energy_model=energy_model,
+        seed=cfg.seed,
+        forces=cfg.learned_forces,
+        **common,
+    )
 
 
 def build_reporters(cfg: ReporterSettings) -> list:

@@ -22,16 +22,31 @@ periodic topology the force uses periodic boundary conditions and reads the box 
 ``State``; OpenMM may hand over re-wrapped positions, which the Verlet list handles. The
 canonical order follows the topology (chain, residue, atom) of the atoms the force acts on.
 
-``model`` may be a checkpoint path (then the force can be serialised with ``XmlSerializer``:
-the pickle holds the path and settings, and deserialising reloads the checkpoint with
-``load_model``, which never runs code from the file) or an in-memory module (then the force
-works but cannot be serialised). Extra arguments: ``device``, ``dtype`` (``"float32"`` /
-``"float64"`` or a torch dtype), ``skin`` (Å).
+``model`` (alias ``modelPath``, openmm-ml's name) may be a checkpoint path (then the force can
+be serialised with ``XmlSerializer``) or an in-memory module (then the force works but cannot
+be serialised). Extra arguments, to ``MLPotential(...)`` or to ``createSystem(...)``:
+``device``, ``dtype`` (``"float32"``/``"float64"`` or a torch dtype), openmm-ml's
+``precision`` (``'single'``/``'double'``; must agree with ``dtype`` when both are given),
+``skin`` (Å). Without either, the checkpoint's own dtype is used.
+
+**Serialisation.** The pickle that ``XmlSerializer`` stores holds the checkpoint's *absolute*
+path (resolved when the force is built, so a later ``chdir`` does not matter), its sha256
+content hash and the settings; deserialising checks that the file still exists and has the
+same hash, then reloads it with ``load_model`` (which never runs code from the file).
+OpenMM's ``PythonForce`` deserialiser crashes the interpreter (segfault, OpenMM 8.6.1) when the
+unpickling callable raises, so the check never raises there: a missing or changed checkpoint
+gives a :class:`UnavailableHyenaForce` that warns (``HyenaCheckpointWarning``) at once and
+raises its message from the first energy/force evaluation (OpenMM reports it as an
+``OpenMMException``). :func:`deserialize_system` wraps ``XmlSerializer.deserialize`` and raises
+:class:`~hyenamd.surrogate.checkpoint.CheckpointError` (a Python exception, at deserialisation)
+instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
@@ -39,29 +54,136 @@ import numpy as np
 import torch
 from torch import nn
 
+from hyenamd.dtypes import dtype_name, precision_dtype, resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
 from hyenamd.system import Labels
 from hyenamd.units import EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
-__all__ = ["HyenaForce", "HyenaPotentialImpl", "HyenaPotentialImplFactory", "MLPotential"]
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
+__all__ = [
+    "HyenaCheckpointWarning",
+    "HyenaForce",
+    "HyenaPotentialImpl",
+    "HyenaPotentialImplFactory",
+    "MLPotential",
+    "UnavailableHyenaForce",
+    "deserialize_system",
+    "file_sha256",
+]
 
 
 def _dtype(value) -> torch.dtype | None:
-    if isinstance(value, torch.dtype) or value is None:
-        return value
-    if value not in _DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
-    return _DTYPES[value]
+    return resolve_dtype(value)
+
+
+def _dtype_and_precision(dtype, precision) -> torch.dtype | None:
+    """The run dtype from ``dtype`` and/or openmm-ml's ``precision`` (they must agree)."""
+    a, b = resolve_dtype(dtype), precision_dtype(precision)
+    if a is not None and b is not None and a != b:
+        raise ValueError(f"dtype={dtype!r} and precision={precision!r} disagree; give one of them")
+    return a or b
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class HyenaCheckpointWarning(UserWarning):
+    """A deserialised hyenamd force could not load its checkpoint (it will raise when evaluated)."""
+
+
+#: messages of the forces that failed to rebuild since the last :func:`deserialize_system` started
+_FAILED: list[str] = []
+
+
+class UnavailableHyenaForce:
+    """What a serialised :class:`HyenaForce` becomes when its checkpoint is missing or changed.
+
+    Unpickling must not raise inside OpenMM (it crashes the interpreter), so this stands in:
+    calling it raises :class:`RuntimeError` with ``message`` (OpenMM turns that into an
+    ``OpenMMException`` naming the checkpoint). It pickles back to the same record.
+    """
+
+    def __init__(self, message: str, record: tuple) -> None:
+        self.message, self.record = message, record
+
+    def __call__(self, state):
+        raise RuntimeError(self.message)
+
+    def __reduce__(self):
+        return (_rebuild_checked, self.record)
+
+
+def _rebuild_checked(
+    source: str,
+    sha256: str | None,
+    species: list[int],
+    labels: tuple | None,
+    periodic: bool,
+    device: str,
+    dtype,
+    skin: float,
+):
+    """Unpickling target of :class:`HyenaForce` (format 2: absolute path + content hash). Never raises."""
+    record = (source, sha256, species, labels, periodic, device, dtype, skin)
+    try:
+        if not os.path.isfile(source):
+            raise FileNotFoundError(
+                f"the hyenamd checkpoint {source} named by this serialised OpenMM System does not exist "
+                "(moved or deleted?); put it back or rebuild the System with MLPotential('hyenamd', model=...)"
+            )
+        if sha256 is not None:
+            found = file_sha256(source)
+            if found != sha256:
+                raise ValueError(
+                    f"the hyenamd checkpoint {source} changed since this OpenMM System was serialised "
+                    f"(sha256 {found[:16]}..., recorded {sha256[:16]}...); rebuild the System from it"
+                )
+        lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
+        force = HyenaForce(source, np.asarray(species), lab, periodic, device=device, dtype=dtype, skin=skin)
+        if sha256 is not None:
+            force.sha256 = sha256
+        return force
+    except BaseException as e:  # raising here would crash OpenMM's deserialiser
+        message = f"{type(e).__name__}: {e}"
+        _FAILED.append(message)
+        try:
+            warnings.warn(message, HyenaCheckpointWarning, stacklevel=2)
+        except BaseException:  # warnings turned into errors (-W error) must not raise here either
+            pass
+        return UnavailableHyenaForce(message, record)
 
 
 def _rebuild(
     source: str, species: list[int], labels: tuple | None, periodic: bool, device: str, dtype, skin: float
 ):
-    """Unpickling target of :class:`HyenaForce` (the XmlSerializer round trip)."""
-    lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
-    return HyenaForce(source, np.asarray(species), lab, periodic, device=device, dtype=dtype, skin=skin)
+    """Unpickling target of Systems serialised before the hash was recorded (path as given, no hash)."""
+    return _rebuild_checked(source, None, species, labels, periodic, device, dtype, skin)
+
+
+def deserialize_system(xml: str):
+    """``openmm.XmlSerializer.deserialize(xml)``, raising ``CheckpointError`` when a hyenamd force cannot load.
+
+    xml: the serialised System (a string). Raises
+    :class:`~hyenamd.surrogate.checkpoint.CheckpointError` naming each checkpoint that is missing
+    or changed (a Python exception, instead of an error at the first evaluation).
+    """
+    import openmm
+
+    from hyenamd.surrogate.checkpoint import CheckpointError
+
+    del _FAILED[:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HyenaCheckpointWarning)
+        system = openmm.XmlSerializer.deserialize(xml)
+    failed, _FAILED[:] = list(_FAILED), []
+    if failed:
+        raise CheckpointError("; ".join(failed))
+    return system
 
 
 class HyenaForce:
@@ -79,18 +201,21 @@ class HyenaForce:
         skin: float = 0.5,
     ) -> None:
         self.source = None
+        self.sha256: str | None = None
         if isinstance(model, str | os.PathLike):
             from hyenamd.surrogate import load_model
 
-            self.source = os.fspath(model)
+            # absolute, so a later chdir does not change which file a serialised System names
+            self.source = os.path.abspath(os.fspath(model))
             model = load_model(self.source, device=device or "cpu", dtype=_dtype(dtype))
+            self.sha256 = file_sha256(self.source)
         self.species = np.asarray(species, dtype=np.int64)
         check_species(model, self.species)
         self.labels = labels
         self.periodic = bool(periodic)
         self.settings = {
             "device": str(device or "cpu"),
-            "dtype": dtype if isinstance(dtype, str | None) else str(dtype).removeprefix("torch."),
+            "dtype": dtype_name(dtype),
             "skin": float(skin),
         }
         self.runner = ModelRunner(model, device=device, dtype=_dtype(dtype), skin=skin)
@@ -120,9 +245,12 @@ class HyenaForce:
             labels = (self.labels.residue_index.tolist(), self.labels.chain_index.tolist())
         s = self.settings
         return (
-            _rebuild,
-            (self.source, self.species.tolist(), labels, self.periodic, s["device"], s["dtype"], s["skin"]),
-        )
+            _rebuild_checked,
+            (
+                self.source, self.sha256, self.species.tolist(), labels, self.periodic,
+                s["device"], s["dtype"], s["skin"],
+            ),
+        )  # fmt: skip
 
 
 def _topology_labels(atoms: list) -> Labels:
@@ -138,15 +266,30 @@ class HyenaPotentialImpl:
     """openmm-ml ``MLPotentialImpl`` for hyenamd models (duck-typed; see the module docstring)."""
 
     def __init__(
-        self, name: str = "hyenamd", model=None, device: str | None = "cpu", dtype=None, skin: float = 0.5
+        self,
+        name: str = "hyenamd",
+        model=None,
+        device: str | None = "cpu",
+        dtype=None,
+        skin: float = 0.5,
+        *,
+        modelPath: str | os.PathLike | None = None,  # openmm-ml's name
+        precision: str | None = None,
     ):
+        if model is not None and modelPath is not None and model != modelPath:
+            raise ValueError(f"model={model!r} and modelPath={modelPath!r} disagree; give one of them")
+        model = model if model is not None else modelPath
         if model is None:
-            raise ValueError("MLPotential('hyenamd', model=...) needs model=<checkpoint path or module>")
-        if isinstance(model, str | os.PathLike) and not os.path.exists(model):
-            raise FileNotFoundError(f"no hyenamd checkpoint at {model}")
+            raise ValueError(
+                "MLPotential('hyenamd', model=...) needs model=<checkpoint path or module> (or modelPath=<path>)"
+            )
+        if isinstance(model, str | os.PathLike):
+            if not os.path.exists(model):
+                raise FileNotFoundError(f"no hyenamd checkpoint at {model}")
+            model = os.path.abspath(os.fspath(model))
         self.name = name
         self.model = model
-        self.device, self.dtype, self.skin = device, dtype, float(skin)
+        self.device, self.dtype, self.skin = device, _dtype_and_precision(dtype, precision), float(skin)
         self._loaded: nn.Module | None = None
 
     def _model(self) -> nn.Module | str:
@@ -164,9 +307,12 @@ class HyenaPotentialImpl:
             raise ValueError(f"atoms {missing[:10]} have no element (virtual sites?); hyenamd needs elements")
         species = np.array([a.element.atomic_number for a in chosen], dtype=np.int64)
         periodic = topology.getPeriodicBoxVectors() is not None
+        dtype = self.dtype
+        if args.get("dtype") is not None or args.get("precision") is not None:
+            dtype = _dtype_and_precision(args.get("dtype"), args.get("precision"))
         compute = HyenaForce(
             self._model(), species, _topology_labels(chosen), periodic,
-            device=args.get("device", self.device), dtype=args.get("dtype", self.dtype), skin=self.skin,
+            device=args.get("device", self.device), dtype=dtype, skin=float(args.get("skin", self.skin)),
         )  # fmt: skip
         force = openmm.PythonForce(compute)
         force.setName("HyenaForce")

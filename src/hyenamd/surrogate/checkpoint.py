@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from hyenamd.config import ConfigError, from_dict, to_dict
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "describe_checkpoint", "load_model", "save_model"]
@@ -138,11 +139,16 @@ def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[in
 
 
 def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
 ) -> GHyena:
-    """Rebuild the model saved at ``path`` on ``device`` (dtype: the saved one unless given). Eval mode."""
+    """Rebuild the model saved at ``path`` on ``device`` (dtype: the saved one unless given). Eval mode.
+
+    dtype: ``"float32"``, ``"float64"``, ``torch.float32``/``torch.float64`` or None
+    (:func:`hyenamd.dtypes.resolve_dtype`; anything else is a ``ValueError`` before the file is read).
+    """
     from safetensors import safe_open
 
+    dtype = resolve_dtype(dtype)
     path = pathlib.Path(path)
     info, shapes = _read_header(path)
     try:

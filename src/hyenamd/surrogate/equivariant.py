@@ -21,7 +21,23 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GatedEquivariantMLP", "ScalarMLP", "VectorLinear", "vector_linear", "vector_norm"]
+__all__ = [
+    "NORM_EPS_INIT",
+    "GatedEquivariantMLP",
+    "ScalarMLP",
+    "SmoothNorm",
+    "VectorLinear",
+    "vector_linear",
+    "vector_norm",
+    "zero_last_layer_",
+]
+
+#: Initial floor ε of the smooth vector norms (and the ε of the global pre-norm). It is set to
+#: the scale of the vector features a fresh model produces on condensed-phase systems (median
+#: |w| = 1.7e-3 on a TIP3P-density water box, preset S), so the invariant ``⟨w⟩`` responds to
+#: them with slope ≈ 0.9 instead of ≈ 0.002 under the former absolute floor ε = 1. The floors of
+#: :class:`SmoothNorm` are learned per channel from there (see docs/model.md, "Norms").
+NORM_EPS_INIT = 1e-3
 
 
 def vector_linear(v: Tensor, weight: Tensor) -> Tensor:
@@ -32,9 +48,44 @@ def vector_linear(v: Tensor, weight: Tensor) -> Tensor:
     return torch.einsum("oc,...cx->...ox", weight, v)
 
 
-def vector_norm(v: Tensor, eps: float = 1e-8) -> Tensor:
-    """Smooth norm of vectors ``[..., C, 3] -> [..., C]``: ``sqrt(|v|² + eps²) - eps`` (0 at v = 0, differentiable)."""
+def vector_norm(v: Tensor, eps: float | Tensor = 1e-8) -> Tensor:
+    """Smooth norm of vectors ``[..., C, 3] -> [..., C]``: ``sqrt(|v|² + eps²) - eps``.
+
+    0 at v = 0, C∞ there (≈ |v|²/(2 eps) below eps, ≈ |v| above), 1-Lipschitz for any eps.
+    ``eps``: a float or a per-channel tensor ``[C]`` (broadcast over the leading dims).
+    """
     return torch.sqrt(v.pow(2).sum(-1) + eps * eps) - eps
+
+
+def zero_last_layer_(seq: nn.Sequential) -> nn.Sequential:
+    """Zero the weight and bias of the last ``nn.Linear`` of ``seq`` in place (residual branches start at 0)."""
+    last = seq[-1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
+    return seq
+
+
+class SmoothNorm(nn.Module):
+    """``[..., C, 3] -> [..., C]``: :func:`vector_norm` with a learned floor per channel.
+
+    ``eps_c = exp(log_eps_c)`` (always positive: the norm stays C∞ at v = 0, so the energy has no
+    cone where a feature vanishes by symmetry), initialised at ``eps_init``: the scale of the
+    features, not an absolute 1.
+    """
+
+    def __init__(self, n_channels: int, eps_init: float = NORM_EPS_INIT) -> None:
+        super().__init__()
+        if not eps_init > 0:
+            raise ValueError(f"eps_init must be positive, got {eps_init}")
+        self.log_eps = nn.Parameter(torch.full((n_channels,), math.log(eps_init)))
+
+    def eps(self) -> Tensor:
+        """The floors ``[C]``."""
+        return torch.exp(self.log_eps)
+
+    def forward(self, v: Tensor) -> Tensor:
+        return vector_norm(v, self.eps())
 
 
 class VectorLinear(nn.Module):
@@ -60,10 +111,11 @@ class GatedEquivariantMLP(nn.Module):
 
     In: scalars ``s`` ``[N, F]``, vectors ``v`` ``[N, C, 3]``. Out: the same types and shapes.
 
-    ``u, w = U v, W v``; ``a = MLP([s, |w|₁])`` (``|w|₁ = sqrt(|w|² + 1) - 1``, smooth at 0)
-    gives a scalar update ``a_s`` and per-channel gates ``a_v``; ``s' = s + a_s``,
-    ``v' = v + a_v ⊙ u``. Norms and gates are invariant, so the vector update is equivariant
-    (and keeps parity: a scalar times a vector).
+    ``u, w = U v, W v``; ``a = MLP([LN(s), ⟨w⟩])`` (``⟨w⟩ = sqrt(|w|² + ε²) - ε``, a
+    :class:`SmoothNorm`: learned ε per channel, smooth at 0) gives a scalar update ``a_s`` and
+    per-channel gates ``a_v``; ``s' = s + a_s``, ``v' = v + a_v ⊙ u``. Norms and gates are
+    invariant, so the vector update is equivariant (and keeps parity: a scalar times a vector).
+    The MLP's last layer starts at zero, so the block starts as the identity.
     """
 
     def __init__(self, n_scalar: int, n_vector: int, hidden: int | None = None) -> None:
@@ -71,14 +123,15 @@ class GatedEquivariantMLP(nn.Module):
         hidden = hidden or n_scalar
         self.u = VectorLinear(n_vector, n_vector)
         self.w = VectorLinear(n_vector, n_vector)
-        self.mlp = ScalarMLP(n_scalar + n_vector, hidden, n_scalar + n_vector)
+        self.mlp = zero_last_layer_(ScalarMLP(n_scalar + n_vector, hidden, n_scalar + n_vector))
         self.norm = nn.LayerNorm(n_scalar)
+        self.vnorm = SmoothNorm(n_vector)
         self.n_scalar = n_scalar
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         u, w = self.u(v), self.w(v)
-        # floor 1: smooth at w = 0 (a tiny floor puts a cone |w| in the energy of symmetric
-        # environments, i.e. a jump of the forces there)
-        a = self.mlp(torch.cat([self.norm(s), vector_norm(w, eps=1.0)], dim=-1))
+        # a positive floor keeps ⟨w⟩ smooth at w = 0 (a vanishing one puts a cone |w| in the
+        # energy of symmetric environments, i.e. a jump of the forces there)
+        a = self.mlp(torch.cat([self.norm(s), self.vnorm(w)], dim=-1))
         a_s, a_v = a[..., : self.n_scalar], a[..., self.n_scalar :]
         return s + a_s, v + a_v.unsqueeze(-1) * u

@@ -6,14 +6,20 @@ longest system, zeros beyond each system's ``lengths[b]``); :func:`to_sequences`
 ``Batch.order`` convention. Trailing dims are channels (scalars ``[B, L, C]``) or channels and
 Cartesian components (vectors ``[B, L, C, 3]``).
 
-Convolution (non-causal, centred). For one system of length ``n`` with centre ``c = n // 2``,
-the second argument ``b`` is read as a filter over lags ``ℓ = m - c`` (its token ``m`` is lag
-``m - c``), so
+Convolution (non-causal, centred), in one of two modes. For one system of length ``n`` with
+centre ``c = n // 2``, the second argument ``b`` is read as a filter over lags ``ℓ = m - c``
+(its token ``m`` is lag ``m - c``), so
 
-    (a ⊛ b)_i = Σ_j a_j b̃_(i-j),   b̃_ℓ = b_(ℓ+c),   i, j ∈ [0, n),
+    (a ⊛ b)_i = Σ_j a_j b̃_(i-j),   b̃_ℓ = b_(ℓ+c),   i, j ∈ [0, n).
 
-with ``b̃_ℓ = 0`` outside ``[-c, n-1-c]``: output ``i`` sees inputs ``j ∈ [i+c-n+1, i+c]``, a
-window of ``n`` tokens centred on ``i``. The four products:
+* ``circular=False`` (linear, zero-padded): ``b̃_ℓ = 0`` outside ``[-c, n-1-c]``; output ``i``
+  sees inputs ``j ∈ [i+c-n+1, i+c]``, a window of ``n`` tokens centred on ``i`` (the two ends
+  of a chain never couple; token 0 of 5 sees tokens 0–2).
+* ``circular=True`` (the papers' length-``n`` circular convolution, SE(3)-Hyena Code 1): lags
+  are taken modulo ``n``, ``b̃_ℓ = b_((ℓ+c) mod n)``, so every output sees every token of its
+  own system (never another system of the batch).
+
+The four products:
 
 =========================  =============================  ===========================
 function                   per term                       type of the result
@@ -27,8 +33,10 @@ function                   per term                       type of the result
 
 FFT path: zero-pad both to ``F`` = the smallest ``2^a 3^b 5^c ≥ 2L`` (so the circular product
 is the linear one: no wrap-around between the ends), real FFTs, products in frequency space,
-one inverse FFT per output component, then read the full linear convolution at ``i + c_b``
-(each system its own centre; rows of the batch never mix). The cross convolution is the
+one inverse FFT per output component, then read the full linear convolution ``y`` at ``i + c_b`` (each system its own centre; rows
+of the batch never mix). The circular mode folds the same ``y`` (length ``2n - 1`` per system,
+``F ≥ 2n``): ``out_i = y_k + y_(k+n)`` with ``k = (i + c_b) mod n``, so batched systems of
+different lengths share one transform size and still each wrap at their own ``n``. The cross convolution is the
 Levi-Civita decomposition ``(a ⊛× b)_x = a_y ⊛ b_z - a_z ⊛ b_y`` (cyclic): 6 products of
 transforms, 3 inverse FFTs. FFTs run in the input's dtype, float32 at least (autocast is
 switched off inside). Every fast function has a ``direct_*`` O(N²) twin used as test oracle.
@@ -161,24 +169,42 @@ def _rfft(x: Tensor, nfft: int, dtype: torch.dtype) -> Tensor:
     return torch.fft.rfft(x.to(dtype), n=nfft, dim=1)
 
 
-def _finish(full: Tensor, lengths: Tensor, length: int, out_dtype: torch.dtype, dim: int = 1) -> Tensor:
+def _finish(
+    full: Tensor, lengths: Tensor, length: int, out_dtype: torch.dtype, dim: int = 1, circular: bool = False
+) -> Tensor:
     """Read the full linear convolution ``full`` ``[B, F, ...]`` at ``i + c_b`` and mask padding.
 
-    ``dim``: the sequence axis of ``full`` (1, or -1 for the channel-first layout); the result
-    always has the sequence on axis 1.
+    ``circular``: fold it instead, ``out_i = y_k + y_(k+n_b)`` with ``k = (i + c_b) mod n_b``
+    (needs ``F ≥ 2 n_b``). ``dim``: the sequence axis of ``full`` (1, or -1 for the
+    channel-first layout); the result always has the sequence on axis 1.
     """
     if dim != 1:
         full = full.movedim(dim, 1)
     b = full.shape[0]
     centre = torch.div(lengths, 2, rounding_mode="floor")
-    idx = torch.arange(length, device=full.device).unsqueeze(0) + centre.unsqueeze(1)  # [B, L] < 2L-1 ≤ F
+    tok = torch.arange(length, device=full.device).unsqueeze(0)
     mask = sequence_mask(lengths, length)
-    if b == 1 and int(centre[0]) + length <= full.shape[1] and bool(mask.all()):
-        out = full[:, int(centre[0]) : int(centre[0]) + length]
+    if b == 1 and bool(mask.all()):  # one unpadded system: slices only
+        c = int(centre[0])
+        if not circular:
+            return full[:, c : c + length].to(out_dtype)
+        if full.shape[1] < 2 * length:
+            raise ValueError(f"circular fold needs F >= 2n, got F={full.shape[1]}, n={length}")
+        y = full[:, :length] + full[:, length : 2 * length]  # the length-n circular convolution
+        return torch.cat([y[:, c:], y[:, :c]], dim=1).to(out_dtype)
+    view = (b, length, *([1] * (full.ndim - 2)))
+    if circular:
+        if full.shape[1] < 2 * length:
+            raise ValueError(f"circular fold needs F >= 2n, got F={full.shape[1]}, n={length}")
+        n_b = lengths.clamp_min(1).unsqueeze(1)
+        k = torch.remainder(tok + centre.unsqueeze(1), n_b)  # [B, L]
+        idx0 = k.view(view).expand(b, length, *full.shape[2:])
+        idx1 = (k + n_b).clamp_max(full.shape[1] - 1).view(view).expand(b, length, *full.shape[2:])
+        out = torch.gather(full, 1, idx0) + torch.gather(full, 1, idx1)
     else:
-        idx = idx.clamp_max(full.shape[1] - 1).view(b, length, *([1] * (full.ndim - 2)))
-        out = torch.gather(full, 1, idx.expand(b, length, *full.shape[2:]))
-        out = out * mask.view(b, length, *([1] * (full.ndim - 2))).to(out.dtype)
+        idx = (tok + centre.unsqueeze(1)).clamp_max(full.shape[1] - 1)  # [B, L] < 2L-1 ≤ F
+        out = torch.gather(full, 1, idx.view(view).expand(b, length, *full.shape[2:]))
+    out = out * mask.view(view).to(out.dtype)
     return out.to(out_dtype)
 
 
@@ -195,35 +221,37 @@ def _spectra(a: Tensor, b: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, int
     return _rfft(_masked(a, lengths), nfft, dt), _rfft(_masked(b, lengths), nfft, dt), nfft, dt
 
 
-def scalar_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def scalar_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False) -> Tensor:
     """``(a ⊛ b)_i = Σ_j a_j b̃_(i-j)`` per channel. a, b: ``[B, L, ...]`` (same shape). Out: like a."""
     lengths = _check(a, b, lengths, 0, 0)
     with torch.autocast(a.device.type, enabled=False):
         fa, fb, nfft, _ = _spectra(a, b, lengths)
         full = torch.fft.irfft(fa * fb, n=nfft, dim=1)
-        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype), circular=circular)
 
 
-def scalar_vector_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def scalar_vector_conv(
+    a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False
+) -> Tensor:
     """``Σ_j a_j b̃_(i-j)`` with a scalar a ``[B, L, C]`` and vector b ``[B, L, C, 3]`` -> vector ``[B, L, C, 3]``."""
     lengths = _check(a.unsqueeze(-1), b, lengths, 0, 1)
     with torch.autocast(a.device.type, enabled=False):
         fa, fb, nfft, _ = _spectra(a, b, lengths)
         full = torch.fft.irfft(fa.unsqueeze(-1) * fb, n=nfft, dim=1)
-        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype), circular=circular)
 
 
-def dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False) -> Tensor:
     """``Σ_j a_j · b̃_(i-j)``: vectors a, b ``[B, L, C, 3]`` -> scalars ``[B, L, C]`` (3 products, 1 inverse FFT)."""
     lengths = _check(a, b, lengths, 1, 1)
     with torch.autocast(a.device.type, enabled=False):
         fa, fb, nfft, _ = _spectra(a, b, lengths)
         prod = fa[..., 0] * fb[..., 0] + fa[..., 1] * fb[..., 1] + fa[..., 2] * fb[..., 2]
         full = torch.fft.irfft(prod, n=nfft, dim=1)
-        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype), circular=circular)
 
 
-def cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False) -> Tensor:
     """``Σ_j a_j × b̃_(i-j)``: vectors ``[B, L, C, 3]`` -> pseudovectors ``[B, L, C, 3]``.
 
     Levi-Civita decomposition: ``(a ⊛× b)_k = Σ ε_kxy a_x ⊛ b_y`` has six non-zero terms, each a
@@ -236,7 +264,7 @@ def cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
         bx, by, bz = fb.unbind(-1)
         prod = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], dim=-1)
         full = torch.fft.irfft(prod, n=nfft, dim=1)
-        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype))
+        return _finish(full, lengths, a.shape[1], torch.promote_types(a.dtype, b.dtype), circular=circular)
 
 
 def long_conv(a: Tensor, h: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -267,7 +295,14 @@ def long_conv(a: Tensor, h: Tensor, lengths: Tensor | None = None) -> Tensor:
 
 
 def geometric_long_convs(
-    q_s: Tensor, k_s: Tensor, q_m: Tensor, q_v: Tensor, k_v: Tensor, lengths: Tensor | None = None
+    q_s: Tensor,
+    k_s: Tensor,
+    q_m: Tensor,
+    q_v: Tensor,
+    k_v: Tensor,
+    lengths: Tensor | None = None,
+    *,
+    circular: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four convolutions of a G-Hyena block at once, sharing transforms.
 
@@ -276,6 +311,7 @@ def geometric_long_convs(
     q_v ⊛· k_v [B, L, C])`` — the same as :func:`scalar_conv`, :func:`cross_conv`,
     :func:`scalar_vector_conv`, :func:`dot_conv` called separately, but with 2 forward real FFTs
     (signals and filters, channel-first so the transforms run on contiguous rows) and 1 inverse.
+    ``circular``: the length-n circular convolution of each system (see the module doc).
     """
     b_, length, f = q_s.shape
     c = q_v.shape[2]
@@ -322,7 +358,7 @@ def geometric_long_convs(
         del fs, fk, ss, sm, sv, ks, kv, ax, ay, az, bx, by, bz
         full = torch.fft.irfft(prod, n=nfft, dim=-1)  # [B, F + 7C, nfft]
         del prod
-        out = _finish(full, lengths, length, out_dtype, dim=-1)  # [B, L, F + 7C]
+        out = _finish(full, lengths, length, out_dtype, dim=-1, circular=circular)  # [B, L, F + 7C]
         del full
     z_s = out[..., :f]
     cross = out[..., f : f + 3 * c].unflatten(-1, (3, c)).transpose(-1, -2)
@@ -332,21 +368,23 @@ def geometric_long_convs(
 
 
 # ----------------------------------------------------------------------------- O(N²) oracles
-def _toeplitz(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Index ``m = i - j + c`` of ``b`` used by output i, input j, and where it is valid."""
+def _toeplitz(n: int, device: torch.device, circular: bool = False) -> tuple[Tensor, Tensor]:
+    """Index ``m = i - j + c`` of ``b`` used by output i, input j (mod n if circular), and where it is valid."""
     i = torch.arange(n, device=device)
     m = i.unsqueeze(1) - i.unsqueeze(0) + n // 2
+    if circular:
+        m = torch.remainder(m, max(n, 1))
     valid = (m >= 0) & (m < n)
     return m.clamp(0, max(n - 1, 0)), valid
 
 
-def _direct(a: Tensor, b: Tensor, lengths: Tensor | None, term) -> Tensor:
+def _direct(a: Tensor, b: Tensor, lengths: Tensor | None, term, circular: bool) -> Tensor:
     lengths = _check(a if a.ndim == b.ndim else a.unsqueeze(-1), b, lengths, 0, 0)
     out = None
     rows = []
     for s in range(a.shape[0]):
         n = int(lengths[s])
-        m, valid = _toeplitz(n, a.device)
+        m, valid = _toeplitz(n, a.device, circular)
         bm = b[s, :n][m] * valid.view(n, n, *([1] * (b.ndim - 2))).to(b.dtype)  # [i, j, ...] = b̃_(i-j)
         res = term(a[s, :n], bm)  # [n, ...]
         rows.append((n, res))
@@ -357,25 +395,35 @@ def _direct(a: Tensor, b: Tensor, lengths: Tensor | None, term) -> Tensor:
     return out
 
 
-def direct_scalar_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def direct_scalar_conv(
+    a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False
+) -> Tensor:
     """O(N²) oracle of :func:`scalar_conv`."""
-    return _direct(a, b, lengths, lambda x, bm: torch.einsum("j...,ij...->i...", x, bm))
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("j...,ij...->i...", x, bm), circular)
 
 
-def direct_scalar_vector_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def direct_scalar_vector_conv(
+    a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False
+) -> Tensor:
     """O(N²) oracle of :func:`scalar_vector_conv`."""
-    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jc,ijcx->icx", x, bm))
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jc,ijcx->icx", x, bm), circular)
 
 
-def direct_dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def direct_dot_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False) -> Tensor:
     """O(N²) oracle of :func:`dot_conv`."""
-    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jcx,ijcx->ic", x, bm))
+    return _direct(a, b, lengths, lambda x, bm: torch.einsum("jcx,ijcx->ic", x, bm), circular)
 
 
-def direct_cross_conv(a: Tensor, b: Tensor, lengths: Tensor | None = None) -> Tensor:
+def direct_cross_conv(
+    a: Tensor, b: Tensor, lengths: Tensor | None = None, *, circular: bool = False
+) -> Tensor:
     """O(N²) oracle of :func:`cross_conv`: materialises every ``a_j × b̃_(i-j)``."""
     return _direct(
-        a, b, lengths, lambda x, bm: torch.linalg.cross(x.unsqueeze(0).expand_as(bm), bm, dim=-1).sum(1)
+        a,
+        b,
+        lengths,
+        lambda x, bm: torch.linalg.cross(x.unsqueeze(0).expand_as(bm), bm, dim=-1).sum(1),
+        circular,
     )
 
 

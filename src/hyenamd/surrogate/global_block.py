@@ -2,8 +2,8 @@
 
 Symmetry types. In: true scalars ``s`` ``[N, F]`` and true vectors ``v`` ``[N, C, 3]``. Out: the
 same. Inside, the cross convolution makes pseudovectors ``p``; they leave only through
-``p × vector`` (a vector) and the smooth norm ``⟨p⟩ = sqrt(|p|² + 1) - 1`` (a scalar), so the
-block is O(3)-equivariant, reflections included.
+``p × vector`` (a vector) and the smooth norm ``⟨p⟩ = sqrt(|p|² + ε²) - ε`` (a scalar, learned
+ε per channel), so the block is O(3)-equivariant, reflections included.
 
 Forward pass (per system, tokens in canonical order; ``⊛`` = centred non-causal convolution of
 :mod:`hyenamd.surrogate.fftconv`; ``h̃`` = L1-normalised implicit filter laid on the tokens):
@@ -11,7 +11,7 @@ Forward pass (per system, tokens in canonical order; ``⊛`` = centred non-causa
 =================================================  ==========================================
 step                                               equation
 =================================================  ==========================================
-pre-norm                                           ``ŝ = LN(s)``, ``v̂ = v / sqrt(mean_c|v_c|² + 1)``
+pre-norm                                           ``ŝ = LN(s)``, ``v̂ = g ⊙ v / sqrt(mean_c|v_c|² + ε²)``
 projections (scalar Linear, vector no bias)        ``q_s, k_s, u_s, q_m = W_s ŝ + b``; ``q_v, k_v, u_v = W_v v̂``
 keys become filters                                ``κ_s = h̃_s ⊙ k_s``, ``κ_v = h̃_v ⊙ k_v``
 scalar long conv  (F)                              ``z_s = q_s ⊛ κ_s``
@@ -23,6 +23,10 @@ gates, output projection, residual                 ``s₁ = s + σ(G_s ŝ) ⊙ O
 equivariant gated MLP (its own residual)           ``s₂, v₂ = GatedEquivariantMLP(s₁, v₁)``
 =================================================  ==========================================
 
+``ε = NORM_EPS_INIT`` (1e-3): an equivariant RMS norm at the vectors' own scale with a learned
+gain ``g`` ``[C]`` (init 1). The output projections ``O_s``, ``O_v`` start at zero (the residual
+branch starts at 0; the gated MLP's last layer too).
+
 All maths live in :func:`global_block_forward` (pure) and the FFT kernels; the module holds
 parameters only. :mod:`hyenamd.surrogate.reference_global` re-implements the same pass with
 the direct O(N²) sums as the test oracle.
@@ -30,24 +34,30 @@ the direct O(N²) sums as the test oracle.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
-from hyenamd.surrogate.equivariant import GatedEquivariantMLP, VectorLinear, vector_norm
+from hyenamd.surrogate.equivariant import NORM_EPS_INIT, GatedEquivariantMLP, SmoothNorm, VectorLinear
 from hyenamd.surrogate.fftconv import geometric_long_convs, lengths_from_ptr, pad_tokens, unpad_tokens
 from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
 
-__all__ = ["GlobalBlock", "global_block_forward", "vector_rms_norm"]
+__all__ = ["ConvKind", "GlobalBlock", "global_block_forward", "vector_rms_norm"]
+
+ConvKind = Literal["linear", "circular"]
 
 
-def vector_rms_norm(v: Tensor, eps: float = 1.0) -> Tensor:
-    """``v / sqrt(mean_c |v_c|² + eps²)`` per atom: ``[N, C, 3]``, equivariant (the norm is invariant).
+def vector_rms_norm(v: Tensor, eps: float = 1.0, gain: Tensor | None = None) -> Tensor:
+    """``g ⊙ v / sqrt(mean_c |v_c|² + eps²)`` per atom: ``[N, C, 3]``, equivariant (the norm is invariant).
 
-    ``eps = 1`` keeps the map 1-Lipschitz: large vectors are normalised, small ones pass almost
-    unchanged. A tiny eps would blow up the direction of near-zero vectors (symmetric
-    environments, e.g. a crystal), making forces ∝ 1/|v| and the energy surface nearly singular.
+    ``gain`` ``[C]`` (None: 1). The map is smooth (C∞) for any ``eps > 0``: below ``eps`` it is
+    the linear ``v / eps``, so a vector that vanishes by symmetry leaves no kink. ``eps = 1``
+    (the equivariant-transformer baseline) leaves small vectors almost unchanged; the global
+    block uses ``eps`` at the features' own scale (``NORM_EPS_INIT``), so they come out O(1).
     """
-    return v / torch.sqrt(v.pow(2).sum(-1).mean(-1, keepdim=True) + eps * eps).unsqueeze(-1)
+    out = v / torch.sqrt(v.pow(2).sum(-1).mean(-1, keepdim=True) + eps * eps).unsqueeze(-1)
+    return out if gain is None else out * gain.unsqueeze(-1)
 
 
 def _split_projections(block: GlobalBlock, s: Tensor, v: Tensor) -> dict[str, Tensor]:
@@ -55,7 +65,7 @@ def _split_projections(block: GlobalBlock, s: Tensor, v: Tensor) -> dict[str, Te
     f, c = block.n_scalar, block.n_vector
     sn = block.norm_s(s)
     ps = block.proj_s(sn)
-    pv = block.proj_v(vector_rms_norm(v))
+    pv = block.proj_v(vector_rms_norm(v, block.prenorm_eps, block.prenorm_gain))
     return {
         "sn": sn,
         "q_s": ps[:, :f],
@@ -77,9 +87,7 @@ def _integrate(
     Returns the residual updates ``(ds [N, F], dv [N, C, 3])``.
     """
     u_v = p["u_v"]
-    a = torch.cat(
-        [p["u_s"] * z_s, z_d, vector_norm(cross, eps=1.0), (z_m * u_v).sum(-1)], dim=-1
-    )  # true scalars
+    a = torch.cat([p["u_s"] * z_s, z_d, block.pnorm(cross), (z_m * u_v).sum(-1)], dim=-1)  # true scalars
     w = torch.cat(
         [torch.linalg.cross(cross, u_v, dim=-1), z_m, z_d.unsqueeze(-1) * u_v], dim=1
     )  # true vectors
@@ -110,7 +118,13 @@ def global_block_forward(
     kap_s = h[..., :f] * pad_tokens(p["k_s"], ptr)
     kap_v = h[..., f:].unsqueeze(-1) * pad_tokens(p["k_v"], ptr)
     convs = geometric_long_convs(
-        q_s, kap_s, pad_tokens(p["q_m"], ptr), pad_tokens(p["q_v"], ptr), kap_v, lengths
+        q_s,
+        kap_s,
+        pad_tokens(p["q_m"], ptr),
+        pad_tokens(p["q_v"], ptr),
+        kap_v,
+        lengths,
+        circular=block.conv == "circular",
     )
     ds, dv = _integrate(block, p, *(unpad_tokens(z, ptr) for z in convs))
     s_o, v_o = block.mlp(s_t + ds, v_t + dv)
@@ -125,7 +139,9 @@ class GlobalBlock(nn.Module):
 
     filter_order: hidden width of the implicit filter's sine MLP; filter_depth, filter_bands,
     w_min, w_init, w_cap: see :class:`hyenamd.surrogate.filters.ImplicitFilter` (lengths in
-    tokens); mlp_hidden: width of the gated equivariant MLP (default F).
+    tokens); mlp_hidden: width of the gated equivariant MLP (default F); conv: "circular" (each
+    system's length-n circular convolution, every token sees every token) or "linear"
+    (zero-padded, chain ends do not couple); see :mod:`hyenamd.surrogate.fftconv`.
     """
 
     def __init__(
@@ -140,13 +156,19 @@ class GlobalBlock(nn.Module):
         w_init: float = 512.0,
         w_cap: float = 2048.0,
         mlp_hidden: int | None = None,
+        conv: ConvKind = "circular",
     ) -> None:
         super().__init__()
+        if conv not in ("linear", "circular"):
+            raise ValueError(f"conv must be 'linear' or 'circular', got {conv!r}")
+        self.conv = conv
         if n_scalar < 1 or n_vector < 1:
             raise ValueError(f"GlobalBlock needs n_scalar >= 1 and n_vector >= 1, got {n_scalar}, {n_vector}")
         f, c = n_scalar, n_vector
         self.n_scalar, self.n_vector = f, c
         self.norm_s = nn.LayerNorm(f)
+        self.prenorm_eps = NORM_EPS_INIT
+        self.prenorm_gain = nn.Parameter(torch.ones(c))
         self.proj_s = nn.Linear(f, 3 * f + c)
         self.proj_v = VectorLinear(c, 3 * c)
         self.filter = ImplicitFilter(
@@ -159,8 +181,11 @@ class GlobalBlock(nn.Module):
             w_cap=w_cap,
         )
         self.gate = nn.Linear(f, f + c)
+        self.pnorm = SmoothNorm(c)
         self.out_s = nn.Linear(f + 3 * c, f)
         self.out_v = VectorLinear(3 * c, c)
+        for w in (self.out_s.weight, self.out_s.bias, self.out_v.weight):  # residual branch starts at 0
+            nn.init.zeros_(w)
         self.mlp = GatedEquivariantMLP(f, c, mlp_hidden)
 
     def forward(self, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
@@ -174,3 +199,6 @@ class GlobalBlock(nn.Module):
                 f"GlobalBlock: order {tuple(order.shape)} / ptr[-1]={int(ptr[-1])} do not match {n} atoms"
             )
         return global_block_forward(self, s, v, order, ptr)
+
+    def extra_repr(self) -> str:
+        return f"n_scalar={self.n_scalar}, n_vector={self.n_vector}, conv={self.conv!r}"

@@ -9,6 +9,8 @@ Symmetry types: every head reads the final scalars ``s`` ``[N, F]`` (invariant) 
   ``compute_forces`` (autograd of ``E``: conservative).
 * :class:`VectorHead` — one true vector per atom ``y_i = Σ_c g_c(s_i) (W v_i)_c`` ``[N, 3]``:
   invariant gates times equivariant channels, so ``y`` rotates and reflects like a vector.
+  The gates' last layer starts at zero: a fresh direct-force head predicts 0 and a fresh
+  dynamics head the ballistic step (the energy head keeps its random init: see docs/model.md).
   The direct force head (output ``"direct_forces"``, eV/Å, *not* conservative) and the
   dynamics head are built from it.
 * :class:`DynamicsHead` — a learned large time step over the horizon ``Δτ`` (fs): with input
@@ -26,7 +28,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hyenamd.surrogate.equivariant import ScalarMLP, VectorLinear
+from hyenamd.surrogate.equivariant import ScalarMLP, VectorLinear, zero_last_layer_
 
 __all__ = ["DynamicsHead", "EnergyHead", "VectorHead", "VelocityEmbedding"]
 
@@ -56,7 +58,7 @@ class VectorHead(nn.Module):
 
     def __init__(self, n_scalar: int, n_vector: int):
         super().__init__()
-        self.gate = ScalarMLP(n_scalar, n_scalar, n_vector)
+        self.gate = zero_last_layer_(ScalarMLP(n_scalar, n_scalar, n_vector))  # starts at y = 0
         self.mix = VectorLinear(n_vector, n_vector)
 
     def forward(self, s: Tensor, v: Tensor) -> Tensor:

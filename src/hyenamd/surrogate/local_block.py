@@ -21,13 +21,16 @@ Message (sum over the pairs ``(i, j)`` of the full list)::
 Update (per atom)::
 
     U v, V v                                               [N, C, 3]   (channel mixing, no bias)
-    (a_ss, a_sv, a_vv) = MLP_a([s, |V v|_ε])               split F | C | C
+    (a_ss, a_sv, a_vv) = MLP_a([s, |V v|_ε])               split F | C | C  (last layer starts at 0)
     s += a_ss + L(a_sv ⊙ <U v, V v>)                        L: C -> F, no bias
     v += a_vv ⊙ U v
 
 Deviation from PaiNN: ``F`` and ``C`` may differ (PaiNN ties them), hence the linear map ``L``;
-the norm is the smooth ``|x|_ε = sqrt(|x|² + ε²) - ε`` with ε = 1 (C∞ at ``v = 0``, so forces
-have no kink where a vector feature vanishes; PaiNN uses ε ≈ 1e-4, nearly a cone); the filter
+the norm is the smooth ``|x|_ε = sqrt(|x|² + ε²) - ε`` with a learned per-channel ε > 0
+initialised at the features' own scale (``NORM_EPS_INIT`` = 1e-3; C∞ at ``v = 0``, so forces
+have no kink where a vector feature vanishes, yet sensitive to the small vectors real systems
+have; an absolute ε = 1 left them at slope 0.002); the update MLP's last layer starts at zero
+(the residual branch starts as the identity); the filter
 has no bias and acts on the enveloped basis ``b·u``, so it is zero beyond the cutoff by construction.
 
 Memory. Per-pair tensors are the bulk of the cost (``P ≈ 35 N`` in a liquid at a 4.5 Å cutoff).
@@ -47,14 +50,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from hyenamd.surrogate.equivariant import ScalarMLP, VectorLinear, vector_norm
+from hyenamd.surrogate.equivariant import ScalarMLP, SmoothNorm, VectorLinear, zero_last_layer_
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
 
 DEFAULT_PAIR_CHUNK = 1 << 18
-#: ``|x|_ε = sqrt(|x|² + ε²) - ε`` with ε = 1: smooth (C∞) at x = 0, so the energy has no kink
-#: where a vector feature passes through zero (symmetric environments); ≈ |x| for |x| ≫ 1.
-NORM_FLOOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,21 @@ def local_message(
 
 
 def local_update(
-    s: Tensor, v: Tensor, u_lin: VectorLinear, v_lin: VectorLinear, mlp: nn.Module, mix: nn.Linear
+    s: Tensor,
+    v: Tensor,
+    u_lin: VectorLinear,
+    v_lin: VectorLinear,
+    mlp: nn.Module,
+    mix: nn.Linear,
+    norm: nn.Module,
 ) -> tuple[Tensor, Tensor]:
-    """The update step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``."""
+    """The update step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``.
+
+    ``norm``: the smooth vector norm ``[N, C, 3] -> [N, C]`` (a :class:`SmoothNorm`).
+    """
     n_f, n_c = s.shape[1], v.shape[1]
     uv, vv = u_lin(v), v_lin(v)
-    a = mlp(torch.cat([s, vector_norm(vv, eps=NORM_FLOOR)], dim=-1))
+    a = mlp(torch.cat([s, norm(vv)], dim=-1))
     a_ss, a_sv, a_vv = torch.split(a, [n_f, n_c, n_c], dim=-1)
     s = s + a_ss + mix(a_sv * (uv * vv).sum(-1))
     v = v + a_vv.unsqueeze(-1) * uv
@@ -195,7 +204,8 @@ class LocalBlock(nn.Module):
         self.filter = nn.Linear(radial.n_rbf, width, bias=False)
         self.u = VectorLinear(n_vector, n_vector)
         self.v = VectorLinear(n_vector, n_vector)
-        self.update_mlp = ScalarMLP(n_scalar + n_vector, n_scalar, width)
+        self.update_mlp = zero_last_layer_(ScalarMLP(n_scalar + n_vector, n_scalar, width))  # starts at 0
+        self.vnorm = SmoothNorm(n_vector)
         self.mix = nn.Linear(n_vector, n_scalar, bias=False)
         nn.init.normal_(self.mix.weight, std=1.0 / math.sqrt(n_vector))
 
@@ -203,7 +213,7 @@ class LocalBlock(nn.Module):
         s, v = local_message(
             s, v, edges, self.phi, self.filter.weight, self.radial, self.avg_neighbors, self.pair_chunk
         )
-        return local_update(s, v, self.u, self.v, self.update_mlp, self.mix)
+        return local_update(s, v, self.u, self.v, self.update_mlp, self.mix, self.vnorm)
 
     def extra_repr(self) -> str:
         return (

@@ -60,6 +60,9 @@ class GHyenaConfig:
     energy_shifts: per-species energy offsets μ_Z (eV), one per species (None: zeros);
     energy_scale: σ, scale of the learned per-atom energies (eV). Both become buffers.
     pair_chunk: pairs per chunk of the local messages (bounds memory; results unchanged).
+    conv: global blocks' long convolution, "circular" (each system's length-n circular
+    convolution: every token sees every token) or "linear" (zero-padded; chain ends do not
+    couple); see docs/model.md for the ablation behind the default.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
     """
 
@@ -83,6 +86,7 @@ class GHyenaConfig:
     energy_shifts: tuple[float, ...] | None = None
     energy_scale: float = 1.0
     pair_chunk: int = DEFAULT_PAIR_CHUNK
+    conv: Literal["linear", "circular"] = "circular"
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
 
@@ -135,6 +139,8 @@ class GHyenaConfig:
             raise ValueError(
                 f"energy_shifts has {len(self.energy_shifts)} values but species has {len(self.species)}"
             )
+        if self.conv not in ("linear", "circular"):
+            raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -282,4 +288,5 @@ def _global_block(cfg: GHyenaConfig) -> nn.Module:
         w_min=cfg.filter_w_min,
         w_init=cfg.filter_w_init,
         w_cap=cfg.filter_w_cap,
+        conv=cfg.conv,
     )

@@ -48,7 +48,7 @@ def _mix(v: Tensor, weight: Tensor) -> Tensor:
     )
 
 
-def _smooth_norm(v: Tensor, eps: float = 1.0) -> Tensor:
+def _smooth_norm(v: Tensor, eps: Tensor) -> Tensor:
     return torch.sqrt((v * v).sum(-1) + eps * eps) - eps
 
 
@@ -90,7 +90,7 @@ def _local_block(block: nn.Module, s: Tensor, v: Tensor, pairs: list, cfg) -> tu
     s = s + torch.stack(ds_all) / cfg.avg_neighbors
     v = v + torch.stack(dv_all) / cfg.avg_neighbors
     uv, vv = _mix(v, block.u.weight), _mix(v, block.v.weight)
-    a = _mlp(torch.cat([s, _smooth_norm(vv)], -1), block.update_mlp)
+    a = _mlp(torch.cat([s, _smooth_norm(vv, torch.exp(block.vnorm.log_eps))], -1), block.update_mlp)
     a_ss, a_sv, a_vv = a[:, :f], a[:, f : f + c], a[:, f + c :]
     s = s + a_ss + (a_sv * (uv * vv).sum(-1)) @ block.mix.weight.T
     v = v + a_vv[:, :, None] * uv

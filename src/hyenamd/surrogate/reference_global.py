@@ -22,9 +22,9 @@ from hyenamd.surrogate.fftconv import (
 __all__ = ["reference_global_block"]
 
 
-def _rms_norm(v: Tensor, eps: float = 1.0) -> Tensor:
+def _rms_norm(v: Tensor, eps: float, gain: Tensor) -> Tensor:
     rms = torch.sqrt((v * v).sum(-1).mean(-1) + eps * eps)  # [n]
-    return v / rms[:, None, None]
+    return v / rms[:, None, None] * gain[None, :, None]
 
 
 def reference_global_block(block, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor) -> tuple[Tensor, Tensor]:
@@ -45,7 +45,9 @@ def reference_global_block(block, s: Tensor, v: Tensor, order: Tensor, ptr: Tens
         )
         ps = sn @ block.proj_s.weight.T + block.proj_s.bias
         q_s, k_s, u_s, q_m = ps[:, :f], ps[:, f : 2 * f], ps[:, 2 * f : 3 * f], ps[:, 3 * f :]
-        pv = torch.einsum("oc,ncx->nox", block.proj_v.weight, _rms_norm(v_b))
+        pv = torch.einsum(
+            "oc,ncx->nox", block.proj_v.weight, _rms_norm(v_b, block.prenorm_eps, block.prenorm_gain)
+        )
         q_v, k_v, u_v = pv[:, :c], pv[:, c : 2 * c], pv[:, 2 * c :]
 
         # positional filter on this system's lags: token m has lag m - n//2; L1-normalise
@@ -55,14 +57,18 @@ def reference_global_block(block, s: Tensor, v: Tensor, order: Tensor, ptr: Tens
         kap_s = h[:, :f] * k_s
         kap_v = h[:, f:, None] * k_v
 
-        # long convolutions, direct O(n²) sums (one system: batch of 1)
-        z_s = direct_scalar_conv(q_s[None], kap_s[None])[0]
-        cross = direct_cross_conv(q_v[None], kap_v[None])[0]  # pseudovectors
-        z_m = direct_scalar_vector_conv(q_m[None], kap_v[None])[0]
-        z_d = direct_dot_conv(q_v[None], kap_v[None])[0]
+        # long convolutions, direct O(n²) sums (one system: batch of 1; lags mod n if circular)
+        kw = {"circular": block.conv == "circular"}
+        z_s = direct_scalar_conv(q_s[None], kap_s[None], **kw)[0]
+        cross = direct_cross_conv(q_v[None], kap_v[None], **kw)[0]  # pseudovectors
+        z_m = direct_scalar_vector_conv(q_m[None], kap_v[None], **kw)[0]
+        z_d = direct_dot_conv(q_v[None], kap_v[None], **kw)[0]
 
         # value integration: true scalars and true vectors only
-        a = torch.cat([u_s * z_s, z_d, vector_norm(cross, eps=1.0), (z_m * u_v).sum(-1)], dim=-1)
+        a = torch.cat(
+            [u_s * z_s, z_d, vector_norm(cross, eps=torch.exp(block.pnorm.log_eps)), (z_m * u_v).sum(-1)],
+            dim=-1,
+        )
         w = torch.cat([torch.cross(cross, u_v, dim=-1), z_m, z_d[..., None] * u_v], dim=1)
         g = torch.sigmoid(sn @ block.gate.weight.T + block.gate.bias)
         ds = g[:, :f] * (a @ block.out_s.weight.T + block.out_s.bias)

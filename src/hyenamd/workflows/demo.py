@@ -295,6 +295,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
         heldout,
         out / "surrogate_large_step.h5",
         echo,
+        energy_model=ff.best_path,
     )
     fs_per_s = summary["rollout_dynamics"]["simulated_fs_per_wall_s"]
     summary["large_step_speedup_vs_openmm"] = fs_per_s / summary["openmm"]["simulated_fs_per_wall_s"]

@@ -212,9 +212,14 @@ def _run_with_progress(sim, n: int, chunk: int, desc: str, progress: bool) -> st
 
 
 def rollout_dynamics(
-    cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print
+    cfg: DemoConfig, model_path, heldout: pathlib.Path, path: pathlib.Path, echo=print, *, energy_model=None
 ) -> dict:
-    """Stage 4b: learned large steps (:class:`~hyenamd.engine.LearnedPropagator`), a frame every step."""
+    """Stage 4b: learned large steps, a frame every step.
+
+    O–Φ–O strides (:class:`~hyenamd.engine.LearnedPropagator`): OU half-steps at the reference's
+    temperature and friction around the dynamics head, and the energy rescale with
+    ``energy_model`` (the force-field checkpoint; None: no rescale).
+    """
 
     from hyenamd.engine import LearnedPropagator, Simulation, TrajectoryReporter
     from hyenamd.surrogate import load_model
@@ -222,7 +227,15 @@ def rollout_dynamics(
     model = load_model(model_path)
     tau = float(model.cfg.dynamics_horizon_fs)
     system, _ = _first_frame(heldout, model.dtype)
-    prop = LearnedPropagator(model, skin=cfg.rollout.skin)
+    ref = cfg.reference
+    prop = LearnedPropagator(
+        model,
+        ref.temperature_k,
+        ref.friction_per_ps / 1000.0,
+        energy_model=None if energy_model is None else load_model(energy_model, dtype=model.dtype),
+        seed=cfg.seed,
+        skin=cfg.rollout.skin,
+    )
     n = cfg.rollout.large_steps
     rep = TrajectoryReporter(path, 1, forces=False, overwrite=True)
     t = time.perf_counter()
@@ -232,6 +245,7 @@ def rollout_dynamics(
             echo(f"      rollout stopped: {blowup}")
         steps = sim.state.step
         n_eval = prop.evaluator.n_evaluations
+        guarded = int(sim.state.aux["rescale_guarded"].sum())
     wall = time.perf_counter() - t
     echo(f"      {steps} large steps of {tau:g} fs ({steps * tau / 1000:g} ps) in {wall:.1f} s → {path}")
     return {
@@ -241,6 +255,9 @@ def rollout_dynamics(
         "wall_s": wall,
         "blowup": blowup,
         "model_evaluations": n_eval,
+        "friction_per_fs": prop.friction_per_fs,
+        "energy_rescale": prop.rescale,
+        "rescale_guarded_strides": guarded,
         "simulated_fs_per_wall_s": steps * tau / max(wall, 1e-9),
     }
 
