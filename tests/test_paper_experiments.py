@@ -365,6 +365,12 @@ def test_nbody_evaluate_prints_one_json_line_last(tmp_path):
     assert _evaluate(path, "--n-train", "30") == out
 
 
+def test_committed_nbody_checkpoint_evaluates():
+    out = _evaluate(CHECKPOINT, "--n-train", "100", n_test=100)
+    _, summary = load_task_model(CHECKPOINT)
+    assert summary["variant"].startswith("ghyena") and out["test_mse"] < out["linear_test_mse"]
+
+
 # ---------------------------------------------------------------- hyenamd bench
 def test_bench_cli_lists_and_rejects():
     from hyenamd.cli import main
