@@ -264,6 +264,14 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
+def label_of(key: str) -> str:
+    """Row label of a summary key ``name[@<E>ep][+avg<K>]``."""
+    base, _, avg = key.partition("+")
+    base, _, ep = base.partition("@")
+    label = LABELS.get(base, base) + (f", {ep.removesuffix('ep')} epochs" if ep else "")
+    return label + (f", {avg.removeprefix('avg')}-order test-time average" if avg else "")
+
+
 def table(payload: dict) -> str:
     """The markdown table (ours, then the published anchors)."""
     lines = [
@@ -271,12 +279,8 @@ def table(payload: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for key, r in sorted(payload["summary"].items(), key=lambda kv: -kv[1]["test_mse_mean"]):
-        base, _, avg = key.partition("+")
-        label = LABELS.get(base, base) + (
-            f", {avg.removeprefix('avg')}-order test-time average" if avg else ""
-        )
         lines.append(
-            f"| {label} | {r['test_mse_mean']:.4f} ± {r['test_mse_std']:.4f} | {r['n_seeds']} | "
+            f"| {label_of(key)} | {r['test_mse_mean']:.4f} ± {r['test_mse_std']:.4f} | {r['n_seeds']} | "
             f"{r.get('epochs') or '–'} | {r['val_mse_mean']:.4f} | {r['n_params']} |"
         )
     for label, (val, note) in PUBLISHED.items():
@@ -295,9 +299,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
     y = np.arange(len(keys))
     ax1.barh(y, [summ[k]["test_mse_mean"] for k in keys], xerr=[summ[k]["test_mse_std"] for k in keys])
-    ax1.set_yticks(
-        y, [LABELS.get(k.split("+")[0], k) + (" +" + k.split("+")[1] if "+" in k else "") for k in keys]
-    )
+    ax1.set_yticks(y, [label_of(k) for k in keys], fontsize=7)
     for label, (val, _) in PUBLISHED.items():
         ax1.axvline(val, ls="--", lw=1, color="grey")
         ax1.text(val, len(keys) - 0.5, label.split(" (")[0], rotation=90, fontsize=7, va="top")
@@ -307,7 +309,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
         curves = [np.array(r["val_curve"]) for r in rs if r.get("val_curve")]
         if curves:
             c = curves[0]
-            ax2.plot(c[:, 0], c[:, 1], label=LABELS.get(name, name))
+            ax2.plot(c[:, 0], c[:, 1], label=label_of(name))
     ax2.set_yscale("log")
     ax2.set_xlabel("training step")
     ax2.set_ylabel("validation MSE (first seed)")
@@ -336,10 +338,14 @@ def evaluate(args) -> int:
 def merge(paths: list[pathlib.Path], args) -> int:
     """One table from several partial JSON runs (runs of the same variant are pooled over seeds)."""
     payloads = [json.loads(p.read_text()) for p in paths]
+    base_epochs = payloads[0]["config"]["epochs"]
     runs: dict[str, list[dict]] = {}
     for pl in payloads:
         for name, rs in pl["runs"].items():
-            runs.setdefault(name, []).extend({**r, "source": pl["command"]} for r in rs)
+            # a longer/shorter training of a variant is its own row, never pooled with the others
+            ep = pl["config"]["epochs"]
+            key = name if name in LINEAR or ep == base_epochs else f"{name}@{ep}ep"
+            runs.setdefault(key, []).extend({**r, "source": pl["command"]} for r in rs)
     merged = {
         **header("python benchmarks/nbody.py --merge " + " ".join(map(str, paths))),
         "config": payloads[0]["config"],
