@@ -10,7 +10,11 @@ import platform
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+#: where JSON results and figures go: the repository's benchmarks/results and docs/figures when a
+#: script runs directly (the authors' numbers); `hyenamd bench --out DIR` sets both to DIR (default
+#: ./results), so a user's run never writes into the installed source tree
+RESULTS = pathlib.Path(os.environ.get("HYENAMD_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
+FIGURES = pathlib.Path(os.environ.get("HYENAMD_BENCH_FIGURES") or ROOT / "docs" / "figures")
 
 
 def machine() -> dict[str, object]:

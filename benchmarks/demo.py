@@ -21,6 +21,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import FIGURES, RESULTS  # noqa: E402
 
 
 def _commit() -> str:
@@ -43,10 +45,10 @@ def collect(out: pathlib.Path, tag: str) -> pathlib.Path:
         "git_commit": _commit(),
         "summary": summary,
     }
-    res = ROOT / "benchmarks" / "results" / f"demo{tag}.json"
+    res = RESULTS / f"demo{tag}.json"
     res.parent.mkdir(parents=True, exist_ok=True)
     res.write_text(json.dumps(record, indent=2, default=str))
-    figs = ROOT / "docs" / "figures"
+    figs = FIGURES
     figs.mkdir(parents=True, exist_ok=True)
     for src, name in (
         (out / "force_field" / "loss_curve.png", "loss_force_field"),

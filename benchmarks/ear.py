@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, save_figure, write_json
 from ear_data import ear_dataset
 from paper_models import (
     SequenceModel,
@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wide", type=int, default=3, help="width multiplier of the non-equivariant models")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="ear", help="JSON/figure name (parallel runs: distinct names)")
-    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--fig-dir", type=pathlib.Path, default=FIGURES)
     args = p.parse_args(argv)
     if args.quick:
         args.lengths, args.seeds, args.n_test, args.steps, args.batch = [8], [0], 8, 2, 4

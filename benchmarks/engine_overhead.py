@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
-from common import ROOT, header, write_json
+from common import FIGURES, header, write_json
 
 from hyenamd.engine import HyenaCalculator, LangevinBAOAB, Simulation, StateDataReporter, TrajectoryReporter
 from hyenamd.engine import VelocityVerlet as HyenaVV
@@ -230,8 +230,7 @@ def _run(args) -> dict:
     name = "engine_overhead_quick" if args.quick else "engine_overhead"
     path = write_json(name, payload, args.out)
     fig = args.figure or (
-        (args.out or ROOT / "docs" / "figures")
-        / ("engine_overhead_quick.png" if args.quick else "engine_overhead.png")
+        (args.out or FIGURES) / ("engine_overhead_quick.png" if args.quick else "engine_overhead.png")
     )
     plot(payload, fig)
     print(f"wrote {path} and {fig}")

@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import FIGURES, RESULTS  # noqa: E402
+
 MODES = ("global", "attention_naive", "attention_chunked")
 
 
@@ -126,13 +129,13 @@ def _git_commit() -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     sizes = [int(x) for x in args.sizes.split(",")]
     results, stopped = [], {}
     last: dict[str, dict] = {}
     jobs = [(m, n) for n in sizes for m in MODES]
-    for mode, n in tqdm(jobs, desc="global_block benchmark", unit="run"):
+    for mode, n in progress_bar(jobs, desc="global_block benchmark", unit="run"):
         if mode in stopped:
             continue
         prev = last.get(mode)
@@ -291,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-seconds", type=float, default=120.0, help="skip a mode once one call is predicted slower"
     )
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "global_block.json")
-    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "global_block_scaling.png")
+    p.add_argument("--out", type=Path, default=RESULTS / "global_block.json")
+    p.add_argument("--figure", type=Path, default=FIGURES / "global_block_scaling.png")
     p.add_argument(
         "--replot", type=Path, default=None, help="only redraw the figure and table from this JSON"
     )

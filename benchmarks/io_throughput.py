@@ -205,11 +205,11 @@ def main(argv=None) -> dict:
     import h5py  # noqa: F401 - imported before any timing
     import torch
     import zarr  # noqa: F401
-    from tqdm import tqdm
 
     import hyenamd.io.h5md
     import hyenamd.io.zarr_store  # noqa: F401
     from hyenamd import System
+    from hyenamd.progress import progress_bar
 
     n_atoms = args.n_atoms or (100_000 if args.quick else 1_000_000)
     n_frames = args.frames or (4 if args.quick else 16)
@@ -222,7 +222,7 @@ def main(argv=None) -> dict:
     results = {}
     load_start = os.getloadavg()
     try:
-        for suffix in tqdm((".h5", ".zarr"), desc="io_throughput", disable=args.quick):
+        for suffix in progress_bar((".h5", ".zarr"), desc="io_throughput", disable=args.quick):
             results["hdf5" if suffix == ".h5" else "zarr"] = bench_backend(
                 suffix, frames, template, repeats, tmp
             )

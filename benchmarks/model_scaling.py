@@ -31,11 +31,11 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, write_json
+from common import FIGURES, ROOT, header, write_json
 
 FULL_SIZES = [1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
 QUICK_SIZES = [300, 1_000]
-FIGURE = ROOT / "docs" / "figures" / "model_scaling.png"
+FIGURE = FIGURES / "model_scaling.png"
 
 
 def run_child(args: argparse.Namespace) -> dict:
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(run_child(args)), flush=True)
         return {}
 
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     rows, skipped = [], []
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     passthrough += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
     for s in args.set:
         passthrough += ["--set", s]
-    for n in (bar := tqdm(sizes, desc="model scaling", unit="size")):
+    for n in (bar := progress_bar(sizes, desc="model scaling", unit="size")):
         if rows:
             predicted = predict_rss(rows, n)
             if predicted > args.max_rss_gb:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
             break
         row = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(row)
-        tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
 
     alpha = fit_alpha(rows, "model_s", 10_000)
     alpha_cpu = fit_alpha(rows, "model_cpu_s", 10_000)

@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import ROOT, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, save_figure, write_json
 from nbody_model import NBodyNet, load_task_model, random_orders, save_task_model
 from nbody_sim import generate_dataset
 from paper_models import count_parameters, train_model
@@ -386,8 +386,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--name", default="nbody", help="JSON/figure name (parallel runs: distinct names)")
     p.add_argument("--save-best", type=pathlib.Path, help="write the best single model (lowest val MSE) here")
-    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--fig-dir", type=pathlib.Path, default=FIGURES)
     p.add_argument(
         "--cache-dir", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "hyenamd-bench-cache"
     )

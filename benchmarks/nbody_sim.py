@@ -100,7 +100,7 @@ def simulate(
 
     Frame f is the state after ``f · sample_every`` steps (frame 0 = the initial state).
     """
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     x, v = np.array(x0, dtype=np.float64), np.array(v0, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
@@ -108,7 +108,9 @@ def simulate(
     vs = np.empty_like(xs)
     f = coulomb_forces(x, q, k=k, softening=softening, max_force=max_force)
     xs[:, 0], vs[:, 0] = x, v
-    for frame in tqdm(range(1, n_frames), desc="n-body simulation", disable=not progress, mininterval=5):
+    for frame in progress_bar(
+        range(1, n_frames), desc="n-body simulation", disable=not progress, mininterval=5
+    ):
         for _ in range(sample_every):
             v += 0.5 * dt * f
             x += dt * v

@@ -164,14 +164,14 @@ def train_model(
     curve (every step) and the wall time. Shows a tqdm bar when ``progress``, else a log line
     on stderr every 10 % of the steps.
     """
-    from tqdm import tqdm
+    from hyenamd.progress import progress_bar
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     lam = (lambda k: 0.5 * (1.0 + math.cos(math.pi * k / max(n_steps, 1)))) if cosine else (lambda k: 1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
     losses: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(n_steps), desc=desc, disable=not progress, mininterval=5.0, leave=False)
+    bar = progress_bar(range(n_steps), desc=desc, disable=not progress, mininterval=5.0, leave=False)
     for step in bar:
         model.train()
         loss = loss_fn(step)

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import global_block as gb
-from common import ROOT, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, save_figure, write_json
 
 LABELS = {
     "global": "G-Hyena global block",
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         help="add to the existing JSON (same (block, N) replaced), e.g. bigger N",
     )
     p.add_argument("--fit-from", type=int, default=4096, help="fit exponents over N >= this")
-    p.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--fig-dir", type=pathlib.Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out-dir", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--fig-dir", type=pathlib.Path, default=FIGURES)
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.fit_from = "64,128", 64

@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     from hyenamd.engine.reference_systems import lj_fluid_system
     from hyenamd.io import open_store
 
-    initial = args.out / "initial.h5"
+    initial = args.out / "initial.h5md"
     if not initial.exists():
         write_initial_store(lj_fluid_system(2, seed=0), initial)
     specs = [
@@ -42,7 +42,7 @@ def main(argv=None) -> None:
             model=MODEL,
             integrator={"kind": "langevin_baoab", "dt_fs": 5.0, "temperature_k": 120.0, "seed": k},
             steps=args.steps,
-            output=str(args.out / f"argon_{k}.h5"),
+            output=str(args.out / f"argon_{k}.h5md"),
             report_interval=10,
             checkpoint_interval=100,
             seed=k,

@@ -52,3 +52,17 @@ def test_system_and_batch_to_take_names():
     assert s.to(dtype="float32").dtype is torch.float32
     with pytest.raises(ValueError, match="dtype must be"):
         s.to(dtype="half")
+
+
+def test_from_ase_and_md_state_take_names():
+    from ase import Atoms
+
+    from hyenamd.engine import VelocityVerlet
+    from hyenamd.engine.potentials import ZeroPotential
+
+    s = System.from_ase(Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]]), dtype="float32")
+    assert s.dtype is torch.float32
+    state = VelocityVerlet(ZeroPotential(), 1.0).init(s.to(dtype="float64"))
+    assert state.to(dtype="float32").positions.dtype is torch.float32
+    with pytest.raises(ValueError, match="dtype must be"):
+        System.from_ase(Atoms("H"), dtype="int8")

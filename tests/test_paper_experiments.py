@@ -380,3 +380,25 @@ def test_bench_cli_lists_and_rejects():
     assert {"ear", "nbody", "scaling"} <= set(names) and not {"paper_models", "nbody_model"} & set(names)
     assert main(["bench", "no_such_benchmark"]) == 2
     assert main(["bench", "--list"]) == 0
+
+
+def test_bench_writes_only_where_told(tmp_path, monkeypatch):
+    """`hyenamd bench NAME` from another directory writes ./results there, not into the repository."""
+    import json as _json
+    import pathlib as _pathlib
+
+    from hyenamd.cli import main
+    from hyenamd.workflows.bench import _take_out, benchmarks_dir
+
+    repo_results = benchmarks_dir() / "results" / "neighbors.json"
+    before = repo_results.stat().st_mtime_ns if repo_results.exists() else None
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "neighbors", "--quick"]) == 0
+    assert _json.loads((tmp_path / "results" / "neighbors.json").read_text())["rows"]
+    assert (repo_results.stat().st_mtime_ns if repo_results.exists() else None) == before
+    assert main(["bench", "--out", str(tmp_path / "b"), "neighbors", "--quick"]) == 0
+    assert (tmp_path / "b" / "neighbors.json").exists()
+    assert _take_out(["--quick", "--out=x", "--n", "3"], None) == (
+        ["--quick", "--n", "3"],
+        _pathlib.Path("x"),
+    )

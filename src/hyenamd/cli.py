@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hyenamd import __version__
-from hyenamd.config import ConfigError, add_config_args
+from hyenamd.config import ConfigError, add_config_args, check_config_args
 
 __all__ = ["add_config_args", "main"]
 
@@ -22,7 +22,7 @@ __all__ = ["add_config_args", "main"]
 #: its command functions next to its code and adds one line here.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "inspect": (
-        "summarise a store (.h5/.zarr) or a checkpoint (.safetensors)",
+        "summarise a store (.h5md/.zarr, or any H5MD file) or a checkpoint (.safetensors)",
         "hyenamd.io.inspect:add_arguments",
         "hyenamd.io.inspect:run",
     ),
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    check_config_args(args, parser)
     try:
         return int(_resolve(args._run)(args) or 0)
     except ConfigError as e:

@@ -16,6 +16,7 @@ Supported field types: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pathlib
 import types
@@ -23,7 +24,15 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union
 
-__all__ = ["ConfigError", "add_config_args", "from_dict", "load_config", "load_yaml", "to_dict"]
+__all__ = [
+    "ConfigError",
+    "add_config_args",
+    "check_config_args",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
@@ -207,17 +216,53 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: Sequen
     return from_dict(cls, data, source=source)
 
 
-def add_config_args(p: Any, *, positional: bool = False) -> None:
-    """The common ``[--config FILE | CONFIG] [--set KEY=VALUE ...]`` arguments."""
+class _PositionalConfig(argparse.Action):
+    """The optional positional CONFIG: an alias of ``--config`` (absent: leaves it alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is None:
+            return
+        given = getattr(namespace, self.dest, None)
+        if given is not None and given != values:
+            parser.error(f"two configs given ({given} and {values}); pass one")
+        setattr(namespace, self.dest, values)
+
+
+def add_config_args(
+    p: Any, *, positional: bool = False, required: bool = False, config_cls: type | None = None,
+    example: str | None = None,
+) -> None:  # fmt: skip
+    """The common ``[CONFIG | --config FILE] [--set KEY=VALUE ...]`` arguments.
+
+    ``--config FILE`` works for every subcommand; ``positional`` also accepts the file as the
+    first positional argument (``hyenamd reference configs/reference/argon.yaml``).
+    ``required``: one of them must be given (checked by :func:`check_config_args`).
+    ``config_cls``/``example``: the ``--set`` help names real keys of that config.
+    """
+    what = "YAML config file" + ("" if required else " (default: built-in defaults)")
     if positional:
-        p.add_argument("config", help="YAML config file")
+        p.add_argument("config_file", nargs="?", default=None, action=_PositionalConfig, metavar="CONFIG",
+                       help=f"{what}; same as --config")  # fmt: skip
+        p.add_argument("--config", dest="config_file", default=None, metavar="FILE", help=what)
     else:
-        p.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set n_atoms=1000 (repeatable)",
-    )
+        p.add_argument("--config", dest="config_file", default=None, metavar="FILE", help=what)
+    keys = [f.name for f in dataclasses.fields(config_cls)] if config_cls is not None else []
+    if example is None and keys:
+        example = f"{keys[0]}=..."
+    help_ = "override a config value (repeatable; dotted keys reach nested sections)"
+    if example:
+        help_ += f", e.g. --set {example}"
+    if keys:
+        help_ += f"; keys: {', '.join(keys)}"
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_)
+    p.set_defaults(_config_required=required)
+
+
+def check_config_args(args: Any, parser: Any) -> None:
+    """After parsing: ``args.config`` is the config path (positional or ``--config``); a
+    subcommand that needs one and got none ends with a usage error naming both spellings."""
+    if not hasattr(args, "config_file"):
+        return
+    args.config = args.config_file
+    if args.config is None and getattr(args, "_config_required", False):
+        parser.error(f"{args.command} needs a config: hyenamd {args.command} CONFIG (or --config CONFIG)")

@@ -274,13 +274,17 @@ class System:
         )
 
     @classmethod
-    def from_ase(cls, atoms: ase.Atoms, *, dtype: torch.dtype = torch.float64) -> System:
+    def from_ase(cls, atoms: ase.Atoms, *, dtype: torch.dtype | str = torch.float64) -> System:
         """Build from ``ase.Atoms`` (velocities converted from ASE time units to Å/fs).
 
         A cell is kept when any of its vectors is non-zero; pbc is taken as is.
         Residue labels are read from ``atoms.arrays["residuenumbers"]`` when present
-        (as written by ASE's PDB reader), atom names from ``atoms.arrays["atomtypes"]``.
+        (as written by ASE's PDB reader), atom names from ``atoms.arrays["atomtypes"]``, the
+        sequence order from ``atoms.arrays["hyenamd_order"]`` (per-atom ranks, as the ASE
+        calculator writes them; the first column when there are several).
+        dtype: ``"float32"``/``"float64"`` or a torch dtype.
         """
+        dtype = resolve_dtype(dtype, allow_none=False)
         from hyenamd.units import FS_PER_ASE_TIME
 
         cell_arr = atoms.cell.array
@@ -298,6 +302,12 @@ class System:
                 atom_names=None if names is None else tuple(str(s).strip() for s in names),
                 residue_names=None if rnames is None else tuple(str(s).strip() for s in rnames),
             )
+        order = None
+        if "hyenamd_order" in atoms.arrays:
+            ranks = torch.as_tensor(atoms.arrays["hyenamd_order"], dtype=torch.int64).reshape(len(atoms), -1)
+            order = torch.argsort(ranks[:, 0], stable=True)
+            if torch.unique(ranks[:, 0]).numel() != len(atoms):
+                _fail('atoms.arrays["hyenamd_order"] repeats sequence positions; delete it to recompute')
         return cls(
             positions=torch.as_tensor(atoms.get_positions(), dtype=dtype),
             species=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.int64),
@@ -306,6 +316,7 @@ class System:
             pbc=torch.as_tensor(atoms.get_pbc()),
             velocities=vel,
             labels=labels,
+            order=order,
         )
 
     def to_ase(self) -> ase.Atoms:
@@ -329,6 +340,8 @@ class System:
                 atoms.set_array("atomtypes", self.labels.atom_names, dtype=object)
             if self.labels.residue_names is not None:
                 atoms.set_array("residuenames", self.labels.residue_names, dtype=object)
+        if self.order is not None:  # per-atom sequence positions (ranks), as the calculator reads them
+            atoms.set_array("hyenamd_order", torch.argsort(self.order).cpu().numpy())
         return atoms
 
 

@@ -15,9 +15,11 @@ How outputs transform is read from their names (:data:`OUTPUT_KINDS`; extend wit
 ``"scalar"`` invariant, ``"vector"`` ``y -> y Rᵀ``, ``"tensor"`` (rank 2) ``y -> R y Rᵀ``. Under
 translations and periodic re-wrapping every output is invariant.
 
-The sequence order of the global convolutions is part of a system's identity (computed once
-and kept for a trajectory), so each check first fixes ``system.order`` (by the canonical
-ordering rule when absent) and keeps it through every transform.
+Symmetry checks evaluate every transformed copy *fresh*: ``system.order`` is dropped and the
+model computes the order of each copy by its own rule
+(:func:`hyenamd.surrogate.ordering.canonical_order`), as a new calculator would; so they test
+the frame independence of the ordering rule too. Finite-difference and batching checks fix
+the order once by the model's rule (forces are derivatives at a fixed order).
 
 Systems are built by hand (no ASE): :func:`water_trimer`, :func:`lj_argon`, :func:`rattled_cu`;
 :func:`maxwell_boltzmann` adds seeded thermal velocities.
@@ -72,13 +74,19 @@ def _has_volume(system: System) -> bool:
     return system.cell is not None and bool(system.pbc.any()) and (system.volume or 0.0) > 0
 
 
-def _with_order(system: System) -> System:
-    """``system`` with its canonical sequence order fixed (kept through every transform)."""
-    if system.order is not None:
-        return system
-    from hyenamd.surrogate.ordering import canonical_order
+def _fresh(system: System) -> System:
+    """``system`` without a sequence order: the model computes it by its rule at evaluation."""
+    return system if system.order is None else system.replace(order=None)
 
-    return system.replace(order=canonical_order(system))
+
+def _with_order(model_or_fn: ModelOrFn, system: System) -> System:
+    """``system`` with the order of ``model``'s rule fixed (unchanged for plain callables or orderless models)."""
+    from hyenamd.surrogate.ordering import canonical_order, model_ordering
+
+    rule = model_ordering(model_or_fn) if isinstance(model_or_fn, nn.Module) else None
+    if rule is None or system.order is not None:
+        return system
+    return system.replace(order=canonical_order(system, rule))
 
 
 def _evaluate(model_or_fn: ModelOrFn, system: System) -> dict[str, Tensor]:
@@ -158,13 +166,14 @@ def assert_equivariant(
     """Check O(3) equivariance, translation and periodic re-wrap invariance of the outputs.
 
     Transforms: a proper rotation plus a translation, a reflection (det = -1) plus a
-    translation, and (periodic systems) a re-wrap of random atoms by lattice vectors.
+    translation, and (periodic systems) a re-wrap of random atoms by lattice vectors. Every
+    copy is evaluated fresh (its order recomputed by the model's rule; see the module doc).
     ``outputs``: names to check (default: every returned output of known kind);
     tolerances default to 1e-10 (float64) or 1e-4 (float32), as ``|Δ| ≤ atol + rtol·max|y|``.
     Returns the outputs of the untransformed system. Raises AssertionError naming the output.
     """
     table = {**OUTPUT_KINDS, **(kinds or {})}
-    system = _with_order(system)
+    system = _fresh(system)
     tol = _default_tol(system.dtype)
     atol = tol if atol is None else atol
     rtol = tol if rtol is None else rtol
@@ -213,7 +222,7 @@ def assert_forces_match_fd(
 
     if system.dtype != torch.float64:
         raise ValueError(f"finite differences need float64; got a {system.dtype} system")
-    system = _with_order(system)
+    system = _with_order(model, system)
     batch = Batch.from_system(system)
     stress = _has_volume(system) if stress is None else stress
     out = compute_forces(model, batch, stress=stress)
@@ -263,7 +272,7 @@ def assert_batch_independent(
     """Check that a batch of ``systems`` gives the same outputs as separate calls (all outputs)."""
     from hyenamd.surrogate.forces import compute_forces
 
-    systems = [_with_order(s) for s in systems]
+    systems = [_with_order(model, s) for s in systems]
     batch = Batch.from_systems(systems)
     stress = any(_has_volume(s) for s in systems)
     together = compute_forces(model, batch, stress=stress)

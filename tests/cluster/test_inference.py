@@ -13,7 +13,9 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def embedded_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False
+    )  # never a running cluster
     yield
     ray.shutdown()
 

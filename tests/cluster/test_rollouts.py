@@ -17,7 +17,9 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def embedded_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False
+    )  # never a running cluster
     yield
     ray.shutdown()
 
@@ -166,3 +168,59 @@ def test_specs_with_different_resources_share_a_small_cluster(embedded_ray, tmp_
     ]
     results = run_rollouts(specs, progress=False, max_in_flight=1)
     assert [r.status for r in results] == ["completed"] * 3
+
+
+def test_unsatisfiable_resources_fail_fast_with_a_clear_error(embedded_ray, tmp_path):
+    """num_gpus on a GPU-less cluster (or more CPUs than any node has) would pend forever."""
+    from hyenamd.cluster import run_rollouts
+    from hyenamd.cluster.backend import ResourceError
+
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    for res, what in (({"num_cpus": 64}, "CPU 64"), ({"num_cpus": 1, "num_gpus": gpus + 0.25}, "GPU")):
+        spec = make_spec(tmp_path / "ray", "r_0", resources=res)
+        with pytest.raises(ResourceError, match=f"asks for .*{what}.*no node of the Ray cluster"):
+            run_rollouts([spec], progress=False, manifest=tmp_path / "m.json")
+        assert not pathlib.Path(spec.output).exists()
+
+
+def test_relative_paths_are_resolved_on_the_driver(embedded_ray, tmp_path, monkeypatch):
+    from hyenamd.cluster import run_rollouts
+
+    spec = make_spec(tmp_path / "ray", "r_0", steps=10)
+    monkeypatch.chdir(tmp_path)
+    rel = make_spec(pathlib.Path("ray"), "r_0", steps=10, initial=spec.initial)
+    assert not pathlib.Path(rel.output).is_absolute()
+    (r,) = run_rollouts([rel], progress=False, manifest="m.json")
+    assert r.ok and r.output == str(tmp_path / "ray" / "r_0.h5")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["rollouts"]["r_0"]["output"] == str(tmp_path / "ray" / "r_0.h5")
+    assert doc["ray"]["mode"] == "existing"  # the fixture initialised Ray itself
+    assert doc["ray"]["address"] and doc["ray"]["nodes"] == 1
+
+
+def test_relative_outputs_are_refused_in_a_job_working_dir_copy(tmp_path, monkeypatch):
+    from hyenamd.cluster.backend import check_output_paths
+
+    copy = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    check_output_paths(["out/a.h5md"])  # an ordinary directory: fine
+    monkeypatch.chdir(copy)
+    check_output_paths([str(tmp_path / "a.h5md")])
+    with pytest.raises(ValueError, match="Ray's temporary copy"):
+        check_output_paths(["out/a.h5md"])
+
+
+def test_spec_absolute():
+    from hyenamd.cluster.spec import RolloutSpec
+
+    s = RolloutSpec(
+        name="a", initial="in/x.h5md", model={"kind": "checkpoint", "path": "m.safetensors"},
+        integrator={"kind": "velocity_verlet", "dt_fs": 1.0}, steps=1, output="out/a.h5md",
+    )  # fmt: skip
+    a = s.absolute("/data/run")
+    assert (a.initial, a.output, a.model["path"]) == (
+        "/data/run/in/x.h5md",
+        "/data/run/out/a.h5md",
+        "/data/run/m.safetensors",
+    )
+    assert a.absolute("/elsewhere") == a

@@ -121,7 +121,7 @@ def test_ase_observer(tmp_path, suffix):
         np.testing.assert_allclose(st.times, [0, 10, 20, 30, 40], rtol=1e-12)
         last = st[-1]
         np.testing.assert_array_equal(last.positions.numpy(), atoms.get_positions())
-        np.testing.assert_array_equal(st.read(-1, "forces"), atoms.get_forces())
+        np.testing.assert_allclose(st.read(-1, "forces"), atoms.get_forces(), rtol=1e-15, atol=0)
         np.testing.assert_allclose(last.velocities.numpy(), atoms.get_velocities() * fs, rtol=1e-15)
         assert st.observable("potential_energy")[-1] == atoms.get_potential_energy()
         assert st.observable("temperature")[-1] == pytest.approx(atoms.get_temperature())

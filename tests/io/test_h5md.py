@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hyenamd.io import open_store
-from hyenamd.io.convert import export_topology, register_mdanalysis_units
+from hyenamd.io.convert import export_topology
 from hyenamd.units import EV_TO_KJ_PER_MOL
 
 mda = pytest.importorskip("MDAnalysis")
@@ -36,7 +36,7 @@ def test_h5md_layout(tmp_path, make_system, make_frames):
         g = f["particles/all"]
         assert g["position/value"].shape == (3, 7, 3) and g["position/value"].attrs["unit"] == "Angstrom"
         assert g["velocity/value"].attrs["unit"] == "Angstrom fs-1"
-        assert g["force/value"].attrs["unit"] == "eV Angstrom-1"
+        assert g["force/value"].attrs["unit"] == "kJ mol-1 Angstrom-1"  # a unit MDAnalysis knows
         assert g["position/time"].attrs["unit"] == "fs"
         # step/time are shared through hard links (H5MD allows it)
         for elem in ("velocity", "force", "box/edges"):
@@ -61,7 +61,6 @@ def test_mdanalysis_reads_our_h5md(tmp_path, make_system, make_frames, suffix):
     p = tmp_path / f"traj{suffix}"
     _write(p, system, frames)
     top = export_topology(p, tmp_path / "top.pdb")
-    register_mdanalysis_units()  # our forces are in eV/Å, a unit MDAnalysis does not know by itself
     kw = {"format": "H5MD"} if suffix == ".h5" else {}  # MDAnalysis knows the .h5md suffix only
     u = mda.Universe(str(top), str(p), **kw)
     assert u.trajectory.n_frames == 4 and u.atoms.n_atoms == 7

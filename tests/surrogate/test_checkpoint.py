@@ -71,7 +71,7 @@ def test_metadata_records_what_the_design_asks(tmp_path):
     info = json.loads(meta["hyenamd"])
     assert info["species"] == [1, 8, 29] and info["cutoff"] == 3.5 and info["dtype"] == "float64"
     assert info["units"]["length"] == "Å" and info["units"]["energy"] == "eV"
-    assert "Hilbert" in info["ordering"] and info["hyenamd_version"]
+    assert info["ordering"] == "hilbert" == info["config"]["ordering"] and info["hyenamd_version"]
     assert info["training"] == {"dataset": "demo", "steps": 10}
     assert info["config"]["heads"] == ["energy", "direct_forces", "dynamics"]
     text = describe_checkpoint(path)
@@ -167,3 +167,31 @@ def test_save_refuses_bad_input_without_touching_the_old_file(tmp_path):
     with pytest.raises(TypeError, match="GHyena"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("ordering", ["topology", "hilbert"])
+def test_ordering_round_trips(tmp_path, ordering):
+    path = save_model(make_model(ordering=ordering), tmp_path / "m.safetensors")
+    assert load_model(path).cfg.ordering == ordering
+    assert f"ordering     {ordering}" in describe_checkpoint(path)
+    assert load_model(path, ordering="hilbert").cfg.ordering == "hilbert"
+
+
+@pytest.mark.parametrize(("training", "rule"), [({"stores": ["ref.h5md"]}, "topology"), ({}, "hilbert")])
+def test_legacy_checkpoint_loads_with_the_rule_it_was_trained_with(tmp_path, training, rule):
+    """Checkpoints written before the rule was recorded: topology when trained on hyenamd stores
+    (they carry topology labels), else Hilbert; a warning states the rule."""
+    path = save_model(make_model(), tmp_path / "m.safetensors", **training)
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    info = json.loads(meta["hyenamd"])
+    del info["config"]["ordering"]
+    info["ordering"] = "topology (chain, residue, atom index) when labels exist, else a 3-D Hilbert curve"
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**meta, "hyenamd": json.dumps(info)})
+    with pytest.warns(UserWarning, match=f"ordering='{rule}'"):
+        model = load_model(old)
+    assert model.cfg.ordering == rule

@@ -63,7 +63,7 @@ def test_fast_model_equals_reference(pattern, conv):
 @pytest.mark.parametrize("pattern", PATTERNS[1:], ids="-".join)
 def test_fast_forces_equal_reference_forces(pattern, conv):
     m, b = model(pattern, radial_basis="gaussian", conv=conv), batch()
-    b = b.replace(order=batch_order(b))
+    b = b.replace(order=batch_order(b, m.cfg.ordering))
     fast = compute_forces(m, b)
     pos = b.positions.clone().requires_grad_(True)
     e = reference_forward(m, b.replace(positions=pos))["energy"].sum()

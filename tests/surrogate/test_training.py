@@ -165,3 +165,26 @@ def test_bad_inputs_raise_before_work(tmp_path) -> None:
         Trainer(_model(), samples, [], TrainSettings(progress=False), out_dir=tmp_path)
     with pytest.raises(ValueError, match="neighbor_skin"):
         TrainSettings(noise_std=0.1, neighbor_skin=0.5)
+
+
+@pytest.mark.parametrize(
+    ("ordering", "augment", "expect"), [("hilbert", None, True), ("hilbert", False, False)]
+)
+def test_order_augmentation_draws_valid_orders_for_training_batches(
+    tmp_path, ordering, augment, expect
+) -> None:
+    from hyenamd.surrogate.ordering import canonical_order
+
+    samples = _lj_samples(4)
+    train, valid = split_by_segment(samples, 0.5, seed=0)
+    settings = TrainSettings(epochs=1, batch_size=2, progress=False, order_augment=augment)
+    tr = Trainer(_model(ordering=ordering), train, valid, settings, out_dir=tmp_path, echo=lambda *_: None)
+    assert tr.order_augment is expect
+    items = tr._prepared[:2]
+    canonical = torch.cat([canonical_order(x.system, ordering) + 32 * k for k, x in enumerate(items)])
+    assert torch.equal(tr._batch(items, noise=False)[0].order, canonical)  # validation: canonical order
+    orders = [tr._batch(items, noise=True)[0].order for _ in range(3)]
+    for o in orders:
+        assert torch.equal(torch.sort(o[:32]).values, torch.arange(32))  # a valid order per structure
+        assert torch.equal(torch.sort(o[32:]).values, torch.arange(32, 64))
+    assert any(not torch.equal(o, canonical) for o in orders) is expect

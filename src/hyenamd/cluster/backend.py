@@ -2,12 +2,16 @@
 
 ::
 
-    results = run_rollouts(specs)                              # embedded Ray (ray.init())
+    results = run_rollouts(specs)                              # a fresh local Ray instance
     results = run_rollouts(specs, address="auto", num_gpus=0.25, manifest="runs/manifest.json")
 
-* ``address=None`` starts an embedded Ray instance (or uses the one this process already
-  has); ``"auto"`` or ``"ray://host:10001"`` joins a cluster (``ray start --head`` /
-  ``ray start --address``).
+* ``address=None`` starts a fresh local Ray instance (``ray.init(address="local")``; never a
+  cluster that happens to run here), or uses the one this process already has, or joins the
+  cluster in ``RAY_ADDRESS`` (set by ``ray job submit``); ``"auto"`` or ``"ray://host:10001"``
+  joins a cluster (``ray start --head`` / ``ray start --address``). The manifest records which
+  (``ray.mode``) and the GCS address actually connected to.
+* Paths are made absolute on the driver before specs leave it; a request no node can satisfy
+  (``num_gpus`` without GPUs) is refused at once (:class:`ResourceError`).
 * Each distinct checkpoint model is read once and its ``.safetensors`` bytes put into the
   object store once (``ray.put``); actors fetch them only when they have not built that model
   yet, and rebuild it with :func:`hyenamd.surrogate.load_model` (no pickled code).
@@ -50,7 +54,15 @@ import ray.exceptions as rex
 from hyenamd.cluster.manifest import Manifest
 from hyenamd.cluster.spec import RolloutResult, RolloutSpec
 
-__all__ = ["SYSTEM_ERRORS", "RolloutActor", "ensure_ray", "run_rollouts"]
+__all__ = [
+    "SYSTEM_ERRORS",
+    "ResourceError",
+    "RolloutActor",
+    "check_resources",
+    "cluster_info",
+    "ensure_ray",
+    "run_rollouts",
+]
 
 #: Errors that mean the process or node died, not the rollout: these are retried.
 SYSTEM_ERRORS = (
@@ -92,20 +104,89 @@ def _actor_class():
     return _ACTOR_CLASS
 
 
+#: how this process reached Ray (set by :func:`ensure_ray`): mode and what was asked for
+_SESSION: dict[str, Any] = {}
+
+
 def ensure_ray(address: str | None = None, **init_kwargs) -> bool:
-    """Connect to Ray (embedded when ``address`` is None); returns True when this call started it."""
+    """Connect to Ray; returns True when this call started the connection.
+
+    ``address=None`` starts a fresh local Ray instance (``ray.init(address="local")``): it never
+    joins a cluster that happens to run on this machine, so "embedded" always means "this
+    process's own Ray". The exception is ``RAY_ADDRESS`` in the environment (``ray job submit``
+    sets it for the job's driver; users may export it): then that cluster is joined. An explicit
+    ``address`` (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``) joins that cluster.
+    """
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = dict(init_kwargs)
-    if address is None and not os.environ.get("RAY_ADDRESS"):
+    env = os.environ.get("RAY_ADDRESS")
+    if address is None and not env:
         kwargs.setdefault("include_dashboard", False)
-        ray.init(**kwargs)
+        ray.init(address="local", **kwargs)
+        mode, requested = "embedded", None
     else:  # joining a cluster (an explicit address, or RAY_ADDRESS as set inside `ray job submit`)
         for key in ("num_cpus", "num_gpus", "include_dashboard", "resources"):
             kwargs.pop(key, None)
-        ray.init(address=address, **kwargs)
+        ray.init(address=address or env, **kwargs)
+        mode, requested = "joined", address or f"RAY_ADDRESS={env}"
+    _SESSION.clear()
+    _SESSION.update(mode=mode, requested=requested, gcs_address=_gcs_address())
     return True
+
+
+def _gcs_address() -> str | None:
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # pragma: no cover - depends on the Ray version
+        return None
+
+
+def cluster_info() -> dict:
+    """What the manifest records about the Ray session: ``mode`` (``"embedded"``: a fresh local
+    instance of this process; ``"joined"``: a cluster reached by address; ``"existing"``: Ray
+    was initialised by the caller), ``address`` (the GCS address actually connected to),
+    ``requested`` (the address asked for), ``nodes`` (alive) and the cluster's resources."""
+    gcs = _gcs_address()
+    mine = _SESSION.get("gcs_address") == gcs and gcs is not None
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    return {
+        "mode": _SESSION["mode"] if mine else "existing",
+        "address": gcs,
+        "requested": _SESSION.get("requested") if mine else None,
+        "nodes": len(nodes),
+        "resources": {k: v for k, v in sorted(ray.cluster_resources().items()) if not k.startswith("node:")},
+    }
+
+
+class ResourceError(ValueError):
+    """A rollout asks for resources that no node of the Ray cluster has."""
+
+
+def check_resources(options: dict[str, dict]) -> None:
+    """Refuse, before any work, a rollout whose request no alive node can satisfy (e.g.
+    ``num_gpus`` on a cluster without GPUs: Ray would keep the actor pending forever).
+
+    Clusters that autoscale add nodes only for pending work; for them, start the nodes first
+    (:func:`wait_for_resources`) or submit with a request some node already satisfies.
+    """
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    for name, opts in options.items():
+        need = {"CPU": opts["num_cpus"], "GPU": opts.get("num_gpus", 0.0), **opts.get("resources", {})}
+        need = {k: float(v) for k, v in need.items() if v}
+        if not any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+            offer = "; ".join(
+                ", ".join(f"{k} {v:g}" for k, v in sorted(node.items()) if not k.startswith(("node:", "memory",
+                          "object_store_memory", "accelerator_type")))
+                for node in nodes
+            )  # fmt: skip
+            asked = ", ".join(f"{k} {v:g}" for k, v in need.items())
+            raise ResourceError(
+                f"rollout {name} asks for {asked} but no node of the Ray cluster ({_gcs_address()}) has "
+                f"that much (nodes offer: {offer or 'nothing'}); lower the request (--num-gpus, "
+                "resources) or add a node that has it"
+            )
 
 
 def _actor_options(spec: RolloutSpec, num_gpus: float | None) -> dict:
@@ -164,7 +245,9 @@ def run_rollouts(
 ) -> list[RolloutResult]:
     """Run ``specs`` as Ray actors; returns one :class:`RolloutResult` per spec, in order.
 
-    address: None (embedded Ray), ``"auto"`` or ``"ray://..."``. num_gpus: GPUs per rollout
+    address: None (a fresh local Ray instance, or the cluster in ``RAY_ADDRESS``; see
+    :func:`ensure_ray`), ``"auto"`` or ``"ray://..."``. Relative paths of the specs and the
+    manifest are made absolute here, against the driver's working directory. num_gpus: GPUs per rollout
     actor when a spec's ``resources`` does not say (fractions allowed). max_in_flight: rollouts
     submitted at once. manifest: JSON path (see :mod:`~hyenamd.cluster.manifest`); a re-run
     skips what it marks finished. max_retries: resubmissions after actor/node deaths per
@@ -172,13 +255,24 @@ def run_rollouts(
     the driver with each finished result. shutdown: stop Ray at the end (default: only an
     instance this call started). ray_init: extra ``ray.init`` keyword arguments.
     """
-    specs = [RolloutSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
+    given = [RolloutSpec.from_dict(s) if isinstance(s, dict) else s for s in specs]
+    check_output_paths([s.output for s in given] + ([os.fspath(manifest)] if manifest else []))
+    # absolute on the driver: workers run in other directories (`ray start` cwd, job copies)
+    specs = [s.absolute() for s in given]
+    if manifest is not None:
+        manifest = os.path.abspath(manifest)
     options = {s.name: _actor_options(s, num_gpus) for s in specs}  # validates before any work
     book = Manifest(manifest)
     to_run, skipped = book.plan(specs, retry_failed=retry_failed)
-    book.write()
     started = ensure_ray(address, **(ray_init or {}))
-    book.doc["ray"] = {"address": address or "embedded", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+    try:
+        check_resources(options)
+    except ResourceError:
+        if started:
+            ray.shutdown()
+        raise
+    book.doc["ray"] = cluster_info()
+    book.write()
     pool: _ActorPool | None = None
     in_flight: dict[Any, tuple[RolloutSpec, Any, str]] = {}
     results: dict[str, RolloutResult] = {}
@@ -189,9 +283,9 @@ def run_rollouts(
         pool = _ActorPool(limit, lock_timeout_s)
         queue = collections.deque(to_run)
         if progress:
-            from tqdm.auto import tqdm
+            from hyenamd.progress import progress_bar
 
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(specs), initial=len(skipped), unit="rollout", desc="rollouts", dynamic_ncols=True
             )
         while queue or in_flight:
@@ -341,6 +435,25 @@ def _kill(actor) -> None:
         ray.kill(actor, no_restart=True)
     except Exception:  # already gone
         pass
+
+
+def job_working_dir() -> str | None:
+    """The working directory when it is Ray's temporary copy made for ``ray job submit
+    --working-dir`` (``.../runtime_resources/working_dir_files/...``), else None."""
+    cwd = os.getcwd()
+    return cwd if "runtime_resources" in cwd and "working_dir_files" in cwd else None
+
+
+def check_output_paths(paths: Sequence[str]) -> None:
+    """Refuse relative output paths in a ``ray job submit --working-dir`` job: they would land in
+    Ray's temporary copy of the working directory, deleted with the job."""
+    copy = job_working_dir()
+    rel = [p for p in paths if not os.path.isabs(p)]
+    if copy and rel:
+        raise ValueError(
+            f"output paths {rel[:3]} are relative and this driver runs in Ray's temporary copy of the "
+            f"working directory ({copy}): give absolute paths (e.g. --set output_dir=/shared/runs)"
+        )
 
 
 def wait_for_resources(timeout_s: float = 30.0, **need: float) -> None:

@@ -3,7 +3,7 @@
 The config (:class:`RolloutConfig`, presets in ``configs/cluster/``) describes an ensemble:
 every frame in ``frames`` of the ``initial`` store, ``replicas`` times each, with seeds
 ``seed + k``; the model, integrator and lengths shared by all. Rollout ``k`` is named
-``<name>_<k>`` and writes ``<output_dir>/<name>_<k>.h5`` (or ``.zarr``); the manifest is
+``<name>_<k>`` and writes ``<output_dir>/<name>_<k>.h5md`` (or ``.zarr``); the manifest is
 ``<output_dir>/manifest.json`` unless given. Running the same command again skips finished
 rollouts and resumes the others from their checkpoints. The exit status is 0 when every
 rollout completed, 1 otherwise.
@@ -34,7 +34,7 @@ class RolloutConfig:
     """
 
     name: str = "rollout"
-    initial: str = "runs/rollouts/initial.h5"
+    initial: str = "runs/rollouts/initial.h5md"
     initial_builder: Literal["none", "lj_fluid"] = "none"
     initial_size: int = 2
     frames: tuple[int, ...] = (0,)
@@ -52,7 +52,7 @@ class RolloutConfig:
     device: str = "cpu"
     guard: dict[str, Value] | None = None
     output_dir: str = "runs/rollouts"
-    format: Literal["h5", "zarr"] = "h5"
+    format: Literal["h5md", "h5", "zarr"] = "h5md"
     manifest: str | None = None
     address: str | None = None
     num_cpus: float = 1.0
@@ -115,8 +115,13 @@ def _build_initial(cfg: RolloutConfig) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
-    p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:10001')")
+    add_config_args(p, positional=True, required=True, config_cls=RolloutConfig, example="replicas=32")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); without it a fresh local Ray "
+        "instance runs the rollouts (or the cluster in RAY_ADDRESS, as under `ray job submit`)",
+    )
     p.add_argument("--num-gpus", type=float, default=None, help="GPUs per rollout actor (fractions allowed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -153,12 +153,13 @@ def sharded_inference(
     """
     import ray
 
-    from hyenamd.cluster.backend import SYSTEM_ERRORS, ensure_ray
+    from hyenamd.cluster.backend import SYSTEM_ERRORS, check_output_paths, check_resources, ensure_ray
     from hyenamd.cluster.spec import MODEL_KINDS
     from hyenamd.io import complete_store, create_zarr_store, open_store
     from hyenamd.io.schema import StoreError
 
-    store, output = str(store), str(output)
+    check_output_paths([os.fspath(output)])
+    store, output = os.path.abspath(store), os.path.abspath(output)  # tasks run in other directories
     if not isinstance(model, dict) or model.get("kind") not in MODEL_KINDS:
         raise ValueError(f"model must be a dict with 'kind' in {MODEL_KINDS}, got {model!r}")
     if dtype not in _DTYPES:
@@ -172,6 +173,8 @@ def sharded_inference(
             raise StoreError(f"{store} has no frames")
     started = ensure_ray(address)
     try:
+        gpu = {"num_gpus": float(num_gpus)} if num_gpus else {}
+        check_resources({f"inference of {store}": {"num_cpus": float(num_cpus), **gpu}})
         if frames_per_task is None:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             frames_per_task = max(1, math.ceil(n / (4 * cpus)))
@@ -206,9 +209,9 @@ def sharded_inference(
         )
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from hyenamd.progress import progress_bar
 
-            bar = tqdm(total=n, unit="frame", desc="inference", dynamic_ncols=True)
+            bar = progress_bar(total=n, unit="frame", desc="inference", dynamic_ncols=True)
         pending, in_flight = list(ranges), {}
         try:
             while pending or in_flight:

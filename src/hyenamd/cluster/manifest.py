@@ -4,7 +4,7 @@ Layout (``format = "hyenamd.cluster.manifest"``, ``version = 1``)::
 
     {"format": ..., "version": 1, "created": ISO time, "updated": ISO time,
      "versions": {"hyenamd": ..., "ray": ..., "torch": ..., "python": ...},
-     "ray": {"address": ..., "nodes": n},
+     "ray": {"mode": "embedded", "address": "10.0.0.1:6379", "requested": null, "nodes": n, "resources": {...}},
      "rollouts": {name: {"spec": {...RolloutSpec...}, "status": "pending|running|completed|failed",
                          "output": path, "checkpoint": path, "attempts": n, "retries": n,
                          "node_ids": [node of each attempt], "running_on": node of the current one,

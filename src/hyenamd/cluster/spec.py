@@ -133,6 +133,19 @@ class RolloutSpec:
         """Frames of a finished rollout: the initial one and one per ``report_interval`` steps."""
         return 1 + self.steps // self.report_interval
 
+    def absolute(self, base: str | os.PathLike | None = None) -> RolloutSpec:
+        """This spec with ``initial``, ``output`` and a checkpoint model's ``path`` made absolute
+        against ``base`` (default: the current directory)."""
+        root = os.fspath(base) if base is not None else os.getcwd()
+
+        def ab(p: str) -> str:
+            return os.path.normpath(os.path.join(root, p))
+
+        model = dict(self.model)
+        if model["kind"] == "checkpoint":
+            model["path"] = ab(model["path"])
+        return dataclasses.replace(self, initial=ab(self.initial), output=ab(self.output), model=model)
+
     def model_key(self) -> str:
         """Specs with equal keys share one model (one ``ray.put`` of its weights)."""
         return json.dumps(self.model, sort_keys=True)

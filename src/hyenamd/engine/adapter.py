@@ -3,8 +3,12 @@
 :class:`ModelRunner` holds a potential (any module of the potential protocol, e.g. a loaded
 G-Hyena), the atoms' species/masses/labels, a :class:`~hyenamd.geometry.VerletList` kept
 between calls (rebuilt only when an atom moved more than ``skin / 2``, correct when the host
-re-wraps positions) and the canonical order, computed on the first call and kept while the
-species do not change. ``runner(positions, cell)`` takes numpy arrays in Å and returns numpy
+re-wraps positions). It keeps no order: the sequence order is an input (``orders``, from the
+atoms the adapter was handed) or, when absent, computed fresh from the system by the model's
+rule (:func:`hyenamd.surrogate.ordering.order_samples`) and returned in ``"orders"`` for the
+adapter to store with its atoms; so its results depend only on the arguments of the call
+(the Verlet list changes only the rounding). ``order_samples = K > 1`` averages every result
+over K valid orders. ``runner(positions, cell)`` takes numpy arrays in Å and returns numpy
 arrays in eV, eV/Å and eV/Å³. It never changes torch's default dtype: every tensor is created
 with the runner's explicit dtype and device. Unit conversion to ASE/OpenMM units happens in
 the adapters, not here.
@@ -20,7 +24,6 @@ from torch import nn
 
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.evaluator import verlet_list_for
-from hyenamd.engine.integrators import canonical_order
 from hyenamd.system import Batch, Labels
 
 __all__ = ["ModelRunner", "check_species"]
@@ -58,7 +61,10 @@ class ModelRunner:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
+        order_samples: int = 1,
     ) -> None:
+        if int(order_samples) < 1:
+            raise ValueError(f"order_samples must be >= 1, got {order_samples}")
         m_dtype, m_device = _model_dtype_device(model)
         self.dtype = resolve_dtype(dtype) or m_dtype
         self.device = torch.device(device) if device is not None else m_device
@@ -68,7 +74,10 @@ class ModelRunner:
         self.model = model.eval() if hasattr(model, "eval") else model
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
-        self._order = None
+        self.order_samples = int(order_samples)
+        from hyenamd.surrogate.ordering import model_ordering
+
+        self.ordering = model_ordering(self.model)  # None: the potential needs no order
         self.n_calls = 0
 
     def __call__(
@@ -82,17 +91,26 @@ class ModelRunner:
         labels: Labels | None = None,
         velocities: np.ndarray | None = None,
         stress: bool = False,
+        orders: np.ndarray | torch.Tensor | None = None,
     ) -> dict[str, np.ndarray | float]:
         """positions ``[N, 3]`` Å, species ``[N]``, cell ``[3, 3]`` Å or None, pbc ``[3]`` bool.
 
         velocities ``[N, 3]`` Å/fs are passed on to models with a dynamics head (whose energy
-        sees them through the velocity embedding); zeros when not given.
+        sees them through the velocity embedding); zeros when not given. orders: ``[K, N]``
+        (or ``[N]`` for K = 1) sequence orders to use (``orders[k][j]`` = atom at position j);
+        None: computed from this system by the model's rule. Every result is the mean over the
+        K orders; ``"orders"`` ``[K, N]`` int64 is what was used (None: the potential needs none).
         """
         self.n_calls += 1
         batch, nbrs = self.prepare(
-            positions, species, cell, pbc, masses=masses, labels=labels, velocities=velocities
+            positions, species, cell, pbc, masses=masses, labels=labels, velocities=velocities, orders=()
         )
-        return self.evaluate(batch, nbrs, stress=stress)
+        orders = self.orders_for(batch, orders)
+        if orders is None:
+            return {**self.evaluate(batch, nbrs, stress=stress), "orders": None}
+        runs = [self.evaluate(batch.replace(order=o), nbrs, stress=stress) for o in orders.to(self.device)]
+        res = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+        return {**res, "orders": orders}
 
     def prepare(
         self,
@@ -104,12 +122,17 @@ class ModelRunner:
         masses: np.ndarray | None = None,
         labels: Labels | None = None,
         velocities: np.ndarray | None = None,
+        orders: np.ndarray | torch.Tensor | tuple | None = None,
     ) -> tuple[Batch, object]:
-        """The one-system :class:`Batch` (with its canonical order) and the neighbour list for these arrays."""
+        """The one-system :class:`Batch` and the neighbour list for these arrays.
+
+        The batch's order is ``orders[0]`` when given, else computed fresh by the model's rule
+        (nothing is kept between calls); ``orders=()``: leave it unset.
+        """
         key = np.asarray(species, dtype=np.int64).tobytes()
         if key != self._species_key:
             check_species(self.model, species)
-            self._species_key, self._order = key, None
+            self._species_key = key
             if self.neighbor_list is not None:
                 self.neighbor_list.reset()
         dev, dt = self.device, self.dtype
@@ -149,9 +172,9 @@ class ModelRunner:
             velocities=v,
             has_cell=torch.tensor([cell is not None], device=dev),
         )
-        if self._order is None:
-            self._order = canonical_order(self.model, batch)
-        batch = batch.replace(order=self._order)
+        if not (isinstance(orders, tuple) and orders == ()):
+            o = self.orders_for(batch, orders, k=None if orders is not None else 1)
+            batch = batch if o is None else batch.replace(order=o[0].to(dev))
         nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
         return batch, nbrs
 
@@ -168,3 +191,23 @@ class ModelRunner:
         if stress:
             res["stress"] = out["stress"][0].detach().cpu().double().numpy()
         return res
+
+    def orders_for(self, batch: Batch, orders=None, k: int | None = None) -> torch.Tensor | None:
+        """The ``[K, N]`` orders to run ``batch`` with: ``orders`` (checked: ``K = order_samples``
+        unless ``k`` says otherwise) or fresh ones by the model's rule; None if it needs none."""
+        if self.ordering is None:
+            return None
+        n = batch.n_atoms
+        if orders is None:
+            from hyenamd.surrogate.ordering import order_samples
+
+            return order_samples(batch.system(0), self.ordering, k or self.order_samples)
+        o = torch.as_tensor(np.asarray(orders), dtype=torch.int64).reshape(-1, n)
+        if k is None and o.shape[0] != self.order_samples:
+            raise ValueError(
+                f"{o.shape[0]} sequence order(s) were given but this adapter averages over "
+                f"order_samples={self.order_samples}; drop the stored order to recompute it"
+            )
+        if not torch.equal(torch.sort(o, dim=1).values, torch.arange(n).expand(o.shape[0], n)):
+            raise ValueError(f"a given sequence order is not a permutation of 0..{n - 1}")
+        return o

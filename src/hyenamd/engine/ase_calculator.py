@@ -7,8 +7,13 @@ A thin adapter (unit and array conversion only; the physics is in the model and
 * ``implemented_properties``: energy, free_energy (= energy), energies (per atom), forces and,
   for a 3-D periodic cell, stress (Voigt ``[xx, yy, zz, yz, xz, xy]``, eV/Å³, ASE's sign:
   negative when compressed). All are filled by one model call.
-* The neighbour list (a Verlet list with ``skin``) and the canonical order persist between
-  calls; they are reset when the species change.
+* The neighbour list (a Verlet list with ``skin``) persists between calls (reset when the
+  species change). The sequence order does not: it travels with the atoms
+  (``atoms.arrays["hyenamd_order"]``, see :mod:`hyenamd.engine.ase_order`); the calculator
+  writes the order it computed (by the model's rule) when the atoms carry none and uses the
+  one they carry otherwise, so a copied ``Atoms`` keeps its order and the results are a
+  function of the atoms handed in. A topology-ordered model needs ``residuenumbers``
+  (as ``ase.io.read`` of a PDB sets them). ``order_samples=K`` averages over K orders.
 * :meth:`check_state` compares exactly (``np.array_equal``) instead of ASE's ``np.isclose``
   over every array, which dominated the per-step cost for 10⁶ atoms; initial charges and
   magnetic moments are not compared (the model does not use them).
@@ -38,6 +43,7 @@ from torch import nn
 
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.engine.ase_order import ORDER_ARRAY, read_orders, write_orders
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
 
@@ -84,7 +90,7 @@ class HyenaCalculator(Calculator):
     model: the potential (or a :class:`~hyenamd.engine.committee.Committee`). device/dtype:
     where and in which precision to run (default: the model's; ``"float32"``/``"float64"`` or a
     torch dtype; ``default_dtype`` is an alias). skin: Verlet-list skin, Å. stress: compute the
-    stress for 3-D periodic cells.
+    stress for 3-D periodic cells. order_samples: K, average over K valid sequence orders.
     """
 
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -98,6 +104,7 @@ class HyenaCalculator(Calculator):
         default_dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
         stress: bool = True,
+        order_samples: int = 1,
         **kwargs,
     ) -> None:
         unknown = sorted(set(kwargs) - _ASE_KWARGS)
@@ -113,7 +120,7 @@ class HyenaCalculator(Calculator):
         from hyenamd.engine.committee import Committee, CommitteeRunner
 
         runner = CommitteeRunner if isinstance(model, Committee) else ModelRunner
-        self.runner = runner(model, device=device, dtype=dtype, skin=skin)
+        self.runner = runner(model, device=device, dtype=dtype, skin=skin, order_samples=order_samples)
         self.compute_stress = bool(stress)
 
     @classmethod
@@ -167,7 +174,7 @@ class HyenaCalculator(Calculator):
             changes.append("cell")
         if not np.array_equal(old.pbc, atoms.pbc):
             changes.append("pbc")
-        arrays = ("residuenumbers", "momenta") if self.reads_velocities else ("residuenumbers",)
+        arrays = ("residuenumbers", ORDER_ARRAY) + (("momenta",) if self.reads_velocities else ())
         for name in arrays:
             a, b = old.arrays.get(name), atoms.arrays.get(name)
             if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
@@ -181,8 +188,8 @@ class HyenaCalculator(Calculator):
             raise ValueError("HyenaCalculator.calculate needs atoms")
         numbers = atoms.numbers
         check_species(self.model, numbers)
-        if self.atoms is None or self.check_state(atoms):  # ASE's get_property copies it already
-            self.atoms = atoms.copy()
+        rule = self.runner.ordering
+        orders = None if rule is None else read_orders(atoms, rule)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = atoms.cell.array
         full = bool(pbc.all()) and abs(np.linalg.det(cell)) > 0
@@ -198,7 +205,12 @@ class HyenaCalculator(Calculator):
             labels=_labels(atoms),
             velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
             stress=with_stress,
+            orders=orders,
         )
+        if rule is not None and orders is None:
+            write_orders(atoms, out["orders"], rule)  # the order travels with the atoms
+        if self.atoms is None or self.check_state(atoms):  # ASE's get_property copies it already
+            self.atoms = atoms.copy()
         self.results = {
             "energy": out["energy"],
             "free_energy": out["energy"],
@@ -228,5 +240,6 @@ class HyenaCalculator(Calculator):
             masses=atoms.get_masses(),
             labels=_labels(atoms),
             velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
+            orders=None if self.runner.ordering is None else read_orders(atoms, self.runner.ordering),
         )
         return descriptors(self.model, batch, nbrs).cpu().double().numpy()

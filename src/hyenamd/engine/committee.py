@@ -49,10 +49,12 @@ __all__ = ["Committee", "CommitteeConfig", "CommitteeRunner", "load_committee"]
 
 @dataclass(frozen=True)
 class CommitteeConfig:
-    """What the adapters read from a potential's ``cfg``: the species every member knows."""
+    """What the adapters read from a potential's ``cfg``: the species every member knows and the
+    members' shared sequence-order rule (None when no member needs an order)."""
 
     species: tuple[int, ...]
     n_members: int
+    ordering: str | None = None
 
 
 class Committee(nn.Module):
@@ -91,7 +93,16 @@ class Committee(nn.Module):
             known = getattr(getattr(m, "cfg", None), "species", None)
             if known is not None:
                 species = set(known) if species is None else species & set(known)
-        self.cfg = CommitteeConfig(tuple(sorted(species)) if species is not None else None, len(models))
+        from hyenamd.surrogate.ordering import model_ordering
+
+        rules = sorted({model_ordering(m) for m in models} - {None})
+        if len(rules) > 1:
+            raise ValueError(
+                f"committee members order atoms by different rules {rules}; they share one order"
+            )
+        self.cfg = CommitteeConfig(
+            tuple(sorted(species)) if species is not None else None, len(models), rules[0] if rules else None
+        )
         shapes = [_architecture(m) for m in models]
         #: members share an architecture (config up to the seed): one batch, one neighbour list
         self.same_config = all(a == shapes[0] for a in shapes)

@@ -4,7 +4,9 @@
 :class:`~hyenamd.geometry.VerletList` (``cutoff = potential.cutoff``; none when the cutoff is 0),
 rebuilt only when an atom moved more than ``skin / 2`` (and correct under re-wrapping), and it
 calls the potential through its analytic fast path ``energy_and_forces`` when it has one, else
-through :func:`hyenamd.surrogate.forces.compute_forces` (autograd, conservative forces).
+through :func:`hyenamd.surrogate.forces.compute_forces` (autograd, conservative forces). When
+the state carries several sequence orders (``state.aux["orders"]`` ``[K, N]``, from
+``order_samples=K``), energy and forces are the mean over them.
 
 Exact resume. The list's pair *set* within the cutoff does not depend on when it was built,
 but its pair *order* does, and the order decides the rounding of the force sums. So the state
@@ -103,8 +105,14 @@ class ForceEvaluator:
             t1 = time.perf_counter()
             self.timings["neighbors"] += t1 - t0
         batch = state.as_batch(positions)
+        orders = state.aux.get("orders")
         if self._fast:
             out = self.potential.energy_and_forces(batch, nbrs)
+        elif orders is not None:  # order_samples > 1: the mean over the K orders
+            from hyenamd.surrogate.forces import compute_forces
+
+            outs = [compute_forces(self.potential, batch.replace(order=o), neighbors=nbrs) for o in orders]
+            out = {k: sum(o[k].detach() for o in outs) / len(outs) for k in ("energy", "forces")}
         else:
             from hyenamd.surrogate.forces import compute_forces
 

@@ -8,8 +8,13 @@ Units: Å, fs, eV, amu; acceleration ``a = F / m · c`` with
 
 A :class:`~hyenamd.Batch` of many systems is integrated as one set of tensors; systems never
 interact (the neighbour list keeps them apart) and each has its own temperature and
-degrees of freedom. The canonical order of the surrogate is computed once at :meth:`init`
-(``hyenamd.surrogate.ordering.batch_order``) and kept in the state for the whole trajectory.
+degrees of freedom. The sequence order of the surrogate is computed once at :meth:`init` by
+the model's rule (:func:`hyenamd.surrogate.ordering.batch_order`; ``batch.order`` when the
+system carries one) and kept in the state for the whole trajectory (a smooth energy
+surface); :meth:`Integrator.refresh_order` recomputes it from the current positions and
+returns the energy jump (``Simulation(..., order_refresh_steps=M)`` does so every M steps).
+``order_samples = K > 1`` keeps K orders (``state.aux["orders"]`` ``[K, N]``) and averages
+energies and forces over them.
 """
 
 from __future__ import annotations
@@ -31,22 +36,25 @@ __all__ = ["Integrator", "LangevinBAOAB", "VelocityVerlet", "canonical_order", "
 ACC = EV_PER_ANGSTROM_AMU_TO_ANGSTROM_PER_FS2
 
 
-def canonical_order(potential: nn.Module, batch: Batch) -> Tensor | None:
-    """The surrogate's canonical order of ``batch`` (``[N]`` global indices), or None.
+def canonical_order(potential: nn.Module, batch: Batch, order_samples: int = 1) -> Tensor | None:
+    """The potential's sequence order(s) of ``batch``: ``[N]`` global indices, or ``[K, N]``
+    for ``order_samples = K > 1``; None when the potential needs no order.
 
-    Potentials that declare ``uses_order = False`` (the classical ones) or ``needs_order = False``
-    (a G-Hyena without global blocks) get None; for others the order comes from ``batch.order``
-    when set, else from ``hyenamd.surrogate.ordering.batch_order``.
+    The rule is the potential's (:func:`hyenamd.surrogate.ordering.model_ordering`). Row 0 is
+    ``batch.order`` when set, else computed by the rule; further rows are the rule's
+    deterministic variants (:func:`hyenamd.surrogate.ordering.batch_order_samples`).
     """
-    if not getattr(potential, "uses_order", True) or not getattr(potential, "needs_order", True):
+    from hyenamd.surrogate.ordering import batch_order, batch_order_samples, model_ordering
+
+    rule = model_ordering(potential)
+    if rule is None:
         return None
+    if order_samples == 1:
+        return batch.order if batch.order is not None else batch_order(batch, rule)
+    orders = batch_order_samples(batch, rule, order_samples)
     if batch.order is not None:
-        return batch.order
-    try:
-        from hyenamd.surrogate.ordering import batch_order
-    except ImportError:  # the surrogate's ordering module is not available
-        return None
-    return batch_order(batch)
+        orders[0] = batch.order
+    return orders
 
 
 def maxwell_boltzmann(
@@ -100,9 +108,13 @@ class Integrator:
         remove_com: bool = False,
         wrap: bool = False,
         profile: bool = False,
+        order_samples: int = 1,
     ) -> None:
         if not (dt_fs > 0 and math.isfinite(dt_fs)):
             raise ValueError(f"dt_fs must be a positive time step in fs, got {dt_fs}")
+        if int(order_samples) < 1:
+            raise ValueError(f"order_samples must be >= 1, got {order_samples}")
+        self.order_samples = int(order_samples)
         self.potential = potential
         self.dt_fs = float(dt_fs)
         self.remove_com = bool(remove_com)
@@ -120,6 +132,7 @@ class Integrator:
             "dt_fs": self.dt_fs,
             "remove_com": self.remove_com,
             "wrap": self.wrap,
+            **({"order_samples": self.order_samples} if self.order_samples != 1 else {}),
         }
 
     def init(
@@ -146,7 +159,10 @@ class Integrator:
             v = torch.zeros_like(batch.positions)
         if self.remove_com:
             v = remove_com_velocity(batch.masses, v, batch.batch, batch.n_systems)
-        order = canonical_order(self.potential, batch)
+        order = canonical_order(self.potential, batch, self.order_samples)
+        aux = {}
+        if order is not None and order.ndim == 2:
+            order, aux = order[0], {"orders": order}
         zeros = torch.zeros(batch.n_systems, dtype=batch.dtype, device=batch.device)
         state = MDState.from_batch(
             batch.replace(velocities=v),
@@ -157,7 +173,7 @@ class Integrator:
             single=single,
             rng_state=gen.get_state(),
             order=order,
-        )
+        ).replace(aux=aux)
         positions = self._wrap(state, state.positions) if self.wrap else state.positions
         with torch.no_grad():
             energy, forces, ref = self.evaluator(state, positions)
@@ -165,6 +181,25 @@ class Integrator:
 
     def step(self, state: MDState) -> MDState:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def refresh_order(self, state: MDState) -> tuple[MDState, Tensor]:
+        """Recompute the sequence order(s) from the current positions (the potential's rule).
+
+        Returns the new state (order, energy and forces of the new order) and the energy jump
+        ``E_new - E_old`` ``[B]`` eV the refresh caused. A no-op (zero jump) for potentials
+        that need no order.
+        """
+        if state.order is None:
+            return state, torch.zeros_like(state.energy)
+        fresh = state.as_batch().replace(order=None)
+        order = canonical_order(self.potential, fresh, self.order_samples)
+        aux = dict(state.aux)
+        if order.ndim == 2:
+            order, aux["orders"] = order[0], order
+        new = state.replace(order=order, aux=aux)
+        with torch.no_grad():
+            energy, forces, ref = self.evaluator(new, new.positions)
+        return new.replace(energy=energy, forces=forces, nl_ref=ref), energy - state.energy
 
     def run(self, state: MDState, n_steps: int) -> MDState:
         """``n_steps`` steps without reporters (see :class:`hyenamd.engine.Simulation` for those)."""

@@ -51,8 +51,9 @@ Exact resume and batches: ``x``, ``v``, ``U(x)`` and the RNG state are all the s
 they travel in the state and its checkpoint. A :class:`~hyenamd.Batch` of many systems is one
 set of tensors (α and H per system; one ``[N, 3]`` noise block per half-step). ``forces``:
 ``"none"`` (zeros; cheapest) or ``"conservative"`` (−∂U/∂x of the energy model at the new
-positions, in the same evaluation as U; about 2-3× its cost). The canonical order is computed
-once at :meth:`init` and kept.
+positions, in the same evaluation as U; about 2-3× its cost). The sequence order is computed
+once at :meth:`init` by the model's rule (:func:`hyenamd.surrogate.ordering.canonical_order`;
+the energy model must share the rule) and kept; :meth:`refresh_order` recomputes it.
 """
 
 from __future__ import annotations
@@ -157,6 +158,15 @@ class LearnedPropagator(Integrator):
                 raise ValueError(
                     f"energy_model cutoff {cut_e} Å exceeds the dynamics model's {model.cutoff} Å "
                     "(they share one neighbour list)"
+                )
+        if energy_model is not None:
+            from hyenamd.surrogate.ordering import model_ordering
+
+            rules = {model_ordering(model), model_ordering(energy_model)} - {None}
+            if len(rules) > 1:
+                raise ValueError(
+                    f"the dynamics model and the energy_model order atoms by different rules {sorted(rules)}; "
+                    "they share one sequence order (GHyenaConfig.ordering must match)"
                 )
         horizon = float(model.cfg.dynamics_horizon_fs)
         super().__init__(model, horizon, skin=skin, remove_com=remove_com, wrap=wrap, profile=profile)
@@ -263,6 +273,17 @@ class LearnedPropagator(Integrator):
             nl_ref=ref,
             aux={"alpha": ones, "rescale_guarded": torch.zeros_like(ones)},
         )
+
+    def refresh_order(self, state: MDState) -> tuple[MDState, Tensor]:
+        """Recompute the sequence order at the current positions (the models' rule); returns the new
+        state (U of the energy model under the new order) and the jump of U ``[B]`` eV."""
+        from hyenamd.engine.integrators import canonical_order
+
+        if state.order is None:
+            return state, torch.zeros_like(state.energy)
+        new = state.replace(order=canonical_order(self.potential, state.as_batch().replace(order=None)))
+        energy, forces, ref = self._potential(new, new.positions)
+        return new.replace(energy=energy, forces=forces, nl_ref=ref), energy - state.energy
 
     @torch.no_grad()
     def step(self, state: MDState) -> MDState:

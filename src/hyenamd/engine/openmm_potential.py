@@ -20,14 +20,19 @@ The force is a core ``openmm.PythonForce`` (no openmm-torch). Units are converte
 the boundary: positions and box nm → Å, energy eV → kJ/mol, forces eV/Å → kJ/mol/nm. For a
 periodic topology the force uses periodic boundary conditions and reads the box from each
 ``State``; OpenMM may hand over re-wrapped positions, which the Verlet list handles. The
-canonical order follows the topology (chain, residue, atom) of the atoms the force acts on.
+sequence order is the model's rule (:func:`hyenamd.surrogate.ordering.canonical_order`) applied
+to the atoms the force acts on: "topology" uses the topology's chains and residues; "hilbert"
+is computed from the positions of the force's first evaluation and kept for the force's
+lifetime (a trajectory's energy surface stays smooth; the Hilbert order does not depend on
+the lab frame, so a fresh force on a rotated or translated copy gives the same energy).
 
 ``model`` (alias ``modelPath``, openmm-ml's name) may be a checkpoint path (then the force can
 be serialised with ``XmlSerializer``) or an in-memory module (then the force works but cannot
 be serialised). Extra arguments, to ``MLPotential(...)`` or to ``createSystem(...)``:
 ``device``, ``dtype`` (``"float32"``/``"float64"`` or a torch dtype), openmm-ml's
 ``precision`` (``'single'``/``'double'``; must agree with ``dtype`` when both are given),
-``skin`` (Å). Without either, the checkpoint's own dtype is used.
+``skin`` (Å), ``order_samples`` (K: average over K orders). Without dtype or precision, the
+checkpoint's own dtype is used.
 
 **Serialisation.** The pickle that ``XmlSerializer`` stores holds the checkpoint's *absolute*
 path (resolved when the force is built, so a later ``chdir`` does not matter), its sha256
@@ -127,9 +132,10 @@ def _rebuild_checked(
     device: str,
     dtype,
     skin: float,
+    order_samples: int = 1,
 ):
     """Unpickling target of :class:`HyenaForce` (format 2: absolute path + content hash). Never raises."""
-    record = (source, sha256, species, labels, periodic, device, dtype, skin)
+    record = (source, sha256, species, labels, periodic, device, dtype, skin, order_samples)
     try:
         if not os.path.isfile(source):
             raise FileNotFoundError(
@@ -144,7 +150,10 @@ def _rebuild_checked(
                     f"(sha256 {found[:16]}..., recorded {sha256[:16]}...); rebuild the System from it"
                 )
         lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
-        force = HyenaForce(source, np.asarray(species), lab, periodic, device=device, dtype=dtype, skin=skin)
+        force = HyenaForce(
+            source, np.asarray(species), lab, periodic,
+            device=device, dtype=dtype, skin=skin, order_samples=order_samples,
+        )  # fmt: skip
         if sha256 is not None:
             force.sha256 = sha256
         return force
@@ -199,6 +208,7 @@ class HyenaForce:
         device: str | torch.device | None = "cpu",
         dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
+        order_samples: int = 1,
     ) -> None:
         self.source = None
         self.sha256: str | None = None
@@ -217,9 +227,13 @@ class HyenaForce:
             "device": str(device or "cpu"),
             "dtype": dtype_name(dtype),
             "skin": float(skin),
+            "order_samples": int(order_samples),
         }
-        self.runner = ModelRunner(model, device=device, dtype=_dtype(dtype), skin=skin)
+        self.runner = ModelRunner(
+            model, device=device, dtype=_dtype(dtype), skin=skin, order_samples=order_samples
+        )
         self.pbc = np.array([self.periodic] * 3)
+        self.orders: torch.Tensor | None = None  # [K, N], fixed at the first evaluation
 
     def __call__(self, state) -> tuple[float, np.ndarray]:
         import openmm.unit as u
@@ -231,7 +245,9 @@ class HyenaForce:
                 np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
                 * NM_TO_ANGSTROM
             )
-        out = self.runner(x, self.species, cell, self.pbc, labels=self.labels)
+        out = self.runner(x, self.species, cell, self.pbc, labels=self.labels, orders=self.orders)
+        if self.orders is None:
+            self.orders = out["orders"]
         return out["energy"] * EV_TO_KJ_PER_MOL, out["forces"] * EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM
 
     def __reduce__(self):
@@ -248,7 +264,7 @@ class HyenaForce:
             _rebuild_checked,
             (
                 self.source, self.sha256, self.species.tolist(), labels, self.periodic,
-                s["device"], s["dtype"], s["skin"],
+                s["device"], s["dtype"], s["skin"], s["order_samples"],
             ),
         )  # fmt: skip
 
@@ -275,6 +291,7 @@ class HyenaPotentialImpl:
         *,
         modelPath: str | os.PathLike | None = None,  # openmm-ml's name
         precision: str | None = None,
+        order_samples: int = 1,
     ):
         if model is not None and modelPath is not None and model != modelPath:
             raise ValueError(f"model={model!r} and modelPath={modelPath!r} disagree; give one of them")
@@ -290,6 +307,7 @@ class HyenaPotentialImpl:
         self.name = name
         self.model = model
         self.device, self.dtype, self.skin = device, _dtype_and_precision(dtype, precision), float(skin)
+        self.order_samples = int(order_samples)
         self._loaded: nn.Module | None = None
 
     def _model(self) -> nn.Module | str:
@@ -313,6 +331,7 @@ class HyenaPotentialImpl:
         compute = HyenaForce(
             self._model(), species, _topology_labels(chosen), periodic,
             device=args.get("device", self.device), dtype=dtype, skin=float(args.get("skin", self.skin)),
+            order_samples=int(args.get("order_samples", self.order_samples)),
         )  # fmt: skip
         force = openmm.PythonForce(compute)
         force.setName("HyenaForce")

@@ -68,7 +68,7 @@ class ArgonSettings:
 class ReferenceConfig:
     """Settings of ``hyenamd reference`` (``configs/reference/*.yaml``).
 
-    system: which reference system. output: the store (``.h5`` or ``.zarr``); an existing one
+    system: which reference system. output: the store (``.h5md`` or ``.zarr``); an existing one
     is replaced only with ``overwrite: true``. ensemble: ``nvt`` (LangevinMiddle, friction in
     1/ps) or ``nve`` (Verlet). dt_fs, n_steps (production steps), report_interval (steps per
     frame), equilibration_steps (not stored), minimize (energy minimisation first), seed
@@ -78,7 +78,7 @@ class ReferenceConfig:
     """
 
     system: Literal["argon", "water", "villin", "alanine_dipeptide"] = "argon"
-    output: str = "reference.h5"
+    output: str = "reference.h5md"
     overwrite: bool = False
     ensemble: Literal["nvt", "nve"] = "nvt"
     temperature_k: float = 90.0
@@ -190,9 +190,9 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
     """Run the reference MD of ``cfg`` and return the path of the store it wrote."""
     import openmm
     import torch
-    from tqdm.auto import tqdm
 
     from hyenamd.io import open_store
+    from hyenamd.progress import progress_bar
 
     out = pathlib.Path(cfg.output)
     if out.exists() and not cfg.overwrite:
@@ -217,7 +217,9 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
         out, "w", system=template, fields=("velocity", "force"), observables=tuple(units), units=units,
         dtype=cfg.store_dtype, overwrite=cfg.overwrite,
     ) as store:  # fmt: skip
-        bar = tqdm(total=cfg.n_steps, unit="step", desc=f"reference {ref.name}", disable=not cfg.progress)
+        bar = progress_bar(
+            total=cfg.n_steps, unit="step", desc=f"reference {ref.name}", disable=not cfg.progress
+        )
         step = 0
         for k in range(n_frames):
             if k:
@@ -270,7 +272,7 @@ def _cutoff(ref: ReferenceSystem) -> float | None:
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
+    add_config_args(p, positional=True, required=True, config_cls=ReferenceConfig, example="n_steps=2000")
 
 
 def run(args) -> int:

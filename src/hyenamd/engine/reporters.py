@@ -177,11 +177,11 @@ class StateDataReporter(Reporter):
                 self._writer = csv.writer(self._fh)
                 self._writer.writerow(self.COLUMNS)
         if self.progress:
-            from tqdm.auto import tqdm
+            from hyenamd.progress import progress_bar
 
             total = sim.target_step - sim.state.step
             if self._bar is None:
-                self._bar = tqdm(total=total, unit="step", desc="md", dynamic_ncols=True)
+                self._bar = progress_bar(total=total, unit="step", desc="md", dynamic_ncols=True)
             else:
                 self._bar.reset(total=total)
             self._bar_step = sim.state.step

@@ -21,6 +21,13 @@ bounded queue (``max_pending`` snapshots), so the device only waits for the disk
 disk falls that far behind. Errors raised in the writer thread surface in the main thread at
 the next report or at :meth:`flush`/:meth:`close`.
 
+Order refresh. A surrogate's sequence order is kept along the trajectory (smooth energy);
+``order_refresh_steps=M`` recomputes it from the current positions every M steps
+(:meth:`Integrator.refresh_order`) after the reporters of that step ran. Each refresh is
+recorded in :attr:`Simulation.order_refreshes` (``{"step", "time_fs", "energy_jump_ev"}``,
+one jump per system: E with the new order minus E with the old one at the same positions)
+and logged on the ``hyenamd.engine`` logger.
+
 Timings (``profile=True``, synchronising CUDA): seconds in the integrator (of which
 neighbour list and model, from the :class:`~hyenamd.engine.evaluator.ForceEvaluator`),
 in reporting (host copies, foreground reporters, queueing) and in the guard.
@@ -28,6 +35,7 @@ in reporting (host copies, foreground reporters, queueing) and in the guard.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -45,6 +53,7 @@ from hyenamd.system import Batch, System
 __all__ = ["Simulation"]
 
 DEFAULT_GUARD = BlowUpGuard()
+log = logging.getLogger("hyenamd.engine")
 
 
 class _Writer:
@@ -96,6 +105,8 @@ class Simulation:
     ``integrator.init(system, temperature_k=, seed=)``) or an :class:`MDState`.
     reporters: objects following the protocol of :mod:`hyenamd.engine.reporters`.
     guard: a :class:`BlowUpGuard` (None disables it). max_pending: writer-queue bound.
+    order_refresh_steps: M, recompute the surrogate's sequence order every M steps (None: keep
+    it for the whole run); the energy jumps are in :attr:`order_refreshes`.
     """
 
     def __init__(
@@ -109,7 +120,14 @@ class Simulation:
         seed: int | None = None,
         max_pending: int = 4,
         profile: bool = False,
+        order_refresh_steps: int | None = None,
     ) -> None:
+        if order_refresh_steps is not None and int(order_refresh_steps) < 1:
+            raise ValueError(f"order_refresh_steps must be >= 1 or None, got {order_refresh_steps}")
+        if order_refresh_steps is not None and not hasattr(integrator, "refresh_order"):
+            raise ValueError(f"{type(integrator).__name__} cannot refresh a sequence order")
+        self.order_refresh_steps = None if order_refresh_steps is None else int(order_refresh_steps)
+        self.order_refreshes: list[dict] = []
         self.integrator = integrator
         if isinstance(system, MDState):
             self.state = system
@@ -209,6 +227,9 @@ class Simulation:
                     n = min(n, int(q.steps))
             if ce:
                 n = min(n, ce - self.state.step % ce)
+            m = self.order_refresh_steps
+            if m:
+                n = min(n, m - self.state.step % m)
             t0 = time.perf_counter()
             step = self.integrator.step
             state = self.state
@@ -223,6 +244,19 @@ class Simulation:
                 self._check()
             if due:
                 self._report(due, reqs)
+            if m and self.state.step % m == 0:
+                self._refresh_order()
+
+    def _refresh_order(self) -> None:
+        """Recompute the sequence order at the current positions; record and log the energy jump."""
+        self.state, jump = self.integrator.refresh_order(self.state)
+        rec = {
+            "step": self.state.step,
+            "time_fs": self.state.time_fs,
+            "energy_jump_ev": jump.detach().cpu().double().tolist(),
+        }
+        self.order_refreshes.append(rec)
+        log.info("order refreshed at step %d: energy jump %s eV", rec["step"], rec["energy_jump_ev"])
 
     def _check(self) -> None:
         if self.guard is None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from hyenamd.dtypes import resolve_dtype
 from hyenamd.system import Batch, System
 from hyenamd.units import AMU_ANGSTROM2_PER_FS2_TO_EV, BOLTZMANN_EV_PER_K
 
@@ -138,8 +139,9 @@ class MDState:
         """Instantaneous temperature of each system, ``[B]`` K (``2 K / (dof k_B)``)."""
         return temperature(self.kinetic_energy(), self.dof)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MDState:
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> MDState:
         """Copy to a device and/or float dtype (integer fields keep theirs; the RNG state stays on the CPU)."""
+        dtype = resolve_dtype(dtype)
 
         def f(t):
             if t is None:

@@ -49,10 +49,18 @@ def open_store(path: str | os.PathLike, mode: str = "r", **options) -> FrameStor
     ``compression`` (HDF5: ``"lzf"``/``"gzip"``; zarr: ``"zstd"``/``"gzip"``), ``quantize``
     (decimal digits, int or per field: lossy, ``|error| <= 0.5 * 10**-digits``), ``author``.
     Writing options: ``allow_nan`` (default False), ``flush_every`` (frames per commit, default 1).
+
+    H5MD files written by other programs open read-only (:mod:`hyenamd.io.h5md_foreign`), units
+    converted to ours; options ``particle_group``, ``species`` (atomic numbers or symbols) and
+    ``topology`` (a file MDAnalysis reads with elements) for files without species.
     """
     backend = backend_for_path(path)
     if backend == "hdf5":
         from hyenamd.io.h5md import H5MDStore as cls
+        from hyenamd.io.h5md_foreign import ForeignH5MDStore, is_foreign_h5md
+
+        if is_foreign_h5md(path):
+            return ForeignH5MDStore(path, mode, **options)
     else:
         from hyenamd.io.zarr_store import ZarrStore as cls
     return cls(path, mode, **options)

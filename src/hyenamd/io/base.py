@@ -92,6 +92,7 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         mode = self.mode
         exists = self._exists()
         if mode in ("w", "a"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
             self._acquire_lock()
         if mode == "w" or (mode == "a" and not exists):
             if exists and not overwrite:
@@ -224,6 +225,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
     def _close_file(self) -> None: ...
     def _refresh_file(self) -> None:
         """Re-read metadata of a store another process is writing (default: nothing)."""
+
+    def _stored_scale(self, key: str) -> float:
+        """Internal units per stored unit of ``key`` (1 unless the file keeps another unit)."""
+        return 1.0
 
     def _resize_step(self) -> int:
         """Slots added when the frame axis is full (HDF5: 1; zarr: a block, trimmed on close)."""

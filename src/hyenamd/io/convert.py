@@ -4,8 +4,8 @@ ASE is the reference for ``.traj`` (binary, float64) and extended XYZ (text: ASE
 ``%16.8f``, so extxyz keeps 8 decimals only). Velocities travel through ASE as momenta in
 ASE time units: exact for float32 stores, within a few ulp for float64 stores.
 DCD/XTC export (for VMD, PyMOL, ...) uses MDAnalysis' writers; it is one-way (positions and
-box only). :func:`register_mdanalysis_units` teaches MDAnalysis the ``eV Angstrom-1`` force
-unit our H5MD files carry, so MDAnalysis can also read their forces.
+box only). MDAnalysis reads our ``.h5md`` files itself (no registration needed: HDF5 stores
+keep forces in ``kJ mol-1 Angstrom-1``, a unit its H5MD reader knows).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "convert_store",
     "export_topology",
     "export_trajectory",
-    "register_mdanalysis_units",
     "store_from_ase",
     "store_to_ase",
 ]
@@ -41,7 +40,8 @@ def _open(store_or_path):
 def convert_store(src, dst: str | os.PathLike, *, overwrite: bool = False, **options) -> int:
     """Copy every frame of a store into a new store (e.g. ``.h5`` → ``.zarr``); returns n_frames.
 
-    Values are copied as stored (bitwise); ``options`` (``compression``, ``chunk_frames``...)
+    Values are copied as read (bitwise, except forces between HDF5, which keeps kJ/mol/Å on
+    disk, and zarr, which keeps eV/Å: within one ulp); ``options`` (``compression``, ``chunk_frames``...)
     apply to the new store and default to the source's layout.
     """
     from hyenamd.io import open_store
@@ -150,23 +150,6 @@ def store_from_ase(
 
 
 # ---------------------------------------------------------------------- MDAnalysis
-def register_mdanalysis_units() -> None:
-    """Teach MDAnalysis the ``eV Angstrom-1`` force unit of hyenamd stores (idempotent).
-
-    MDAnalysis' H5MD reader knows kJ/mol and kcal/mol forces only and refuses a file whose
-    force unit it does not know; after this call ``MDAnalysis.Universe(top, "x.h5md")`` reads
-    our forces and converts them to its kJ/(mol·Å). Files without forces need no registration.
-    """
-    import MDAnalysis.units as mu
-    from MDAnalysis.coordinates.H5MD import H5MDReader
-
-    from hyenamd.units import KJ_PER_MOL_TO_EV
-
-    mu.forceUnit_factor.setdefault("eV/Angstrom", KJ_PER_MOL_TO_EV)
-    mu.unit_types.setdefault("eV/Angstrom", "force")
-    H5MDReader._unit_translation["force"].setdefault("eV Angstrom-1", "eV/Angstrom")
-
-
 def _universe(st, atoms: slice | None):
     """An MDAnalysis Universe with names/elements (and residues from the store's labels)."""
     import MDAnalysis as mda

@@ -38,13 +38,16 @@ def as_float_array(
     allow_nan: bool,
     digits: int | None = None,
     what: str = "",
+    scale: float = 1.0,
 ) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype`` and ``shape``, or a :class:`FrameError`.
 
     Refuses non-float input (int, bool, complex...), a wrong shape (naming the atom count when
     that is what differs) and NaN/inf values unless ``allow_nan``. Float input is cast to the
     store's dtype (the storage precision chosen at creation: float64 → float32 rounds to
-    nearest) and refused if that overflows. ``digits`` applies the store's opt-in quantisation.
+    nearest) and refused if that overflows. ``scale``: internal units per stored unit (the
+    value is divided by it first, e.g. eV/Å → kJ/mol/Å in HDF5 files); ``digits`` then applies
+    the store's opt-in quantisation in the stored unit.
     """
     a = _to_numpy(name, x)
     if a.dtype.kind != "f" or a.dtype.itemsize not in (2, 4, 8):
@@ -62,6 +65,8 @@ def as_float_array(
             f"{name} contains NaN/inf ({len(bad)} entries, first at {tuple(int(i) for i in bad[0])}); "
             "refusing to store it (pass allow_nan=True to keep such frames)"
         )
+    if scale != 1.0:  # in float64, then cast: at most one rounding beyond the cast
+        a = np.asarray(a, dtype=np.float64) / scale
     narrowed = a.dtype.itemsize > dtype.itemsize
     with np.errstate(over="ignore"):
         a = np.asarray(a, dtype=dtype, order="C")

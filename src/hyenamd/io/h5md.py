@@ -29,6 +29,10 @@ from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, s
 __all__ = ["H5MDStore", "clear_status_flags"]
 
 _FRAME_CHUNK = 1024  # frames per chunk of the small frame-axis datasets (step, time, box, observables)
+#: on-disk units that differ from the internal ones: MDAnalysis' H5MD reader knows no eV-based
+#: force unit, so forces are written in kJ mol-1 Angstrom-1 (one of its units) and converted back
+#: on read; every other element is stored in internal units
+FILE_UNITS = {"force": "kJ mol-1 Angstrom-1"}
 
 
 def _h5py():
@@ -173,7 +177,7 @@ class H5MDStore(FrameStore):
     def _bind(self) -> None:
         """Map logical keys to datasets."""
         f, lay = self._f, self.layout
-        self._ds, self._dtypes, self._n_slots = {}, {}, None
+        self._ds, self._dtypes, self._n_slots, self._scale = {}, {}, None, {}
         if lay is None:
             return
         p = f[PARTICLES]
@@ -187,6 +191,7 @@ class H5MDStore(FrameStore):
             self._ds[name] = f[f"observables/{name}/value"]
         self._dtypes = {k: ds.dtype for k, ds in self._ds.items()}
         self._inner = {k: ds.shape[1:] for k, ds in self._ds.items()}
+        self._scale = _file_scales(self._ds, lay)
 
     def _read_array(self, path: str) -> np.ndarray:
         return self._f[path][()]
@@ -283,8 +288,15 @@ class H5MDStore(FrameStore):
         if atoms is None and isinstance(k, (int, np.integer)) and self._inner[key]:
             out = np.empty(self._inner[key], dtype=self._dtypes[key])
             ds.read_direct(out, source_sel=np.s_[k])
-            return out
-        return ds[k] if atoms is None else ds[k, atoms]
+        else:
+            out = ds[k] if atoms is None else ds[k, atoms]
+        s = self._scale.get(key, 1.0)
+        if s != 1.0:
+            out = (np.asarray(out, dtype=np.float64) * s).astype(out.dtype, copy=False)
+        return out
+
+    def _stored_scale(self, key: str) -> float:
+        return self._scale.get(key, 1.0) if self.layout is not None else _unit_scale(key)
 
     def _flush(self) -> None:
         self._f.flush()
@@ -317,8 +329,28 @@ class H5MDStore(FrameStore):
             self._f.close()
 
 
+def _unit_scale(name: str) -> float:
+    """Internal units per on-disk unit of a field written by this version (see FILE_UNITS)."""
+    from hyenamd.io.h5md_units import unit_factor
+
+    return unit_factor(FILE_UNITS[name], name) if name in FILE_UNITS else 1.0
+
+
+def _file_scales(datasets: dict, lay: Layout) -> dict[str, float]:
+    """Internal units per stored unit of each per-atom field and the box, read from the files'
+    ``unit`` attributes (stores written before FILE_UNITS keep eV Angstrom-1: factor 1)."""
+    from hyenamd.io.h5md_units import unit_factor
+
+    out = {}
+    for name in (*lay.fields, *(("box",) if lay.has_box else ())):
+        f = unit_factor(datasets[name].attrs.get("unit"), name)
+        if f != 1.0:
+            out[name] = f
+    return out
+
+
 def _unit_attrs(ds, lay: Layout, name: str) -> None:
-    ds.attrs["unit"] = lay.unit(name)
+    ds.attrs["unit"] = FILE_UNITS.get(name, lay.unit(name))
     if name in lay.quantize:
         from hyenamd.io.schema import quantum
 

@@ -2,7 +2,8 @@
 
 Stores: frames, atoms, status, steps and times, units, every array (shape, dtype, chunks,
 compression, unit), observables (min/mean/max) and the size on disk. ``.safetensors``
-checkpoints are described by :func:`hyenamd.surrogate.checkpoint.describe_checkpoint`.
+files (model checkpoints, engine checkpoints, training states) by
+:mod:`hyenamd.io.inspect_safetensors`. Anything else ends in one line naming file and problem.
 """
 
 from __future__ import annotations
@@ -76,27 +77,30 @@ def describe_store(path: str | os.PathLike) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a store (.h5, .h5md, .hdf5, .zarr) or a checkpoint (.safetensors)")
+    p.add_argument(
+        "path",
+        help="a store (.h5md, .h5, .zarr; any H5MD file) or a .safetensors file (model or engine "
+        "checkpoint, training state)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the summary; a file it cannot describe ends in one line on stderr and status 2."""
     from hyenamd.io import StoreError
 
     path = Path(args.path)
     if not path.exists():
         print(f"hyenamd inspect: {path} does not exist", file=sys.stderr)
         return 2
-    if path.suffix == ".safetensors":
-        try:
-            from hyenamd.surrogate.checkpoint import describe_checkpoint
-        except ImportError as e:
-            print(f"hyenamd inspect: checkpoint inspection is not available ({e})", file=sys.stderr)
-            return 2
-        print(describe_checkpoint(path))
-        return 0
     try:
-        print(describe_store(path))
-    except StoreError as e:
-        print(f"hyenamd inspect: {e}", file=sys.stderr)
+        if path.suffix == ".safetensors":
+            from hyenamd.io.inspect_safetensors import describe_safetensors
+
+            print(describe_safetensors(path))
+        else:
+            print(describe_store(path))
+    except (StoreError, ValueError, OSError, KeyError) as e:  # CheckpointError is a ValueError
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"hyenamd inspect: {msg}", file=sys.stderr)
         return 2
     return 0

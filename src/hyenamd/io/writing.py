@@ -95,7 +95,7 @@ class WriteMixin:
         vals = {
             f: as_float_array(
                 _PLURAL[f], x, shape, lay.dtype,
-                allow_nan=allow, digits=lay.quantize.get(f), what=what,
+                allow_nan=allow, digits=lay.quantize.get(f), what=what, scale=self._stored_scale(f),
             )
             for f, x in arrays.items()
         }  # fmt: skip

@@ -6,7 +6,8 @@ buffers, names as in PyTorch); the safetensors metadata (string → string) hold
 * ``"format"``: ``"hyenamd.checkpoint"``; ``"format_version"``: ``"1"``;
 * ``"hyenamd"``: a JSON object with ``model`` (class name), ``config`` (the
   :class:`~hyenamd.surrogate.model.GHyenaConfig` as a mapping), ``species``, ``cutoff`` (Å),
-  ``units``, ``dtype`` (of the saved tensors), ``ordering`` (the sequence-order rule),
+  ``units``, ``dtype`` (of the saved tensors), ``ordering`` (the sequence-order rule, also in
+  ``config``; checkpoints without it load with :func:`legacy_ordering` and a warning),
   ``hyenamd_version``, ``n_parameters`` and ``training`` (the ``**metadata`` given to
   :func:`save_model`: data set, steps, errors, ...; any JSON-able values).
 
@@ -24,6 +25,7 @@ import json
 import os
 import pathlib
 import tempfile
+import warnings
 from typing import Any
 
 import torch
@@ -32,15 +34,19 @@ from hyenamd.config import ConfigError, from_dict, to_dict
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "describe_checkpoint", "load_model", "save_model"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "describe_checkpoint",
+    "legacy_ordering",
+    "load_model",
+    "save_model",
+]
 
 FORMAT = "hyenamd.checkpoint"
 FORMAT_VERSION = 1
 UNITS = {"length": "Å", "energy": "eV", "time": "fs", "mass": "amu", "force": "eV/Å", "stress": "eV/Å³"}
-ORDERING_RULE = (
-    "topology (chain, residue, atom index) when labels exist, else a 3-D Hilbert curve over "
-    "wrapped fractional coordinates; computed once per system (hyenamd.surrogate.ordering)"
-)
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
@@ -74,7 +80,7 @@ def save_model(model: GHyena, path: str | os.PathLike, **metadata: Any) -> pathl
         "cutoff": model.cutoff,
         "units": UNITS,
         "dtype": _DTYPE_NAMES.get(model.dtype, str(model.dtype)),
-        "ordering": ORDERING_RULE,
+        "ordering": model.cfg.ordering,
         "hyenamd_version": _version(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "training": metadata,
@@ -138,21 +144,52 @@ def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[in
     return info, shapes
 
 
+def legacy_ordering(info: dict[str, Any]) -> str:
+    """The ordering rule a checkpoint written before ``GHyenaConfig.ordering`` existed was trained with.
+
+    Those versions used topology order when the training systems had residue labels and a
+    Hilbert curve otherwise. Stores written by hyenamd (``reference_md``) always carry the
+    topology's labels, so a model whose training summary lists ``stores`` was trained in
+    topology order; any other model (trained on unlabelled samples) in Hilbert order.
+    """
+    training = info.get("training") or {}
+    return "topology" if isinstance(training, dict) and training.get("stores") else "hilbert"
+
+
 def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    *,
+    ordering: str | None = None,
 ) -> GHyena:
     """Rebuild the model saved at ``path`` on ``device`` (dtype: the saved one unless given). Eval mode.
 
     dtype: ``"float32"``, ``"float64"``, ``torch.float32``/``torch.float64`` or None
     (:func:`hyenamd.dtypes.resolve_dtype`; anything else is a ``ValueError`` before the file is read).
+    ordering: override the checkpoint's ordering rule (for checkpoints written before the rule
+    was recorded, whose rule is inferred by :func:`legacy_ordering` with a warning).
     """
     from safetensors import safe_open
 
     dtype = resolve_dtype(dtype)
     path = pathlib.Path(path)
     info, shapes = _read_header(path)
+    config = dict(info["config"]) if isinstance(info["config"], dict) else info["config"]
+    if isinstance(config, dict) and ordering is not None:
+        config["ordering"] = ordering
+    elif isinstance(config, dict) and "ordering" not in config:
+        config["ordering"] = legacy_ordering(info)
+        warnings.warn(
+            f"{path} was written before models recorded their ordering rule; loading it with "
+            f"ordering={config['ordering']!r} (the rule it was trained with: topology order when the "
+            "training systems had residue labels, as hyenamd's reference stores do, else a Hilbert "
+            "curve). Pass load_model(..., ordering='topology'|'hilbert') to choose.",
+            UserWarning,
+            stacklevel=2,
+        )
     try:
-        cfg = from_dict(GHyenaConfig, info["config"], source=f"{path} (config)")
+        cfg = from_dict(GHyenaConfig, config, source=f"{path} (config)")
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config does not fit this hyenamd: {e}") from e
     saved_dtype = {"float32": torch.float32, "float64": torch.float64}.get(info.get("dtype", cfg.dtype))
@@ -200,7 +237,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         + (f" (horizon {cfg.get('dynamics_horizon_fs')} fs)" if "dynamics" in cfg.get("heads", []) else ""),
         f"  dtype        {info.get('dtype')}; {len(shapes)} tensors",
         "  units        " + ", ".join(f"{k} {v}" for k, v in info.get("units", {}).items()),
-        f"  ordering     {info.get('ordering')}",
+        f"  ordering     {cfg.get('ordering', 'not recorded (legacy): ' + legacy_ordering(info))}",
     ]
     training = info.get("training") or {}
     if training:

@@ -16,7 +16,7 @@ The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a `
 attribute; positions enter only through ``edge_vectors``), so
 ``compute_forces(model, batch, stress=True)`` adds conservative ``"forces"`` and ``"stress"``.
 Energies are exactly invariant to translations and periodic re-wrapping; given the sequence
-order (``batch.order``, or :func:`hyenamd.surrogate.ordering.batch_order` when absent), they
+order (``batch.order``, or the order of the model's rule ``cfg.ordering`` when absent), they
 are invariant under O(3) and the vector outputs are equivariant. See ``docs/model.md``.
 """
 
@@ -64,6 +64,9 @@ class GHyenaConfig:
     convolution: every token sees every token) or "linear" (zero-padded; chain ends do not
     couple); see docs/model.md for the ablation behind the default.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
+    ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
+    needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
+    :mod:`hyenamd.surrogate.ordering` and docs/model.md ("Ordering").
     """
 
     species: tuple[int, ...] = (1, 6, 7, 8)
@@ -89,6 +92,7 @@ class GHyenaConfig:
     conv: Literal["linear", "circular"] = "circular"
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
+    ordering: Literal["topology", "hilbert"] = "hilbert"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
@@ -143,6 +147,8 @@ class GHyenaConfig:
             raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.ordering not in ("topology", "hilbert"):
+            raise ValueError(f"ordering must be 'topology' or 'hilbert', got {self.ordering!r}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -250,7 +256,7 @@ class GHyena(nn.Module):
                 s, v = block(s, v, edges)
             else:
                 if order is None:
-                    order = _order_of(batch)
+                    order = _order_of(batch, self.cfg.ordering)
                 s, v = block(s, v, order, batch.ptr)
 
         energies = self.energy_head(s, idx)
@@ -267,13 +273,13 @@ class GHyena(nn.Module):
         return f"species={list(self.cfg.species)}, cutoff={self.cutoff}, parameters={n:,}"
 
 
-def _order_of(batch: Batch) -> Tensor:
-    """The batch's sequence order (global indices), computed by the ordering rule if absent."""
+def _order_of(batch: Batch, rule: str) -> Tensor:
+    """The batch's sequence order (global indices), computed by the model's rule if absent."""
     if batch.order is not None:
         return batch.order
     from hyenamd.surrogate.ordering import batch_order
 
-    return batch_order(batch)
+    return batch_order(batch, rule)
 
 
 def _global_block(cfg: GHyenaConfig) -> nn.Module:

@@ -133,7 +133,7 @@ def _one_system(model: nn.Module, batch: Batch, k: int) -> dict[str, Tensor]:
             from hyenamd.surrogate.reference_global import reference_global_block
 
             if order is None:
-                order = canonical_order(batch.system(k))
+                order = canonical_order(batch.system(k), cfg.ordering)
             s, v = reference_global_block(block, s, v, order, torch.tensor([0, n]))
 
     head = model.energy_head

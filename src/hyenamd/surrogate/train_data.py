@@ -28,6 +28,11 @@ class TrainSettings:
     objective. fit_shifts: least-squares per-species energy shifts before training.
     neighbor_skin: Å added to the cutoff of the cached neighbour lists (must exceed 2×noise).
     seed: shuffling and noise. device; mixed_precision (CUDA only); progress (tqdm).
+    order_augment: draw a random valid sequence order for every training structure at every
+    step (:func:`hyenamd.surrogate.ordering.random_order`: random Hilbert frames/offsets, or
+    shuffled identical solvent molecules for topology models), so the model learns not to
+    depend on one order; None (default): on for "hilbert" models, off for "topology" ones.
+    Validation always uses the canonical order.
     """
 
     task: Literal["force_field", "dynamics"] = "force_field"
@@ -52,6 +57,7 @@ class TrainSettings:
     device: str = "cpu"
     mixed_precision: bool = False
     progress: bool = True
+    order_augment: bool | None = None
 
     def __post_init__(self) -> None:
         problems = []

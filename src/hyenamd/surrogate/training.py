@@ -45,6 +45,7 @@ from hyenamd.surrogate.checkpoint import save_model
 from hyenamd.surrogate.forces import compute_forces
 from hyenamd.surrogate.losses import dynamics_loss, energy_least_squares_shifts, force_field_loss
 from hyenamd.surrogate.model import GHyena
+from hyenamd.surrogate.ordering import canonical_order, model_ordering, random_order
 from hyenamd.surrogate.schedule import EMA, cosine_lr
 from hyenamd.surrogate.train_data import Sample, TrainResult, TrainSettings, split_by_segment
 from hyenamd.surrogate.train_state import fp32_global_blocks, load_train_state, save_train_state
@@ -93,6 +94,11 @@ class Trainer:
         self.state_path = self.out_dir / "train_state.safetensors"
         self.data_summary = dict(data_summary or {})
         self._nbrs: dict[int, Neighbors] = {}
+        self.ordering = model_ordering(model)
+        augment = settings.order_augment
+        self.order_augment = bool(
+            self.ordering is not None and (self.ordering == "hilbert" if augment is None else augment)
+        )
         self._prepared = [self._prepare(x) for x in self.train + self.valid]
         self.scales = self._fit_scales()
         self.optim = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -142,12 +148,15 @@ class Trainer:
                 )
 
     def _prepare(self, x: Sample) -> Sample:
-        """Move to the model's device/dtype, fix the sequence order once, cache the neighbour list."""
-        sys = x.system.to(self.device, self.dtype)
-        if self.model.needs_order and sys.order is None:
-            from hyenamd.surrogate.ordering import canonical_order
+        """Move to the model's device/dtype, fix the canonical order (the model's rule), cache the neighbour list.
 
-            sys = sys.replace(order=canonical_order(sys))
+        The order always comes from the model's rule (an order a sample carries may have
+        been made by another rule).
+        """
+        sys = x.system.to(self.device, self.dtype)
+        sys = sys.replace(order=None)
+        if self.ordering is not None:
+            sys = sys.replace(order=canonical_order(sys, self.ordering))
         if self.s.task == "force_field":
             sys = sys.replace(velocities=None)
         cv = lambda t: None if t is None else torch.as_tensor(t).to(self.device, self.dtype)  # noqa: E731
@@ -189,7 +198,10 @@ class Trainer:
     def _batch(
         self, items: list[Sample], noise: bool
     ) -> tuple[Batch, Neighbors, list[Sample], Tensor | None]:
-        batch = Batch.from_systems([x.system for x in items])
+        systems = [x.system for x in items]
+        if noise and self.order_augment:  # a random valid order per structure and step
+            systems = [s.replace(order=random_order(s, self.ordering, self.gen)) for s in systems]
+        batch = Batch.from_systems(systems)
         nbs = [self._nbrs[id(x)] for x in items]
         offs = batch.ptr[:-1].tolist()
         nb = Neighbors(
@@ -268,13 +280,13 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, until_epoch: int | None = None) -> TrainResult:
         """Train to ``settings.epochs`` (or stop after ``until_epoch``, to test resuming)."""
-        from tqdm.auto import tqdm
+        from hyenamd.progress import progress_bar
 
         t0 = time.perf_counter()
         train = self._prepared[: len(self.train)]
         stop_at = self.s.epochs if until_epoch is None else min(until_epoch, self.s.epochs)
         stopped = self.s.patience > 0 and self.bad_epochs >= self.s.patience
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total_steps,
             initial=self.step,
             desc=f"train {self.s.task}",

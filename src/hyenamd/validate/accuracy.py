@@ -110,9 +110,9 @@ def evaluate_model(
     e_acc, f_acc = ErrorAccumulator(), ErrorAccumulator()
     it = (next(iter(reference.frames(int(i), int(i) + 1))) for i in idx)
     if progress:
-        from tqdm.auto import tqdm
+        from hyenamd.progress import progress_bar
 
-        it = tqdm(it, total=len(idx), desc="model on reference frames", leave=False)
+        it = progress_bar(it, total=len(idx), desc="model on reference frames", leave=False)
     model = model.to(device)
     for fr in it:
         ref_f = reference.forces(fr.index)

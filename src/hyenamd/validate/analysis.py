@@ -161,9 +161,9 @@ def analyze_trajectory(
 
     frames = traj.frames(0, stop, stride)
     if cfg.progress:
-        from tqdm.auto import tqdm
+        from hyenamd.progress import progress_bar
 
-        frames = tqdm(frames, total=n_frames, desc=f"analysing {name}", unit="frame", leave=False)
+        frames = progress_bar(frames, total=n_frames, desc=f"analysing {name}", unit="frame", leave=False)
     for k, fr in enumerate(frames):
         kin = ke_all[fr.index] if ke_all is not None else None
         if kin is None and fr.velocities is not None:

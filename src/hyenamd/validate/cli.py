@@ -13,10 +13,11 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from hyenamd.config import add_config_args
+    from hyenamd.validate.config import ValidateConfig
 
     p.add_argument("reference", help="reference MD store (.h5/.h5md/.hdf5 or .zarr)")
     p.add_argument("surrogate", help="surrogate trajectory store of the same system")
-    add_config_args(p)
+    add_config_args(p, config_cls=ValidateConfig, example="thresholds.max_rdf_mae=0.03")
     p.add_argument("--model", default=None, help="checkpoint (.safetensors): adds energy/force accuracy")
     p.add_argument("--baseline", default=None, help="a second, independent reference run (reference spread)")
     p.add_argument("--out", default="validation", help="report folder (default: ./validation)")

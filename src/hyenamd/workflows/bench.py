@@ -1,13 +1,18 @@
 """``hyenamd bench NAME [ARGS...]``: run ``benchmarks/NAME.py`` from the source tree.
 
 The benchmark scripts live in the repository's ``benchmarks/`` folder (not in the installed
-package: they write JSON under ``benchmarks/results/`` and figures under ``docs/figures/``).
-This command finds that folder next to the source tree, runs the script with the current
-Python interpreter and passes every further argument through, e.g.::
+package). This command finds that folder next to the source tree, runs the script with the
+current Python interpreter and passes every further argument through, e.g.::
 
-    hyenamd bench nbody --quick
-    hyenamd bench scaling --max-log2 16
+    hyenamd bench nbody --quick                  # JSON and figures under ./results
+    hyenamd bench --out /tmp/b scaling --max-log2 16
     hyenamd bench --list
+
+Results go where told: ``--out DIR`` (before or after the name; default ``results/`` under the
+working directory), JSON in ``DIR`` and figures in ``DIR/figures``, through the
+``HYENAMD_BENCH_RESULTS``/``HYENAMD_BENCH_FIGURES`` variables ``benchmarks/common.py`` reads. A
+script run directly (``python benchmarks/ear.py``) writes the repository's
+``benchmarks/results/`` and ``docs/figures/`` (the numbers of BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ def available() -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="benchmark name (benchmarks/NAME.py); --list shows them")
     p.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
+    p.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help="folder for the JSON results (figures in OUT/figures); default: ./results",
+    )
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script (e.g. --quick)")
 
 
@@ -63,6 +74,24 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     script = benchmarks_dir() / f"{args.name}.py"
+    rest, out = _take_out(list(args.args), args.out)
+    out = (out or pathlib.Path("results")).absolute()
     src = str(pathlib.Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, str(script), *args.args], env=env, check=False).returncode
+    env.update(HYENAMD_BENCH_RESULTS=str(out), HYENAMD_BENCH_FIGURES=str(out / "figures"))
+    print(f"hyenamd bench {args.name}: results in {out}", file=sys.stderr)
+    return subprocess.run([sys.executable, str(script), *rest], env=env, check=False).returncode
+
+
+def _take_out(rest: list[str], out: pathlib.Path | None) -> tuple[list[str], pathlib.Path | None]:
+    """``--out DIR`` / ``--out=DIR`` given after the benchmark name belongs to this command."""
+    keep = []
+    it = iter(rest)
+    for a in it:
+        if a == "--out":
+            out = pathlib.Path(next(it, "results"))
+        elif a.startswith("--out="):
+            out = pathlib.Path(a.split("=", 1)[1])
+        else:
+            keep.append(a)
+    return keep, out

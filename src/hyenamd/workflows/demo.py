@@ -336,7 +336,7 @@ def add_arguments(p) -> None:
     """``hyenamd demo [--config FILE] [--set KEY=VALUE ...]``."""
     from hyenamd.config import add_config_args
 
-    add_config_args(p)
+    add_config_args(p, positional=True, config_cls=DemoConfig, example="seed=1")
 
 
 def run(args) -> int:

@@ -196,11 +196,10 @@ def _simulate_in_process(
 
 def _run_with_progress(sim, n: int, chunk: int, desc: str, progress: bool) -> str | None:
     """Run ``sim`` to step ``n`` in chunks under a progress bar; the blow-up message, or None."""
-    from tqdm.auto import tqdm
-
     from hyenamd.engine import BlowUpError
+    from hyenamd.progress import progress_bar
 
-    with tqdm(total=n, desc=desc, unit="step", disable=not progress) as bar:
+    with progress_bar(total=n, desc=desc, unit="step", disable=not progress) as bar:
         try:
             while sim.state.step < n:
                 k = min(chunk, n - sim.state.step)

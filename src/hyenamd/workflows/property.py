@@ -90,7 +90,7 @@ class PropertyModel(nn.Module):
                 if order is None:
                     from hyenamd.surrogate.ordering import batch_order
 
-                    order = batch_order(batch)
+                    order = batch_order(batch, bb.cfg.ordering)
                 s, v = block(s, v, order, batch.ptr)
         return torch.cat([s, torch.sqrt(v.pow(2).sum(-1) + 1e-12)], dim=-1)
 
@@ -138,9 +138,8 @@ def _masked_mse(pred: Tensor, target: Tensor) -> Tensor:
 def train_property(cfg, *, echo=print) -> dict:
     """Train a :class:`PropertyModel` for ``cfg`` (a :class:`hyenamd.workflows.train.TrainConfig` with
     ``task: property``); writes the checkpoint, predictions and curve; returns a summary."""
-    from tqdm.auto import tqdm
-
     from hyenamd.config import from_dict, to_dict
+    from hyenamd.progress import progress_bar
 
     d = (
         cfg.property
@@ -198,7 +197,7 @@ def train_property(cfg, *, echo=print) -> dict:
     history = {"train_loss": [], "valid_loss": []}
     best, bad, step, t0 = math.inf, 0, 0, time.perf_counter()
     best_state = None
-    bar = tqdm(total=total, desc="train property", unit="step", disable=not d.progress)
+    bar = progress_bar(total=total, desc="train property", unit="step", disable=not d.progress)
     for epoch in range(d.epochs):
         model.train()
         order = torch.randperm(len(train), generator=g).tolist()

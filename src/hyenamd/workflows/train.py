@@ -203,7 +203,9 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
 
-    add_config_args(p, positional=True)
+    add_config_args(
+        p, positional=True, required=True, config_cls=TrainConfig, example="output_dir=runs/argon"
+    )
 
 
 def run(args) -> int:
