@@ -33,6 +33,8 @@ from nbody_sim import (  # noqa: E402
 )
 from paper_models import SequenceModel, uniform_ptr  # noqa: E402
 
+from hyenamd.testing import perturb_parameters  # noqa: E402
+
 CHECKPOINT = (
     pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "nbody_ghyena.safetensors"
 )
@@ -220,10 +222,12 @@ def _nbody_inputs(n_sys=3, p=5, seed=0):
 @pytest.mark.parametrize("pattern", ["LGLG", "AA", "LL"])
 def test_nbody_model_is_equivariant(pattern):
     torch.manual_seed(0)
-    m = NBodyNet(pattern, n_scalar=8, n_vector=4).double()
+    # zero-initialised residual branches and output: perturb so every path is non-trivial
+    m = perturb_parameters(NBodyNet(pattern, n_scalar=8, n_vector=4).double(), std=0.2)
     t = _nbody_inputs()
     q = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]  # orthogonal, det ±1
     out = m(t["s0"], t["v0"], t["x"], 5)
+    assert float(out.abs().max()) > 1e-3
     shift = torch.tensor([1.5, -2.0, 0.3], dtype=torch.float64)
     rot = m(t["s0"], t["v0"] @ q.T, t["x"] @ q.T + shift, 5)  # x - x̄ in v0 is translation invariant
     torch.testing.assert_close(rot, out @ q.T, atol=1e-10, rtol=1e-9)
@@ -234,11 +238,11 @@ def test_nbody_local_blocks_are_permutation_equivariant_and_global_blocks_see_th
     t = _nbody_inputs(n_sys=2)
     order = random_orders(2, 5, torch.Generator().manual_seed(3))
     perm = order  # relabel tokens within each system
-    loc = NBodyNet("LL", n_scalar=8, n_vector=4).double()
+    loc = perturb_parameters(NBodyNet("LL", n_scalar=8, n_vector=4).double(), std=0.2)
     torch.testing.assert_close(
         loc(t["s0"][perm], t["v0"][perm], t["x"][perm], 5), loc(t["s0"], t["v0"], t["x"], 5)[perm]
     )
-    glob = NBodyNet("LGLG", n_scalar=8, n_vector=4).double()
+    glob = perturb_parameters(NBodyNet("LGLG", n_scalar=8, n_vector=4).double(), std=0.2)
     a, b = glob(t["s0"], t["v0"], t["x"], 5), glob(t["s0"], t["v0"], t["x"], 5, order)
     assert float((a - b).abs().max()) > 1e-8
     i, j = complete_graph(2, 5)
@@ -247,7 +251,7 @@ def test_nbody_local_blocks_are_permutation_equivariant_and_global_blocks_see_th
 
 def test_task_checkpoint_roundtrip_and_refusals(tmp_path):
     torch.manual_seed(2)
-    m = NBodyNet("LGLG", n_scalar=8, n_vector=4)
+    m = perturb_parameters(NBodyNet("LGLG", n_scalar=8, n_vector=4), std=0.2)
     path = save_task_model(m, tmp_path / "m.safetensors", variant="test", seed=0)
     m2, summary = load_task_model(path)
     assert summary == {"variant": "test", "seed": 0}
@@ -272,7 +276,8 @@ def test_task_checkpoint_roundtrip_and_refusals(tmp_path):
 def test_equivariant_sequence_models_are_equivariant(kind):
     torch.manual_seed(0)
     for readout in ("pool", "token"):
-        m = SequenceModel(kind, s_in=3, v_in=2, n_scalar=8, n_vector=4, n_blocks=2, readout=readout).double()
+        m = SequenceModel(kind, s_in=3, v_in=2, n_scalar=8, n_vector=4, n_blocks=2, readout=readout)
+        m = perturb_parameters(m.double(), std=0.2)  # zero-initialised residual branches
         s0, v0, ptr = (
             torch.randn(10, 3, dtype=torch.float64),
             torch.randn(10, 2, 3, dtype=torch.float64),
