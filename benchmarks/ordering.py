@@ -190,6 +190,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few frames/epochs (a smoke run)")
     ap.add_argument("--ablation", action="store_true", help="also train without order augmentation")
     ap.add_argument("--systems", default="argon,water")
+    ap.add_argument("--name", default="ordering", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     n_frames, epochs = (20, 1) if args.quick else (80, 10)
@@ -238,7 +239,7 @@ def main() -> None:
             print(name, label, {k: v for k, v in res.items() if k != "valid"}, flush=True)
         result[name] = entry
     result["load_after"] = os.getloadavg()
-    path = write_json("ordering", result)
+    path = write_json(args.name, result)
     print("wrote", path)
 
 

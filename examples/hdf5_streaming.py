@@ -25,7 +25,7 @@ def main(n_atoms: int = 200_000, n_frames: int = 5) -> None:
     rng = np.random.default_rng(0)
     x0 = system.positions.numpy()
     with tempfile.TemporaryDirectory() as tmp:
-        for suffix in (".h5", ".zarr"):
+        for suffix in (".h5md", ".zarr"):
             path = pathlib.Path(tmp) / f"traj{suffix}"
             t = time.perf_counter()
             with open_store(path, "w", system=system) as store:  # close() marks it complete

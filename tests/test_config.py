@@ -85,3 +85,39 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.yaml", Outer)
     with pytest.raises(ConfigError, match="key.sub=value"):
         load_config(write(tmp_path, "name: a\n"), Outer, ["justakey"])
+
+
+def test_cli_config_spellings_and_help_name_real_keys(capsys):
+    """``--config FILE`` works for every subcommand, CONFIG positional is its alias, and the
+    ``--set`` help names keys the subcommand accepts (no made-up ``n_atoms``)."""
+    import dataclasses
+
+    import pytest as _pytest
+
+    from hyenamd.cli import COMMANDS, build_parser, main
+    from hyenamd.cluster.cli import RolloutConfig
+
+    parser = build_parser()
+    a = parser.parse_args(["rollout", "--config", "x.yaml", "--set", "replicas=2"])
+    b = parser.parse_args(["rollout", "x.yaml", "--set", "replicas=2"])
+    from hyenamd.config import check_config_args
+
+    check_config_args(a, parser)
+    check_config_args(b, parser)
+    assert a.config == b.config == "x.yaml" and a.overrides == b.overrides == ["replicas=2"]
+    with _pytest.raises(SystemExit):
+        parser.parse_args(["rollout", "a.yaml", "--config", "b.yaml"])
+    capsys.readouterr()
+    with _pytest.raises(SystemExit):
+        main(["reference"])
+    assert (
+        "reference needs a config: hyenamd reference CONFIG (or --config CONFIG)" in capsys.readouterr().err
+    )
+    sub = next(x for x in parser._actions if x.dest == "command").choices
+    for name in COMMANDS:
+        text = sub[name].format_help()
+        assert "n_atoms" not in text, name
+        if name in ("reference", "train", "rollout", "validate", "demo"):
+            assert "--config" in text and "keys:" in text, name
+    rollout_help = " ".join(sub["rollout"].format_help().split())
+    assert all(f.name in rollout_help for f in dataclasses.fields(RolloutConfig))

@@ -217,7 +217,7 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: Sequen
 
 
 class _PositionalConfig(argparse.Action):
-    """The optional positional CONFIG: an alias of ``--config`` (absent: leaves it alone)."""
+    """CONFIG and ``--config FILE`` set one value; absent leaves it alone, two different ones are an error."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         if values is None:
@@ -243,7 +243,9 @@ def add_config_args(
     if positional:
         p.add_argument("config_file", nargs="?", default=None, action=_PositionalConfig, metavar="CONFIG",
                        help=f"{what}; same as --config")  # fmt: skip
-        p.add_argument("--config", dest="config_file", default=None, metavar="FILE", help=what)
+        p.add_argument(
+            "--config", dest="config_file", default=None, metavar="FILE", action=_PositionalConfig, help=what
+        )
     else:
         p.add_argument("--config", dest="config_file", default=None, metavar="FILE", help=what)
     keys = [f.name for f in dataclasses.fields(config_cls)] if config_cls is not None else []

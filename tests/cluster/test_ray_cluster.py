@@ -50,7 +50,7 @@ def head():
     port, dash = _free_port(), _free_port()
     ray_bin = pathlib.Path(sys.executable).with_name("ray")
     cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}",
-           "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2", "--num-gpus=0",
+           "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2", "--num-gpus=0", "--node-ip-address=127.0.0.1",
            f"--temp-dir={tmp}", "--disable-usage-stats"]  # fmt: skip
     log = open(pathlib.Path(tmp) / "head.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
@@ -84,6 +84,19 @@ def head():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _submit(client, timeout: float = 420.0, **kw) -> str:
+    """submit_job, retried while the head's job agent is still starting (HTTP 500 "No available
+    agent to submit job, please try again later")."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            return client.submit_job(**kw)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() - t0 > timeout:
+                raise
+            time.sleep(2.0)
+
+
 def _wait(client, job_id: str, timeout: float = 300.0):
     t0 = time.monotonic()
     while True:
@@ -111,12 +124,14 @@ def test_job_submit_writes_outputs_where_the_user_asked(head, tmp_path):
         "env_vars": {k: _env()[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS", "RAY_AUTH_MODE")},
     }
     # the inputs may be relative (they travel with the working dir); outputs must be absolute
-    good = head["client"].submit_job(
+    good = _submit(
+        head["client"],
         entrypoint=f"{sys.executable} -m hyenamd.cli rollout lj.yaml {common} --set initial=init.h5md "
         f"--set output_dir={out}",
         runtime_env=runtime_env,
     )
-    bad = head["client"].submit_job(
+    bad = _submit(
+        head["client"],
         entrypoint=f"{sys.executable} -m hyenamd.cli rollout lj.yaml {common} --set initial=init.h5md "
         "--set output_dir=relative_results",
         runtime_env=runtime_env,

@@ -70,6 +70,15 @@ def test_cu_h5md_content():
             np.testing.assert_array_equal(st.observable("energy"), f["observables/atoms/energy/value"][()])
 
 
+def test_inspect_names_the_writer_and_what_was_not_read(capsys):
+    from hyenamd.cli import main
+
+    assert main(["inspect", data.H5MD_energy]) == 0
+    out = capsys.readouterr().out
+    assert "written by 'ZnH5MD'" in out and "frames       20" in out and "atoms        108: Cu 108" in out
+    assert "not read     momentum" in out
+
+
 def test_malformed_observable_is_skipped_not_fatal():
     with open_store(data.H5MD_malformed) as st:  # MDAnalysis refuses this file; positions are fine
         assert len(st) == 20 and "observable energy" in st.skipped

@@ -212,3 +212,37 @@ def test_topology_variants_shuffle_only_identical_solvent_molecules():
         waters = r[6:].reshape(4, 3)
         assert bool(((waters[:, 1:] - waters[:, :1]) == torch.tensor([1, 2])).all())  # molecules stay whole
     assert len({tuple(r.tolist()) for r in rows}) > 1
+
+
+@pytest.mark.parametrize("ordering", ["topology", "hilbert"])
+def test_symmetry_fd_and_batch_checks_hold_for_both_orderings(ordering):
+    """The test kit's checks (fresh evaluations for symmetry) on a model whose order matters."""
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+    from hyenamd.testing import (
+        assert_batch_independent,
+        assert_equivariant,
+        assert_forces_match_fd,
+        rattled_cu,
+        water_trimer,
+    )
+
+    cfg = GHyenaConfig(
+        species=(1, 8, 29), cutoff=3.5, n_scalar=8, n_vector=4, n_rbf=4,
+        pattern=("local", "global", "local", "global"), dtype="float64", ordering=ordering,
+    )  # fmt: skip
+    model = GHyena(cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # off the zero-initialised branches, so the order matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    cu = rattled_cu(seed=1)
+    cu = cu.replace(labels=Labels(residue_index=torch.arange(cu.n_atoms)))
+    for s in (water_trimer(), cu):
+        assert_equivariant(model, s)
+    assert_forces_match_fd(model, water_trimer())
+    assert_batch_independent(model, [water_trimer(), cu])
+    rev = cu.replace(order=torch.arange(cu.n_atoms - 1, -1, -1))
+    from hyenamd import Batch
+
+    e = [float(model(Batch.from_system(s))["energy"][0]) for s in (cu, rev)]
+    assert abs(e[0] - e[1]) > 1e-8  # the order does matter for this model

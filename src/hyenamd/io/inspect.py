@@ -41,8 +41,14 @@ def describe_store(path: str | os.PathLike) -> str:
     with open_store(path) as st:
         n = len(st)
         species, counts = np.unique(st._static["species"], return_counts=True)
+        skipped = getattr(st, "skipped", None)  # a foreign H5MD file (read-only, units converted)
+        head = (
+            f"H5MD file {path} written by {st.creator!r} (read-only; units converted to hyenamd's)"
+            if skipped is not None
+            else f"hyenamd store {path}"
+        )
         lines = [
-            f"hyenamd store {path} ({st.backend}, {_human(_size(path))} on disk)",
+            f"{head} ({st.backend}, {_human(_size(path))} on disk)",
             f"  status       {st.status}",
             f"  frames       {n}"
             + (f" ({int((~st.committed).sum())} uncommitted slots)" if n and not st.committed.all() else ""),
@@ -60,6 +66,8 @@ def describe_store(path: str | os.PathLike) -> str:
             lines.append(f"  dtype        {lay.dtype}  chunks {lay.chunk_frames} frames x {lay.atom_chunk} atoms"
                          f"  compression {lay.compression}" + (f"  quantize {lay.quantize}" if lay.quantize else ""))  # fmt: skip
         lines.append("  units        " + ", ".join(f"{k}: {v}" for k, v in st.units.items()))
+        for name, why in (skipped or {}).items():
+            lines.append(f"  not read     {name}: {why}")
         for name in st.observable_names:
             v = st.observable(name)
             if n and np.isfinite(v).any():
