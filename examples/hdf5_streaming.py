@@ -35,7 +35,9 @@ def main(n_atoms: int = 200_000, n_frames: int = 5) -> None:
             wrote = time.perf_counter() - t
             mb = n_frames * x0.nbytes / 1e6
             with open_store(path) as store:
-                centre = slice(n_atoms // 2, n_atoms // 2 + 10_000)
+                centre = slice(
+                    n_atoms // 2, min(n_atoms, n_atoms // 2 + 10_000)
+                )  # ranges past the end are refused
                 t = time.perf_counter()
                 means = [f["positions"].mean(0) for f in store.frames(atoms=centre, prefetch=2)]
                 read_range = time.perf_counter() - t

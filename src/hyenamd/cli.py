@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from hyenamd import __version__
 from hyenamd.config import ConfigError, add_config_args, check_config_args
+from hyenamd.errors import HyenaError, one_line
 
 __all__ = ["add_config_args", "main"]
 
@@ -72,15 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Large-system molecular simulation with a Geometric Hyena surrogate.",
     )
     parser.add_argument("--version", action="version", version=f"hyenamd {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (default: one line)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add_args, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         _resolve(add_args)(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.set_defaults(_run=run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every user-facing error is one line on stderr and exit code 2.
+
+    User-facing errors are :class:`hyenamd.errors.HyenaError` (bad configs, systems, stores,
+    checkpoints, refused overwrites ...) and the operating system's file errors (missing file,
+    permission denied, a directory given for a file). ``--debug`` re-raises them with the
+    traceback. Anything else is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -89,9 +101,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_config_args(args, parser)
     try:
         return int(_resolve(args._run)(args) or 0)
-    except ConfigError as e:
-        print(f"hyenamd {args.command}: configuration error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"hyenamd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (HyenaError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"hyenamd {args.command}: {_describe(e)}", file=sys.stderr)
         return 2
+
+
+def _describe(e: BaseException) -> str:
+    """One line: the kind of problem, the message, and the file for OS errors."""
+    if isinstance(e, ConfigError):
+        return f"configuration error: {one_line(e)}"
+    if isinstance(e, HyenaError):
+        return f"error: {one_line(e)}"
+    assert isinstance(e, OSError)
+    what = {
+        FileNotFoundError: "no such file or directory",
+        PermissionError: "permission denied",
+        IsADirectoryError: "is a directory (expected a file)",
+        NotADirectoryError: "not a directory",
+        FileExistsError: "already exists",
+    }.get(type(e), e.strerror or type(e).__name__)
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"error: {what}: {files}" if files else f"error: {one_line(e)}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import pathlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union
+
+from hyenamd.errors import HyenaError
 
 __all__ = [
     "ConfigError",
@@ -37,7 +40,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(HyenaError, ValueError):
     """A configuration value is unknown, missing or of the wrong type."""
 
 
@@ -97,11 +100,15 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
             # YAML 1.1 reads 1e-3 as a string: accept numeric strings for floats
             if isinstance(value, str):
                 try:
-                    return float(value)
+                    value = float(value)
                 except ValueError:
-                    pass
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
+                    raise ConfigError(f"{where} must be a number, got {value!r}") from None
+            else:
+                raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
@@ -150,6 +157,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", 
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name in data:
+            if _is_default_infinity(data[name], f):  # e.g. max_temperature: .inf (no limit)
+                kwargs[name] = float(data[name])
+                continue
             kwargs[name] = _convert(data[name], hints[name], key, source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{key}' in {source} ({cls.__name__})")
@@ -159,6 +169,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", 
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"invalid {cls.__name__} in {source}: {e}") from e
+
+
+def _is_default_infinity(value: Any, f: dataclasses.Field) -> bool:
+    """An infinite value is accepted only for a field whose default is that same infinity."""
+    return (
+        isinstance(value, float) and math.isinf(value) and isinstance(f.default, float) and f.default == value
+    )
 
 
 def to_dict(cfg: Any) -> Any:
@@ -174,17 +191,56 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def load_yaml(path: str | pathlib.Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; a clear error if it is not a mapping."""
+def _safe_loader() -> type:
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last)."""
     import yaml
 
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # the base class reports unhashable keys
+                if key in seen:
+                    raise ConfigError(
+                        f"duplicate key {key!r} (line {seen[key] + 1} and line "
+                        f"{key_node.start_mark.line + 1}); give each key once"
+                    )
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return _UniqueKeyLoader
+
+
+def _parse_yaml(text: str, what: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_safe_loader())  # a SafeLoader subclass: no Python tags
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def load_yaml(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a YAML mapping with a safe loader; a clear error if it is not a mapping.
+
+    Refuses duplicate keys, files that are not files (directories), and undecodable text.
+    """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None
+    data = _parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -193,18 +249,18 @@ def load_yaml(path: str | pathlib.Path) -> dict[str, Any]:
 
 
 def _apply_override(data: dict[str, Any], override: str, source: str) -> None:
-    import yaml
-
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key.sub=value")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r}: the key {key.strip()!r} has an empty part")
     node = data
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: '{p}' in {source} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = _parse_yaml(raw, f"override {override!r}")
 
 
 def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: Sequence[str] = ()) -> T:

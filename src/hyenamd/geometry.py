@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hyenamd.checks import InvalidSystemError, check_neighbor_search
+
 __all__ = [
     "Neighbors",
     "VerletList",
@@ -208,6 +210,7 @@ def neighbor_list(
     """
     if cutoff <= 0 or not math.isfinite(cutoff):
         raise ValueError(f"cutoff must be a positive finite length in Å, got {cutoff}")
+    check_neighbor_search(positions, cell, pbc, cutoff)  # refuses what would crash or hang vesin
     device = positions.device
     if device.type == "cuda":
         nb = _neighbor_list_vesin_torch(positions, cell, pbc, cutoff, full)
@@ -412,7 +415,7 @@ class VerletList:
             if bool(pbc[k].any()):
                 widths = perpendicular_widths(cell[k])[pbc[k]]
                 if 0.5 * self.skin >= 0.5 * float(widths.min()):
-                    raise ValueError(
+                    raise InvalidSystemError(
                         f"skin {self.skin} Å is too large for system {k}: skin/2 must stay below half "
                         f"the narrowest periodic cell width ({float(widths.min()):.3f} Å)"
                     )

@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 
 from hyenamd.checks import InvalidSystemError
+from hyenamd.checks import as_numeric_tensor as _as_tensor
+from hyenamd.checks import check_bounded as _check_bounded
 from hyenamd.checks import check_finite as _check_finite
 from hyenamd.checks import fail as _fail
 from hyenamd.checks import validate_cell as _validate_cell
@@ -114,7 +116,7 @@ class System:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        pos = torch.as_tensor(self.positions)
+        pos = _as_tensor("positions", self.positions)
         if not pos.is_floating_point():
             pos = pos.to(torch.get_default_dtype())
         if pos.dtype not in _FLOAT_DTYPES:
@@ -125,9 +127,10 @@ class System:
         if n == 0:
             _fail("a System needs at least one atom")
         _check_finite("positions", pos)
+        _check_bounded("positions", pos)
         dtype, device = pos.dtype, pos.device
 
-        sp = torch.as_tensor(self.species, device=device)
+        sp = _as_tensor("species", self.species, device=device)
         if sp.is_floating_point() or sp.dtype == torch.bool or sp.is_complex():
             _fail(f"species must be integer atomic numbers, got dtype {sp.dtype}")
         sp = sp.to(torch.int64)
@@ -140,7 +143,7 @@ class System:
         if self.masses is None:
             m = torch.tensor(MASSES, dtype=dtype, device=device)[sp]
         else:
-            m = torch.as_tensor(self.masses, device=device)
+            m = _as_tensor("masses", self.masses, device=device)
             if not m.is_floating_point():
                 m = m.to(dtype)
             m = m.to(dtype)
@@ -151,7 +154,10 @@ class System:
                 k = int((m <= 0).nonzero()[0])
                 _fail(f"masses must be positive (amu); atom {k} has mass {float(m[k])}")
 
-        pbc = torch.as_tensor(self.pbc, dtype=torch.bool)
+        pbc = _as_tensor("pbc", self.pbc, allow_bool=True)
+        if pbc.is_floating_point():
+            _fail(f"pbc must be booleans, got dtype {pbc.dtype}")
+        pbc = pbc.to(torch.bool)
         if pbc.ndim == 0:
             pbc = pbc.repeat(3)
         if pbc.shape != (3,):
@@ -160,7 +166,7 @@ class System:
 
         cell = self.cell
         if cell is not None:
-            cell = torch.as_tensor(cell, device=device)
+            cell = _as_tensor("cell", cell, device=device)
             if not cell.is_floating_point():
                 cell = cell.to(dtype)
             cell = cell.to(dtype)
@@ -169,13 +175,14 @@ class System:
             if cell.shape != (3, 3):
                 _fail(f"cell must have shape [3, 3] (rows = lattice vectors) or [3], got {tuple(cell.shape)}")
             _check_finite("cell", cell)
+            _check_bounded("cell", cell)
             _validate_cell(cell, pbc)
         elif bool(pbc.any()):
             _fail(f"pbc is {pbc.tolist()} but no cell was given; periodic axes need cell vectors")
 
         vel = self.velocities
         if vel is not None:
-            vel = torch.as_tensor(vel, device=device)
+            vel = _as_tensor("velocities", vel, device=device)
             if not vel.is_floating_point():
                 vel = vel.to(dtype)
             vel = vel.to(dtype)

@@ -27,6 +27,7 @@ import pathlib
 import platform
 
 from hyenamd.cluster.spec import RolloutResult, RolloutSpec
+from hyenamd.errors import HyenaError, read_json_file
 
 __all__ = ["FORMAT", "Manifest", "ManifestError"]
 
@@ -34,7 +35,7 @@ FORMAT = "hyenamd.cluster.manifest"
 VERSION = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(HyenaError, ValueError):
     """A manifest is not ours, or disagrees with the specs of a re-run."""
 
 
@@ -63,17 +64,46 @@ def _same_run(a: dict, b: dict) -> bool:
     return keep(a) == keep(b)
 
 
+_ENTRY_KEYS = ("spec", "status", "output", "attempts", "retries", "node_ids", "errors", "wall_s", "result")
+
+
+def _check_entries(path: pathlib.Path, doc: dict) -> None:
+    """Refuse a manifest whose entries lack the keys the scheduler reads (a damaged file)."""
+    rollouts = doc.get("rollouts")
+    if not isinstance(rollouts, dict):
+        raise ManifestError(f"rollout manifest {path} is corrupt: 'rollouts' is not a mapping")
+    for name, e in rollouts.items():
+        missing = [k for k in _ENTRY_KEYS if not isinstance(e, dict) or k not in e]
+        if missing:
+            raise ManifestError(
+                f"rollout manifest {path} is corrupt: entry {name!r} lacks {missing}; "
+                "move the file away to start a fresh manifest"
+            )
+        if not isinstance(e["spec"], dict) or e["status"] not in (
+            "pending",
+            "running",
+            "completed",
+            "failed",
+        ):
+            raise ManifestError(
+                f"rollout manifest {path} is corrupt: entry {name!r} has a bad spec or status"
+            )
+
+
 class Manifest:
     """Read-modify-write access to a manifest file (``path=None``: kept in memory only)."""
 
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = None if path is None else pathlib.Path(path)
         if self.path is not None and self.path.exists():
-            doc = json.loads(self.path.read_text())
+            doc = read_json_file(self.path, "rollout manifest", ManifestError)
+            if not isinstance(doc, dict):
+                raise ManifestError(f"rollout manifest {self.path} is corrupt (a JSON {type(doc).__name__})")
             if doc.get("format") != FORMAT:
                 raise ManifestError(f"{self.path} is not a rollout manifest (format {doc.get('format')!r})")
             if int(doc.get("version", 0)) > VERSION:
                 raise ManifestError(f"{self.path} has manifest version {doc['version']} > {VERSION}")
+            _check_entries(self.path, doc)
             self.doc = doc
         else:
             self.doc = {"format": FORMAT, "version": VERSION, "created": _now(), "rollouts": {}}

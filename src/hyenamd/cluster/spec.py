@@ -32,6 +32,8 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyenamd.errors import HyenaError
+
 __all__ = [
     "INTEGRATOR_KINDS",
     "MODEL_KINDS",
@@ -48,7 +50,7 @@ STATUSES = ("pending", "running", "completed", "failed")
 _DTYPES = ("float32", "float64")
 
 
-class SpecError(ValueError):
+class SpecError(HyenaError, ValueError):
     """A rollout spec is malformed (raised before any work)."""
 
 

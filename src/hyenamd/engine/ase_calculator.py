@@ -44,6 +44,7 @@ from torch import nn
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
 from hyenamd.engine.ase_order import ORDER_ARRAY, read_orders, write_orders
+from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
 
@@ -207,6 +208,7 @@ class HyenaCalculator(Calculator):
             stress=with_stress,
             orders=orders,
         )
+        check_finite_outputs("HyenaCalculator", energy=out["energy"], forces=out["forces"])
         if rule is not None and orders is None:
             write_orders(atoms, out["orders"], rule)  # the order travels with the atoms
         if self.atoms is None or self.check_state(atoms):  # ASE's get_property copies it already

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from hyenamd.engine.state import TENSOR_FIELDS, MDState
+from hyenamd.errors import HyenaError
 from hyenamd.system import Labels
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
@@ -40,7 +41,7 @@ FORMAT = "hyenamd.engine.checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HyenaError, ValueError):
     """A file is not a hyenamd engine checkpoint, or does not fit the run that reads it."""
 
 
@@ -112,6 +113,8 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
     from safetensors import safe_open
 
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint file (.safetensors)")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -121,11 +124,21 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a safetensors file: {e}") from e
     if raw is None:
         raise CheckpointError(f"{path} has no 'hyenamd' metadata: not an engine checkpoint")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} has corrupt metadata (not valid JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has corrupt metadata (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a {meta.get('format', 'unknown')!r} file, not an engine checkpoint ({FORMAT}); "
             "model checkpoints are read with hyenamd.surrogate.load_model"
+        )
+    missing = [k for k in ("device", "present", "step", "time_fs", "single") if k not in meta]
+    if missing or not isinstance(meta.get("version", 0), int):
+        raise CheckpointError(
+            f"{path} has corrupt metadata (missing or malformed keys {missing or ['version']})"
         )
     if int(meta.get("version", 0)) > VERSION:
         raise CheckpointError(

@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 from typing import Literal
 
+import torch
 from torch import nn
 
 from hyenamd.engine.guard import BlowUpGuard
@@ -125,7 +126,11 @@ def build_reporters(cfg: ReporterSettings) -> list:
 
     out: list = []
     if cfg.state_data is not None or cfg.progress:
-        out.append(StateDataReporter(cfg.state_data, cfg.state_data_interval, progress=cfg.progress))
+        out.append(
+            StateDataReporter(
+                cfg.state_data, cfg.state_data_interval, progress=cfg.progress, overwrite=cfg.overwrite
+            )
+        )
     if cfg.trajectory is not None:
         out.append(
             TrajectoryReporter(
@@ -134,8 +139,44 @@ def build_reporters(cfg: ReporterSettings) -> list:
             )
         )  # fmt: skip
     if cfg.checkpoint is not None:
-        out.append(CheckpointReporter(cfg.checkpoint, cfg.checkpoint_interval))
+        out.append(CheckpointReporter(cfg.checkpoint, cfg.checkpoint_interval, overwrite=cfg.overwrite))
     return out
+
+
+def check_resumed_system(path, state, system) -> None:
+    """Refuse to resume ``state`` (read from checkpoint ``path``) for a different ``system``.
+
+    Compares the atom count, species, masses and periodicity of every system (``system``: a
+    System, a sequence of them, or a Batch); positions and velocities are the checkpoint's.
+    """
+    from hyenamd.engine.checkpoint import CheckpointError
+
+    if system is None:
+        return
+    systems = getattr(system, "systems", None)
+    systems = (
+        systems() if callable(systems) else (list(system) if isinstance(system, list | tuple) else [system])
+    )
+    if len(systems) != state.n_systems:
+        raise CheckpointError(
+            f"{path} holds {state.n_systems} system(s) but {len(systems)} were given: not this run's checkpoint"
+        )
+    for k, sys_k in enumerate(systems):
+        saved = state.system(k)
+        what = f"system {k}" if len(systems) > 1 else "the system"
+        if saved.n_atoms != sys_k.n_atoms:
+            raise CheckpointError(
+                f"{path} holds a system of {saved.n_atoms} atoms but {what} given has {sys_k.n_atoms}: "
+                "not this run's checkpoint (remove it or point reporters.checkpoint elsewhere)"
+            )
+        if not torch.equal(saved.species.cpu(), sys_k.species.cpu()):
+            raise CheckpointError(
+                f"{path} holds other species than {what} given (same atom count): not this run's checkpoint"
+            )
+        if not torch.equal(saved.pbc.cpu(), sys_k.pbc.cpu()) or not torch.allclose(
+            saved.masses.cpu().double(), sys_k.masses.cpu().double(), rtol=1e-6
+        ):
+            raise CheckpointError(f"{path} holds other masses or periodicity than {what} given")
 
 
 def build_simulation(cfg: MDConfig, potential: nn.Module, system, *, resume: bool = False, device=None):
@@ -148,7 +189,9 @@ def build_simulation(cfg: MDConfig, potential: nn.Module, system, *, resume: boo
     reporters = build_reporters(cfg.reporters)
     ckpt = cfg.reporters.checkpoint
     if resume and ckpt is not None and pathlib.Path(ckpt).exists():
-        return Simulation.from_checkpoint(ckpt, integrator, reporters, guard=guard, device=device)
+        sim = Simulation.from_checkpoint(ckpt, integrator, reporters, guard=guard, device=device)
+        check_resumed_system(ckpt, sim.state, system)
+        return sim
     temp = cfg.initial_temperature_k
     if temp is None and cfg.integrator.kind == "langevin_baoab":
         temp = cfg.integrator.temperature_k

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from hyenamd.engine.state import MDState
+from hyenamd.errors import HyenaError
 
 __all__ = ["BlowUpError", "BlowUpGuard"]
 
 
-class BlowUpError(RuntimeError):
+class BlowUpError(HyenaError, RuntimeError):
     """A simulation blew up. Attributes: ``step``, ``time_fs``, ``system``, ``cause``."""
 
     def __init__(

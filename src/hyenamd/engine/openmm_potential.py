@@ -61,6 +61,7 @@ from torch import nn
 
 from hyenamd.dtypes import dtype_name, precision_dtype, resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
+from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -246,6 +247,7 @@ class HyenaForce:
                 * NM_TO_ANGSTROM
             )
         out = self.runner(x, self.species, cell, self.pbc, labels=self.labels, orders=self.orders)
+        check_finite_outputs("hyenamd OpenMM force", energy=out["energy"], forces=out["forces"])
         if self.orders is None:
             self.orders = out["orders"]
         return out["energy"] * EV_TO_KJ_PER_MOL, out["forces"] * EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM

@@ -108,6 +108,13 @@ class Reporter:
             return ReportRequest(0, self.include)
         return ReportRequest(self.interval - step % self.interval, self.include)
 
+    def check(self, sim: Simulation) -> None:
+        """Validate everything ``attach`` will do, without touching any file (default: nothing).
+
+        :class:`~hyenamd.engine.Simulation` calls ``check`` on every reporter before the first
+        ``attach``, so a refused output leaves every other reporter's files untouched.
+        """
+
     def mark(self, step: int) -> None:
         """Remember that ``step`` was reported (the simulation calls this in the main thread)."""
         self._last_step = step
@@ -129,7 +136,8 @@ class StateDataReporter(Reporter):
     file: a CSV path (or None for the progress bar only). Columns: ``step, time_fs, system,
     potential_energy_ev, kinetic_energy_ev, total_energy_ev, temperature_k, ns_per_day`` (one
     row per system and report; ns/day from the wall time since the previous report).
-    An existing file is appended to when the run resumes (step > 0), else replaced.
+    An existing file is appended to when the run resumes (step > 0); a fresh run refuses an
+    existing file unless ``overwrite=True`` (:class:`~hyenamd.errors.OutputExistsError`).
     """
 
     COLUMNS = (
@@ -150,10 +158,12 @@ class StateDataReporter(Reporter):
         *,
         progress: bool = True,
         report_initial: bool = True,
+        overwrite: bool = False,
     ) -> None:
         super().__init__(interval, report_initial=report_initial)
         self.path = None if file is None else pathlib.Path(file)
         self.progress = progress
+        self.overwrite = bool(overwrite)
         self._fh = None
         self._writer = None
         self._bar = None
@@ -161,7 +171,13 @@ class StateDataReporter(Reporter):
         self._skip_until = -1
         self.last_ns_per_day: float | None = None
 
+    def check(self, sim: Simulation) -> None:
+        if self.path is None or self._fh is not None:
+            return
+        check_output_file(self.path, "state-data CSV", resume=sim.state.step > 0, overwrite=self.overwrite)
+
     def attach(self, sim: Simulation) -> None:
+        self.check(sim)
         if self.path is not None and self._fh is None:
             step = sim.state.step
             if step > 0 and self.path.exists():
@@ -277,10 +293,19 @@ class TrajectoryReporter(Reporter):
             )
         return [self.path.format(system=k) for k in range(n_systems)]
 
+    def check(self, sim: Simulation) -> None:
+        if self.stores:
+            return
+        for p in self.paths(sim.state.n_systems):
+            check_output_file(p, "trajectory store", resume=sim.state.step > 0, overwrite=self.overwrite,
+                              directory_ok=str(p).endswith(".zarr"))  # fmt: skip
+
     def attach(self, sim: Simulation) -> None:
         if self.stores:
             return
         from hyenamd.io import open_store
+
+        self.check(sim)
 
         state = sim.state
         fields = tuple(f for f, on in (("velocity", self.velocities), ("force", self.forces)) if on)
@@ -335,12 +360,19 @@ class CheckpointReporter(Reporter):
 
     needs_flush = True
 
-    def __init__(self, path: str | os.PathLike, interval: int, *, keep: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, interval: int, *, keep: bool = False, overwrite: bool = True
+    ) -> None:
         super().__init__(interval, report_initial=False)
         self.path = pathlib.Path(path)
         self.keep = keep
+        self.overwrite = bool(overwrite)
         self.written: list[pathlib.Path] = []
         self.seconds = 0.0
+
+    def check(self, sim: Simulation) -> None:
+        # a resumed run replaces its own checkpoint; a fresh one only when asked (overwrite)
+        check_output_file(self.path, "checkpoint", resume=sim.state.step > 0, overwrite=self.overwrite)
 
     def report(self, sim: Simulation, snap: Snapshot) -> None:
         t0 = time.perf_counter()
@@ -350,3 +382,32 @@ class CheckpointReporter(Reporter):
             sim.save_checkpoint(copy)
             self.written.append(copy)
         self.seconds += time.perf_counter() - t0
+
+
+def check_output_file(
+    path: str | os.PathLike, what: str, *, resume: bool, overwrite: bool, directory_ok: bool = False
+) -> None:
+    """Refuse an output ``path`` that a fresh run would replace, or that cannot be written.
+
+    resume: the run continues (step > 0), so an existing file is appended to, not replaced.
+    Raises :class:`~hyenamd.errors.OutputExistsError` for an existing file on a fresh run
+    without ``overwrite``, :class:`~hyenamd.errors.HyenaError` for a directory where a file is
+    expected or a parent directory that cannot be written. Touches nothing on disk.
+    """
+    from hyenamd.errors import HyenaError, OutputExistsError
+
+    p = pathlib.Path(path)
+    if p.is_dir() and not directory_ok:
+        raise HyenaError(f"{what} {p} is a directory; give a file path")
+    if p.exists() and not resume and not overwrite:
+        raise OutputExistsError(
+            f"{what} {p} already exists and this is a fresh run (step 0): it is not replaced; "
+            "remove it, choose another path, or set reporters.overwrite: true"
+        )
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HyenaError(f"cannot create {what} {p}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise HyenaError(f"cannot write {what} {p}: permission denied in {parent}")

@@ -195,6 +195,10 @@ class Simulation:
             raise RuntimeError("this Simulation was closed")
         self.target_step = int(step)
         t_start = time.perf_counter()
+        for r in self.reporters:  # every check before the first attach opens a file
+            check = getattr(r, "check", None)
+            if check is not None:
+                check(self)
         for r in self.reporters:
             attach = getattr(r, "attach", None)
             if attach is not None:

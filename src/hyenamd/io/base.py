@@ -21,6 +21,7 @@ from hyenamd.io.reading import ReadMixin
 from hyenamd.io.schema import (
     STEP_SENTINEL,
     Layout,
+    SchemaError,
     StoreError,
     default_chunk_frames,
 )
@@ -92,7 +93,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         mode = self.mode
         exists = self._exists()
         if mode in ("w", "a"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # like the outputs of every subcommand
+            except OSError as e:
+                raise StoreError(f"cannot create the directory of {self.path}: {e.strerror or e}") from None
             self._acquire_lock()
         if mode == "w" or (mode == "a" and not exists):
             if exists and not overwrite:
@@ -123,10 +127,18 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
                 f"{self.backend} stores have a single writer: use mode='a' (mode='r+' with frames= "
                 "is the zarr multi-writer protocol)"
             )
-        self._open(writable=mode != "r")
-        self._load_static()
+        try:
+            self._open(writable=mode != "r")
+            self._load_static()
+            if mode == "r":
+                self._scan()
+        except StoreError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, OSError) as e:  # a dataset or attribute is gone
+            raise SchemaError(
+                f"{self.path} is damaged (an incomplete hyenamd store): {type(e).__name__}: {e}"
+            ) from None
         if mode == "r":
-            self._scan()
             return
         if mode == "r+":
             self._init_range_writer(frames)
@@ -156,7 +168,11 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
     def _acquire_lock(self) -> None:
         import fcntl
 
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        parent = self.path.parent
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            raise StoreError(f"cannot write {self.path}: directory {parent} is not writable") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -167,6 +183,10 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
+        claim = getattr(self, "_claim", None)
+        if claim is not None:
+            claim.release()
+            self._claim = None
         if self._lock_fd is None:
             return
         try:
@@ -333,6 +353,9 @@ class FrameStore(WriteMixin, ReadMixin, ABC):
             raise StoreError(
                 f"frames={frames} is not aligned to the frame chunk of {cf}: writers must own whole chunks"
             )
+        from hyenamd.io.claims import claim_frames
+
+        self._claim = claim_frames(self.path, frames)  # refuses a range another writer holds
         self._range = frames
         done = self._steps[frames.start : frames.stop] != STEP_SENTINEL
         first_free = int(np.argmin(done)) if not done.all() else len(frames)

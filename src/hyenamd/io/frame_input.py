@@ -10,9 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from hyenamd.io.schema import FrameError, Layout, quantize
+from hyenamd.io.schema import FrameError, Layout, StoreError, quantize
 
-__all__ = ["as_float_array", "as_observable", "as_step", "as_time", "atom_range", "layout_from_call"]
+__all__ = [
+    "as_float_array",
+    "as_observable",
+    "as_step",
+    "as_time",
+    "atom_range",
+    "frame_range",
+    "layout_from_call",
+]
 
 
 def _to_numpy(name: str, x: Any) -> np.ndarray:
@@ -118,15 +126,51 @@ def as_time(time: Any) -> float:
 
 
 def atom_range(atoms: Any, n_atoms: int) -> tuple[int, int]:
-    """Normalise ``atoms`` (None or a step-1 slice) to ``(start, stop)`` within ``[0, n_atoms]``."""
+    """Normalise ``atoms`` (None or a step-1 slice) to ``(start, stop)`` within ``[0, n_atoms]``.
+
+    A start or stop past the end (``slice(0, n + 5)``) is refused, never clipped: a silently
+    shorter range would put data at the wrong atoms. Negative bounds count from the end.
+    """
     if atoms is None:
         return 0, n_atoms
     if not isinstance(atoms, slice):
         raise FrameError(f"atoms must be a slice (a contiguous atom range), got {type(atoms).__name__}")
+    for name, v in (("start", atoms.start), ("stop", atoms.stop), ("step", atoms.step)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)):
+            raise FrameError(f"atoms={atoms}: {name} must be an integer, got {type(v).__name__}")
+        if v is not None and name != "step" and not -n_atoms <= int(v) <= n_atoms:
+            raise FrameError(f"atoms={atoms} is out of range for a store of {n_atoms} atoms")
     a, b, s = atoms.indices(n_atoms)
     if s != 1 or b <= a:
         raise FrameError(f"atoms must be a non-empty contiguous slice with step 1, got {atoms}")
     return a, b
+
+
+def check_frame_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
+    """Refuse a frame's cell ``[3, 3]`` Å that no :class:`hyenamd.System` could hold with the store's
+    ``pbc`` (a zero or singular vector on a periodic axis, a left-handed cell): a frame committed
+    with it could never be read back."""
+    import torch
+
+    from hyenamd.checks import InvalidSystemError, validate_cell
+
+    try:
+        validate_cell(torch.as_tensor(np.asarray(cell, dtype=np.float64)), torch.as_tensor(np.asarray(pbc)))
+    except InvalidSystemError as e:
+        raise FrameError(
+            f"cell of this frame is invalid for a store with pbc {list(map(bool, pbc))}: {e}"
+        ) from None
+
+
+def frame_range(start: Any, stop: Any, stride: Any, n_frames: int) -> range:
+    """Frames ``start:stop:stride`` of a store of ``n_frames``; refuses a stride < 1 and
+    non-integer bounds (a reversed or zero stride is a mistake, not a request)."""
+    for name, v in (("start", start), ("stop", stop), ("stride", stride)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)):
+            raise StoreError(f"frames(): {name} must be an integer, got {v!r}")
+    if stride is None or int(stride) < 1:
+        raise StoreError(f"frames(): stride must be a positive integer, got {stride!r}")
+    return range(*slice(start, stop, int(stride)).indices(n_frames))
 
 
 def layout_from_call(base: Layout, velocities: Any, forces: Any, observables: Mapping[str, Any]) -> Layout:

@@ -23,6 +23,7 @@ from hyenamd.io.schema import (
     Layout,
     SchemaError,
     StoreError,
+    schema_version,
 )
 from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, static_from_arrays
 
@@ -68,6 +69,49 @@ def clear_status_flags(path) -> None:
         raise StoreError(f"HDF5 refused to clear the status flags of {path}; run `h5clear -s {path}`")
     fid = h5f.open(str(path).encode(), h5f.ACC_RDWR, fapl=fapl)
     h5py.File(fid).close()
+
+
+def check_not_truncated(path, lock_path) -> None:
+    """Refuse a truncated HDF5 file before the SWMR open (which skips HDF5's end-of-file check
+    and then reads every frame as zeros or never returns).
+
+    A plain read-only open runs that check in microseconds. It also fails while a writer has
+    the file open; then (and when a live writer holds ``lock_path``, whose file may be ahead of
+    its superblock) the SWMR open goes ahead as before.
+    """
+    h5py = _h5py()
+    try:
+        h5py.File(path, "r").close()
+        return
+    except OSError as e:
+        msg = str(e)
+    if "truncated file" not in msg or _writer_alive(lock_path):
+        return
+    import re
+
+    m = re.search(r"eof = (\d+).*stored_eof = (\d+)", msg)
+    sizes = f" ({m.group(1)} of {m.group(2)} bytes present)" if m else ""
+    raise StoreError(
+        f"{path} is truncated{sizes}: an incomplete copy or a full disk; restore it from the original"
+    )
+
+
+def _writer_alive(lock_path) -> bool:
+    """True when a live process holds the store's writer lock (``<path>.lock``)."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 class H5MDStore(FrameStore):
@@ -130,6 +174,8 @@ class H5MDStore(FrameStore):
 
     def _open(self, *, writable: bool) -> None:
         h5py = _h5py()
+        if self.path.is_dir():
+            raise SchemaError(f"{self.path} is a directory, not an HDF5 file")
         if not h5py.is_hdf5(self.path):
             raise SchemaError(f"{self.path} is not an HDF5 file")
         try:
@@ -142,6 +188,7 @@ class H5MDStore(FrameStore):
                     clear_status_flags(self.path)  # the writer was killed; we hold the writer lock
                     self._f = h5py.File(self.path, "r+", libver="latest")
             else:
+                check_not_truncated(self.path, self.lock_path)
                 try:
                     self._f = h5py.File(self.path, "r", swmr=True)
                 except OSError as e:  # this process already has it open without SWMR (e.g. MDAnalysis)
@@ -149,6 +196,10 @@ class H5MDStore(FrameStore):
                         raise
                     self._f = h5py.File(self.path, "r")
         except OSError as e:
+            if "truncated file" in str(e):
+                raise StoreError(
+                    f"{self.path} is truncated (an incomplete copy or a full disk): {e}"
+                ) from None
             raise StoreError(
                 f"cannot open {self.path}: {e} (a writer may have it open without having written its "
                 "first frame yet)"
@@ -164,7 +215,10 @@ class H5MDStore(FrameStore):
                 f"{self.path} is an H5MD file written by {creator!r}, not a hyenamd store "
                 f"(no hyenamd_schema={SCHEMA_NAME!r} attribute); convert it first"
             )
-        version = int(f.attrs["hyenamd_schema_version"])
+        version = schema_version(f.attrs.get("hyenamd_schema_version"), self.path)
+        if version is None:
+            self._f.close()
+            raise SchemaError(f"{self.path} has no valid hyenamd_schema_version attribute (a damaged store)")
         if version > SCHEMA_VERSION:
             self._f.close()
             raise SchemaError(

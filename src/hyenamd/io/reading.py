@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hyenamd.io.frame_input import atom_range, frame_range
 from hyenamd.io.schema import STEP_SENTINEL, MissingFrameError, StoreError, canonical_field
 
 __all__ = ["Frame", "ReadMixin"]
@@ -142,6 +143,7 @@ class ReadMixin:
             raise KeyError(f"{self.path} has no {name!r}; it has {list(known)}")
         if atoms is not None and name not in ("position", "velocity", "force"):
             raise StoreError(f"atoms= only applies to per-atom arrays, not {name!r}")
+        atoms = self._checked_atoms(atoms)
         idx = self._indices(i)
         if isinstance(idx, int):
             return self._read(name, idx, atoms)
@@ -227,8 +229,16 @@ class ReadMixin:
                 raise KeyError(
                     f"{self.path} has no {f!r}; it has {list(self.fields + self.observable_names)}"
                 )
-        ks = range(*slice(start, stop, stride).indices(self._n))
+        ks = frame_range(start, stop, stride, self._n)
+        atoms = self._checked_atoms(atoms)
         return self._iter_frames(ks, atoms, fields, int(prefetch))
+
+    def _checked_atoms(self, atoms: slice | None) -> slice | None:
+        """``atoms`` as a normalised slice; out-of-range or strided ranges raise FrameError."""
+        if atoms is None:
+            return None
+        a, b = atom_range(atoms, self.n_atoms)
+        return slice(a, b)
 
     def _iter_frames(self, ks: range, atoms: slice | None, fields: tuple[str, ...], prefetch: int):
         if prefetch <= 0:

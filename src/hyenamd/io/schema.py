@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hyenamd.errors import HyenaError
+
 __all__ = [
     "ATOM_FIELDS",
     "FIELD_ALIASES",
@@ -106,7 +108,7 @@ DIMENSIONS = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(HyenaError, ValueError):
     """A frame store was misused or holds unexpected data (a ``ValueError``)."""
 
 
@@ -120,6 +122,15 @@ class FrameError(StoreError):
 
 class MissingFrameError(StoreError, IndexError):
     """A frame slot exists but was never committed (torn by a crash, or not yet filled)."""
+
+
+def schema_version(value, path) -> int | None:
+    """The integer schema version of a store's attribute, or None when missing or malformed."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v >= 1 else None
 
 
 def canonical_field(name: str) -> str:

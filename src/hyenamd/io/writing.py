@@ -17,6 +17,7 @@ from hyenamd.io.frame_input import (
     as_step,
     as_time,
     atom_range,
+    check_frame_cell,
     layout_from_call,
 )
 from hyenamd.io.schema import STEP_SENTINEL, FrameError, Layout
@@ -146,6 +147,7 @@ class WriteMixin:
             if "box" in given_before:
                 raise FrameError("cell was already given for this frame")
             c = as_float_array("cell", cell, (3, 3), lay.dtype, allow_nan=False)
+            check_frame_cell(c, self._static["pbc"])
             out["box"] = c
         for name, v in observables.items():
             if name not in lay.observables:

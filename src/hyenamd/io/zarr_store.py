@@ -29,8 +29,10 @@ from hyenamd.io.schema import (
     MissingFrameError,
     SchemaError,
     StoreError,
+    schema_version,
 )
 from hyenamd.io.static import layout_from_json, layout_to_json, static_arrays, static_from_arrays
+from hyenamd.io.zarr_chunks import check_chunks_present, keep_empty_chunks
 
 __all__ = ["ZarrStore", "complete_store", "create_zarr_store"]
 
@@ -121,6 +123,8 @@ class ZarrStore(FrameStore):
             raise SchemaError(
                 f"{self.path} is a zarr store but not a hyenamd store (no hyenamd_schema attribute)"
             )
+        if schema_version(attrs.get("hyenamd_schema_version"), self.path) is None:
+            raise SchemaError(f"{self.path} has no valid hyenamd_schema_version attribute (a damaged store)")
         if int(attrs["hyenamd_schema_version"]) > SCHEMA_VERSION:
             raise SchemaError(
                 f"{self.path} has hyenamd schema {attrs['hyenamd_schema_version']}; "
@@ -145,6 +149,8 @@ class ZarrStore(FrameStore):
             self._arr["box"] = g[f"{PARTICLES}/box/edges/value"]
         for name in lay.observables:
             self._arr[name] = g[f"observables/{name}/value"]
+        if self.mode != "r":
+            self._arr = {k: keep_empty_chunks(a) for k, a in self._arr.items()}
 
     def _read_array(self, path: str) -> np.ndarray:
         return np.asarray(self._g[path][...])
@@ -261,7 +267,16 @@ class ZarrStore(FrameStore):
 
     def _read(self, key, k, atoms=None) -> np.ndarray:
         a = self._arr[key]
-        return np.asarray(a[k] if atoms is None else a[k, atoms])
+        if key != "step":  # an absent step chunk reads as uncommitted, which is what it is
+            steps = getattr(self, "_steps", None)
+            committed = None if steps is None else steps != STEP_SENTINEL
+            check_chunks_present(a, k, atoms, self.path, key, committed)
+        try:
+            return np.asarray(a[k] if atoms is None else a[k, atoms])
+        except (ValueError, RuntimeError, OSError, TypeError) as e:  # codec errors of a damaged chunk
+            raise StoreError(
+                f"{self.path}: cannot decode {key!r} of frame(s) {k}: {type(e).__name__}: {e} (a damaged chunk)"
+            ) from None
 
     def _flush(self) -> None:
         pass  # each chunk is written (atomically) when assigned

@@ -32,6 +32,7 @@ import torch
 
 from hyenamd.config import ConfigError, from_dict, to_dict
 from hyenamd.dtypes import resolve_dtype
+from hyenamd.errors import HyenaError
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
 __all__ = [
@@ -50,7 +51,7 @@ UNITS = {"length": "Å", "energy": "eV", "time": "fs", "mass": "amu", "force": "
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HyenaError, ValueError):
     """A checkpoint file is unreadable, foreign, of an unsupported version, or does not fit the model."""
 
 
@@ -108,6 +109,8 @@ def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[in
     """The JSON description and the tensor shapes of a checkpoint (checks format and version)."""
     from safetensors import safe_open
 
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint file (.safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -195,8 +198,16 @@ def load_model(
     saved_dtype = {"float32": torch.float32, "float64": torch.float64}.get(info.get("dtype", cfg.dtype))
     if saved_dtype is None:
         raise CheckpointError(f"{path}: unsupported dtype {info.get('dtype')!r} (float32 or float64)")
-    model = GHyena(cfg).to(saved_dtype)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if list(info.get("species", cfg.species)) != list(cfg.species):
+        raise CheckpointError(
+            f"{path}: its species table {info.get('species')} disagrees with its config's "
+            f"{list(cfg.species)} (a tampered or damaged file)"
+        )
+    # shapes and dtypes come from a model built on the meta device (no memory), so a header
+    # claiming a huge model is refused before anything is allocated
+    with torch.device("meta"):
+        expected_sd = GHyena(cfg).to(saved_dtype).state_dict()
+    expected = {k: tuple(v.shape) for k, v in expected_sd.items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
     if missing or extra:
@@ -209,10 +220,45 @@ def load_model(
     if wrong:
         raise CheckpointError(f"{path}: tensor shape mismatch: " + "; ".join(wrong[:8]))
     with safe_open(str(path), framework="pt", device="cpu") as f:
+        kinds = {k: f.get_slice(k).get_dtype() for k in expected}
+        bad = [f"{k}: {kinds[k]} (expected {_ST_DTYPES.get(expected_sd[k].dtype)})"
+               for k in expected if kinds[k] != _ST_DTYPES.get(expected_sd[k].dtype)]  # fmt: skip
+        if bad:
+            raise CheckpointError(f"{path}: tensor dtype mismatch: " + "; ".join(bad[:8]))
         state = {k: f.get_tensor(k) for k in expected}
+    check_state_values(path, cfg, state)
+    model = GHyena(cfg).to(saved_dtype)
     model.load_state_dict(state, strict=True)
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
     return model.eval()
+
+
+#: safetensors' dtype names of the tensor dtypes a GHyena state holds
+_ST_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
+
+
+def check_state_values(path: pathlib.Path, cfg: GHyenaConfig, state: dict[str, torch.Tensor]) -> None:
+    """Refuse NaN/inf weights and a species table that is not the one ``cfg.species`` implies."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: tensors {bad[:8]} hold NaN or inf values (a diverged or damaged model)"
+        )
+    table = state.get("species_table")
+    if table is not None:
+        want = torch.full_like(table, -1)
+        want[list(cfg.species)] = torch.arange(len(cfg.species), dtype=table.dtype)
+        if not torch.equal(table, want):
+            raise CheckpointError(
+                f"{path}: its species_table does not map the config's species {list(cfg.species)} to "
+                "embedding rows 0..n-1 (a tampered or damaged file)"
+            )
 
 
 def describe_checkpoint(path: str | os.PathLike) -> str:

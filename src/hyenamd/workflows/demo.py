@@ -253,6 +253,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     ff_cfg = TrainConfig(
         task="force_field",
         output_dir=str(out / "force_field"),
+        overwrite=True,  # the demo regenerates its own output_dir on every run
         data=data,
         model=dataclasses.replace(cfg.model, seed=cfg.seed),
         training=dataclasses.replace(cfg.force_field, task="force_field", seed=cfg.seed),

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from hyenamd.errors import HyenaError
 from hyenamd.surrogate.model import GHyenaConfig
 from hyenamd.surrogate.training import Sample, TrainResult, TrainSettings
 
@@ -66,6 +67,8 @@ class TrainConfig:
 
     task: force_field, dynamics or property. output_dir: state, best checkpoint, curve.
     resume: continue from ``output_dir/train_state.safetensors`` when present.
+    overwrite: train into a non-empty ``output_dir`` from scratch, replacing its checkpoint, state
+    and history (without it, or ``resume``, a non-empty ``output_dir`` is refused before any work).
     init_from: start from the weights of a checkpoint with the same architecture (e.g. the
     dynamics head on a trained force-field backbone); None: fresh weights from ``model``.
     torch_threads: intra-op threads (0: torch's default).
@@ -74,12 +77,17 @@ class TrainConfig:
     task: Literal["force_field", "dynamics", "property"] = "force_field"
     output_dir: str = "runs/train"
     resume: bool = False
+    overwrite: bool = False
     init_from: str | None = None
     torch_threads: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: GHyenaConfig = field(default_factory=GHyenaConfig)
     training: TrainSettings = field(default_factory=TrainSettings)
     property: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainDataError(HyenaError, ValueError):
+    """The training data named by a config cannot be used (empty, too short, missing arrays)."""
 
 
 def _frame_indices(n: int, d: DataConfig) -> list[int]:
@@ -95,7 +103,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
     from hyenamd.io import open_store
 
     if not d.stores:
-        raise ValueError("data.stores is empty: name at least one reference store")
+        raise TrainDataError("data.stores is empty: name at least one reference store")
     missing = [p for p in d.stores if not pathlib.Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"reference store(s) not found: {missing}")
@@ -105,12 +113,14 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
         with open_store(path) as st:
             idx = _frame_indices(len(st), d)
             if len(idx) < d.n_segments:
-                raise ValueError(f"{path}: {len(idx)} usable frames, fewer than n_segments={d.n_segments}")
+                raise TrainDataError(
+                    f"{path}: {len(idx)} usable frames, fewer than n_segments={d.n_segments}"
+                )
             seg = {k: s_id * d.n_segments + (n * d.n_segments) // len(idx) for n, k in enumerate(idx)}
             has_f = "force" in st.fields
             pe = st.observable("potential_energy") if "potential_energy" in st.observable_names else None
             if task == "force_field" and not has_f and pe is None:
-                raise ValueError(f"{path} holds neither forces nor potential energies: nothing to fit")
+                raise TrainDataError(f"{path} holds neither forces nor potential energies: nothing to fit")
             times = st.times
             if task == "force_field":
                 for k in idx:
@@ -119,7 +129,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                     samples.append(Sample(st[k], e, f, segment=seg[k]))
             else:
                 if "velocity" not in st.fields:
-                    raise ValueError(f"{path} has no velocities: the dynamics task needs them")
+                    raise TrainDataError(f"{path} has no velocities: the dynamics task needs them")
                 h = d.horizon_frames * d.stride
                 for k in idx:
                     j = k + h
@@ -139,7 +149,7 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                 }
             )
     if not samples:
-        raise ValueError(
+        raise TrainDataError(
             "no training samples: check skip_frames / stride / horizon_frames against the stores"
         )
     summary["n_samples"] = len(samples)
@@ -152,6 +162,7 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     from hyenamd.surrogate import GHyena, load_model
     from hyenamd.surrogate.training import Trainer, split_by_segment
 
+    check_output_dir(cfg.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
     if cfg.task == "property":
         from hyenamd.workflows.property import train_property
 
@@ -169,7 +180,9 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     species = sorted({int(z) for x in samples for z in x.system.species.unique().tolist()})
     unknown = sorted(set(species) - set(model_cfg.species))
     if unknown:
-        raise ValueError(f"the data has species {unknown} that model.species {list(model_cfg.species)} lacks")
+        raise TrainDataError(
+            f"the data has species {unknown} that model.species {list(model_cfg.species)} lacks"
+        )
     model = GHyena(model_cfg)
     if cfg.init_from:
         src = load_model(cfg.init_from, dtype=model.dtype)
@@ -199,6 +212,22 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     return result
 
 
+def check_output_dir(path: str | pathlib.Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a non-empty ``path`` unless resuming or overwriting; refuse a file or an
+    unwritable directory. Runs before any data is read (creates ``path`` when missing)."""
+    from hyenamd.errors import OutputExistsError, check_writable_dir
+
+    p = pathlib.Path(path)
+    if p.is_dir() and any(p.iterdir()) and not (resume or overwrite):
+        names = sorted(x.name for x in p.iterdir())
+        raise OutputExistsError(
+            f"output_dir {p} is not empty ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): "
+            "its checkpoint and history would be replaced; use --overwrite (or overwrite: true), "
+            "resume: true to continue, or another output_dir"
+        )
+    check_writable_dir(p, "output_dir")
+
+
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p) -> None:
     from hyenamd.config import add_config_args
@@ -206,11 +235,17 @@ def add_arguments(p) -> None:
     add_config_args(
         p, positional=True, required=True, config_cls=TrainConfig, example="output_dir=runs/argon"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into a non-empty output_dir, replacing its checkpoint and history",
+    )
 
 
 def run(args) -> int:
     from hyenamd.config import load_config
 
-    cfg = load_config(args.config, TrainConfig, args.overrides)
+    overrides = [*args.overrides, *(["overwrite=true"] if getattr(args, "overwrite", False) else [])]
+    cfg = load_config(args.config, TrainConfig, overrides)
     train(cfg)
     return 0
