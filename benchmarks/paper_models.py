@@ -28,6 +28,7 @@ with a species embedding, so the task models build the stack directly from its b
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -71,7 +72,9 @@ def _block(kind: str, f: int, c: int, *, attn_mode: str, filter_kw: dict) -> nn.
     if kind == "eqattn":
         return EquivariantAttentionBlock(f, c, mode=attn_mode)
     if kind == "hyena":
-        return HyenaBlock(f, c, w_init=filter_kw["w_init"], w_cap=filter_kw["w_cap"])
+        # filter cut at 2 w_cap lags (≥ the sequence when w_cap ≥ L/2): the default 30 w_cap
+        # evaluates ~100 L lags per step, most of the step's cost at L = 256
+        return HyenaBlock(f, c, w_init=filter_kw["w_init"], w_cap=filter_kw["w_cap"], efolds=2.0)
     if kind == "transformer":
         return TransformerBlock(f, c)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
@@ -149,13 +152,17 @@ def train_model(
     lr: float,
     weight_decay: float,
     cosine: bool = True,
+    clip: float | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> dict[str, object]:
     """Adam with L2 ``weight_decay`` (torch's Adam, as the papers) and a cosine learning-rate decay to 0.
 
+    ``clip``: clip the gradient's global norm to this value (None: no clipping).
+
     loss_fn(step) returns the scalar training loss of that step's mini-batch. Returns the loss
-    curve (every step) and the wall time. Shows a tqdm bar when ``progress``.
+    curve (every step) and the wall time. Shows a tqdm bar when ``progress``, else a log line
+    on stderr every 10 % of the steps.
     """
     from hyenamd.progress import progress_bar
 
@@ -172,9 +179,13 @@ def train_model(
             raise FloatingPointError(f"{desc}: non-finite loss at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
+        if not progress and step % max(n_steps // 10, 1) == 0:  # a log line every 10 % when no bar
+            print(f"{desc}: step {step}/{n_steps} loss {losses[-1]:.4g}", file=sys.stderr, flush=True)
     return {"losses": losses, "train_seconds": time.perf_counter() - t0}

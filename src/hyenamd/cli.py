@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     permission denied, a directory given for a file). ``--debug`` re-raises them with the
     traceback. Anything else is a bug and keeps its traceback.
     """
+    from hyenamd.allocator import tune_malloc
+
+    tune_malloc()  # large tensors back to the OS when freed (see hyenamd/allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -207,3 +207,19 @@ def test_fresh_block_starts_as_its_mlp_and_circular_mode_couples_the_ends():
         (so[0].sum() + vo[0].sum()).backward()
         reach = float(v_in.grad[4].abs().max()) / float(v_in.grad[0].abs().max())
         assert (reach > 1e-6) if coupled else (reach < 1e-12), (conv, reach)
+
+
+def test_filter_cache_is_used_without_gradients_and_invalidated_by_updates():
+    from hyenamd.surrogate.global_block import _filter_values
+
+    blk = _block()
+    with torch.no_grad():
+        a = _filter_values(blk, -5, 5, torch.device("cpu"), DT)
+        assert _filter_values(blk, -5, 5, torch.device("cpu"), DT) is a  # cached
+        blk.filter.weights[0].add_(0.1)  # an in-place update (an optimiser step) bumps the version
+        b = _filter_values(blk, -5, 5, torch.device("cpu"), DT)
+    assert b is not a and not torch.equal(a, b)
+    fresh = blk.filter(torch.arange(-5, 6)).detach()
+    assert torch.equal(b, fresh)
+    c = _filter_values(blk, -5, 5, torch.device("cpu"), DT)  # gradients on: never cached
+    assert c.requires_grad and c is not b

@@ -239,3 +239,37 @@ def test_forces_are_smooth_through_a_perfect_lattice(pattern, fresh):
     jump_large = abs(force(1e-4) - force(-1e-4))
     assert jump_large > 1e-9  # the force does respond to the displacement
     assert jump_small < 0.05 * jump_large  # linear (≈ 0.01×), not a jump at δ = 0
+
+
+def test_block_checkpointing_changes_nothing_but_memory():
+    """checkpoint_atoms=0 (always) == -1 (never): energies, forces, and the force-loss gradients."""
+    system = rattled_cu(seed=6)
+    grads, outs = [], []
+    for ckpt in (-1, 0):
+        model = tiny(("local", "global", "local", "global"), checkpoint_atoms=ckpt)
+        out = compute_forces(model, Batch.from_system(system), create_graph=True)
+        loss = out["energy"].sum() + out["forces"].pow(2).sum()
+        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+        outs.append(out)
+    assert torch.allclose(outs[0]["forces"], outs[1]["forces"], rtol=0, atol=1e-12)
+    infer = compute_forces(
+        tiny(("local", "global", "local", "global"), checkpoint_atoms=0), Batch.from_system(system)
+    )
+    assert torch.allclose(
+        infer["forces"], outs[0]["forces"].detach(), rtol=0, atol=1e-12
+    )  # recomputed frozen
+    for g0, g1 in zip(*grads):
+        assert (g0 is None) == (g1 is None)
+        assert g0 is None or torch.allclose(g0, g1, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="checkpoint_atoms"):
+        dataclasses.replace(GHyenaConfig(), checkpoint_atoms=-2)
+
+
+def test_inference_records_no_parameter_graph_and_matches_training_path():
+    model = tiny(("local", "global"))
+    batch = Batch.from_system(rattled_cu(seed=7))
+    infer = compute_forces(model, batch)  # detached parameters
+    train = compute_forces(model, batch, create_graph=True)
+    assert torch.allclose(infer["forces"], train["forces"].detach(), rtol=0, atol=1e-13)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the model itself is untouched

@@ -218,7 +218,8 @@ class HyenaBlock(nn.Module):
 
     ``y = x₂ ⊙ (h ⊛ (x₁ ⊙ u))`` with ``x₁, x₂, u`` linear projections of ``LN(x)`` and ``h`` the
     implicit filter over lags ``-K..K`` (non-causal, L1-normalised over all its lags, so it does
-    not depend on the system size); then an output projection, residual, and an MLP with residual.
+    not depend on the system size; ``efolds`` sets that range, ``K = efolds · w_cap``, and the
+    cost of evaluating the filter); then an output projection, residual, and an MLP with residual.
     NOT equivariant (it mixes Cartesian components as features): a baseline only.
     """
 
@@ -230,13 +231,16 @@ class HyenaBlock(nn.Module):
         filter_order: int = 16,
         w_init: float = 64.0,
         w_cap: float = 256.0,
+        efolds: float = 30.0,
     ) -> None:
         super().__init__()
         self.n_scalar, self.n_vector = n_scalar, n_vector
         d = n_scalar + 3 * n_vector
         self.norm = nn.LayerNorm(d)
         self.proj = nn.Linear(d, 3 * d)
-        self.filter = ImplicitFilter(d, order=filter_order, w_min=1.0, w_init=w_init, w_cap=w_cap)
+        self.filter = ImplicitFilter(
+            d, order=filter_order, w_min=1.0, w_init=w_init, w_cap=w_cap, efolds=efolds
+        )
         self.out = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
         self.mlp = ScalarMLP(d, 2 * d, d)

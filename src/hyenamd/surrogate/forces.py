@@ -9,12 +9,22 @@ and the classical torch potentials of the engine all follow this protocol.
 Forces ``F = -∂E/∂x`` (eV/Å). Stress ``σ = (1/V) ∂E/∂ε`` (eV/Å³) for a symmetric strain ε
 applied as ``x -> x (1 + ε)``, ``cell -> cell (1 + ε)``: ASE's sign convention, negative when
 the system is compressed (it pushes outwards). Systems without a 3-D cell get zero stress.
+
+Inference (``create_graph=False``: MD, calculators, validation) runs the model on *detached*
+parameters (the reparametrisation ``torch.func.functional_call`` uses, kept through the
+backward pass), so autograd records only what the gradient with
+respect to positions (and strain) needs: no parameter-gradient graph (e.g. the implicit
+filters' MLPs, the inputs of every linear layer kept for its weight gradient). The outputs are
+identical; training (``create_graph=True``) differentiates the parameters as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
 
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
@@ -48,8 +58,10 @@ def compute_forces(
         inputs.append(eps)
     else:
         pos_in = pos
-    with torch.enable_grad():
-        out = dict(model(batch.replace(positions=pos_in, cell=cell), neighbors=neighbors))
+    inputs_batch = batch.replace(positions=pos_in, cell=cell)
+    frozen = contextlib.nullcontext() if create_graph else _frozen_parameters(model)
+    with torch.enable_grad(), frozen:  # the backward pass too (checkpointed blocks recompute in it)
+        out = dict(model(inputs_batch, neighbors=neighbors))
         grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph, allow_unused=True)
     f = grads[0]
     out["forces"] = torch.zeros_like(pos) if f is None else -f
@@ -68,3 +80,15 @@ def compute_forces(
     if not create_graph:
         out = {k: v.detach() for k, v in out.items()}
     return out
+
+
+def _frozen_parameters(model: nn.Module):
+    """Context: ``model``'s parameters replaced by detached aliases (no parameter graph).
+
+    The aliases share storage and version counters with the parameters; the module's own
+    parameters are put back on exit (so one model must not be evaluated by two threads at once).
+    """
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        return contextlib.nullcontext()
+    return _reparametrize_module(model, params)

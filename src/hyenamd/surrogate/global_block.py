@@ -40,8 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.surrogate.equivariant import NORM_EPS_INIT, GatedEquivariantMLP, SmoothNorm, VectorLinear
-from hyenamd.surrogate.fftconv import geometric_long_convs, lengths_from_ptr, pad_tokens, unpad_tokens
+from hyenamd.surrogate.fftconv import lengths_from_ptr, pad_tokens, unpad_tokens
 from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
+from hyenamd.surrogate.geometric_conv import geometric_convs_cf
 
 __all__ = ["ConvKind", "GlobalBlock", "global_block_forward", "vector_rms_norm"]
 
@@ -97,6 +98,29 @@ def _integrate(
     return ds, dv
 
 
+def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The implicit filter at lags ``lo..hi`` ``[M, F + C]``, cached when no gradient can flow to it.
+
+    It depends only on the lags and the filter's weights, so without parameter gradients
+    (inference runs on detached parameters, :func:`hyenamd.surrogate.forces.compute_forces`)
+    it is computed once per (lags, dtype, weights version): the key holds each weight's storage
+    pointer and version counter, which every in-place update (optimiser step,
+    ``load_state_dict``) bumps, and ``.to()`` replaces.
+    """
+    params = list(block.filter.parameters())
+    grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+    if grad:
+        return block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype)
+    key = (lo, hi, str(device), dtype, tuple((p.data_ptr(), p._version) for p in params))
+    cached = block.__dict__.get("_filter_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        values = block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype)
+    block.__dict__["_filter_cache"] = (key, values)
+    return values
+
+
 def global_block_forward(
     block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -113,19 +137,23 @@ def global_block_forward(
     length = q_s.shape[1]
     # keys become data-controlled filters, modulated by the implicit positional filter
     lo, hi = block.filter.lag_range(length)
-    lags = torch.arange(lo, hi + 1, device=s.device)
-    h = filter_on_tokens(block.filter(lags).to(s.dtype), lo, lengths, length)  # [B, L, F + C]
+    h = filter_on_tokens(
+        _filter_values(block, lo, hi, s.device, s.dtype), lo, lengths, length
+    )  # [B, L, F + C]
     kap_s = h[..., :f] * pad_tokens(p["k_s"], ptr)
     kap_v = h[..., f:].unsqueeze(-1) * pad_tokens(p["k_v"], ptr)
-    convs = geometric_long_convs(
-        q_s,
-        kap_s,
-        pad_tokens(p["q_m"], ptr),
-        pad_tokens(p["q_v"], ptr),
-        kap_v,
+    circular = block.conv == "circular"
+    z_s, cross, z_m, z_d = geometric_convs_cf(
+        q_s.transpose(1, 2),
+        kap_s.transpose(1, 2),
+        pad_tokens(p["q_m"], ptr).transpose(1, 2),
+        pad_tokens(p["q_v"], ptr).permute(0, 2, 3, 1),
+        kap_v.permute(0, 2, 3, 1),
         lengths,
-        circular=block.conv == "circular",
+        circular=circular,
+        support=None if circular else block.filter.k_max,
     )
+    convs = (z_s.transpose(1, 2), cross.permute(0, 3, 1, 2), z_m.permute(0, 3, 1, 2), z_d.transpose(1, 2))
     ds, dv = _integrate(block, p, *(unpad_tokens(z, ptr) for z in convs))
     s_o, v_o = block.mlp(s_t + ds, v_t + dv)
     return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
@@ -63,6 +64,8 @@ class GHyenaConfig:
     conv: global blocks' long convolution, "circular" (each system's length-n circular
     convolution: every token sees every token) or "linear" (zero-padded; chain ends do not
     couple); see docs/model.md for the ablation behind the default.
+    checkpoint_atoms: recompute each block's activations in the backward pass (per-block
+    activation checkpointing; same results) for batches of at least this many atoms; -1: never.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
     ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
     needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
@@ -90,6 +93,7 @@ class GHyenaConfig:
     energy_scale: float = 1.0
     pair_chunk: int = DEFAULT_PAIR_CHUNK
     conv: Literal["linear", "circular"] = "circular"
+    checkpoint_atoms: int = 20_000
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     ordering: Literal["topology", "hilbert"] = "hilbert"
@@ -143,6 +147,8 @@ class GHyenaConfig:
             raise ValueError(
                 f"energy_shifts has {len(self.energy_shifts)} values but species has {len(self.species)}"
             )
+        if self.checkpoint_atoms < -1:
+            raise ValueError(f"checkpoint_atoms must be >= -1 (-1: never), got {self.checkpoint_atoms}")
         if self.conv not in ("linear", "circular"):
             raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
@@ -251,13 +257,15 @@ class GHyena(nn.Module):
         else:
             v = s.new_zeros(batch.n_atoms, self.cfg.n_vector, 3)
         order = None
+        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms)
         for kind, block in zip(self.cfg.pattern, self.blocks):
             if kind == "local":
-                s, v = block(s, v, edges)
+                args = (s, v, edges)
             else:
                 if order is None:
                     order = _order_of(batch, self.cfg.ordering)
-                s, v = block(s, v, order, batch.ptr)
+                args = (s, v, order, batch.ptr)
+            s, v = checkpoint(block, *args, use_reentrant=False) if ckpt else block(*args)
 
         energies = self.energy_head(s, idx)
         energy = energies.new_zeros(batch.n_systems).index_add(0, batch.batch, energies)
@@ -271,6 +279,11 @@ class GHyena(nn.Module):
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"species={list(self.cfg.species)}, cutoff={self.cutoff}, parameters={n:,}"
+
+
+def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int) -> bool:
+    """Per-block activation checkpointing: on when gradients are recorded and the batch is large."""
+    return torch.is_grad_enabled() and cfg.checkpoint_atoms >= 0 and n_atoms >= cfg.checkpoint_atoms
 
 
 def _order_of(batch: Batch, rule: str) -> Tensor:

@@ -1,0 +1,179 @@
+"""Peak memory and CPU time of G-Hyena energy + forces per atom (issue #15), one fresh process per size.
+
+Preset S (``configs/surrogate/S.yaml``, species → argon, float32) on a periodic liquid-like box at
+``--density`` atoms/Å³ (0.021: argon; 0.1: water-like). Each (size, mode) runs in its own
+subprocess (with a timeout): setup (model, system, neighbour list, order) first, then the peak
+RSS is reset (``/proc/self/clear_refs``) and one call is measured:
+
+* ``ef``: ``compute_forces`` (energy + forces); ``fwd``: ``model(batch)`` under ``torch.no_grad``.
+* ``bytes_per_atom`` = (VmHWM during the call − RSS before it) / N: load-independent.
+* ``cpu_us_per_atom``: ``time.process_time`` of the call / N (one thread), with the load average.
+
+``--src DIR`` runs the children against another source tree (e.g. the code before a change:
+``git archive <commit> src | tar -x -C /tmp/base``), so a baseline and the current code are
+measured in one run. Writes ``benchmarks/results/memory.json`` (``--name``) and, with ``--plot``,
+``docs/figures/memory_bytes_per_atom.png``.
+
+    python benchmarks/memory.py --sizes 10000 100000 --modes ef fwd [--src /tmp/base --name base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from common import ROOT, header, save_figure, write_json
+
+FIGURE = ROOT / "docs" / "figures" / "memory_bytes_per_atom.png"
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def run_child(args: argparse.Namespace) -> dict:
+    import torch
+
+    from hyenamd import Batch
+    from hyenamd.config import load_config
+    from hyenamd.geometry import batch_neighbor_list
+    from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces
+    from hyenamd.surrogate.ordering import batch_order
+    from hyenamd.workflows.demo import liquid_like_system
+
+    torch.set_num_threads(1)
+    n = args.child
+    cfg = load_config(
+        ROOT / "configs" / "surrogate" / "S.yaml", GHyenaConfig, ["species=[18]", "dtype=float32", *args.set]
+    )
+    model = GHyena(cfg)
+    batch = Batch.from_system(liquid_like_system(n, args.density, seed=0))
+    nb = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff)
+    batch = batch.replace(order=batch_order(batch, model.cfg.ordering))
+    if args.warmup:  # a small call first: one-off allocations (FFT plans, thread pools) out of the way
+        small = Batch.from_system(liquid_like_system(500, args.density, seed=1))
+        compute_forces(model, small.replace(order=batch_order(small, model.cfg.ordering)))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = _rss_kb("VmRSS")
+    t0 = time.process_time()
+    if args.mode == "ef":
+        out = compute_forces(model, batch, neighbors=nb)
+        check = float(out["forces"].abs().sum())
+    else:
+        with torch.no_grad():
+            out = model(batch, neighbors=nb)
+        check = float(out["energy"].sum())
+    cpu = time.process_time() - t0
+    peak = _rss_kb("VmHWM")
+    return {
+        "n_atoms": n,
+        "mode": args.mode,
+        "pairs": int(nb.i.shape[0]),
+        "rss_before_mb": before / 1024,
+        "peak_mb": peak / 1024,
+        "bytes_per_atom": (peak - before) * 1024 / n,
+        "cpu_s": cpu,
+        "cpu_us_per_atom": 1e6 * cpu / n,
+        "checksum": check,
+        "energy": float(out["energy"].sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--modes", nargs="+", default=["ef", "fwd"], choices=["ef", "fwd"])
+    ap.add_argument("--density", type=float, default=0.021)
+    ap.add_argument("--set", nargs="*", default=[], help="GHyenaConfig overrides (key=value)")
+    ap.add_argument("--src", default=None, help="source tree to import hyenamd from (default: this one)")
+    ap.add_argument("--name", default="memory")
+    ap.add_argument("--timeout", type=float, default=1200.0)
+    ap.add_argument("--warmup", action="store_true")
+    ap.add_argument("--plot", action="store_true")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="ef", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(run_child(args)), flush=True)
+        return {}
+    payload = header("python benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    payload.update(
+        {"density": args.density, "preset": "S", "overrides": args.set, "src": args.src or "this tree"}
+    )
+    payload["load_avg_start"] = os.getloadavg()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(pathlib.Path(args.src or ROOT / "src")))
+    rows, failed = [], []
+    for n in args.sizes:
+        for mode in args.modes:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--mode",
+                mode,
+                "--density",
+                str(args.density),
+            ]
+            cmd += ["--set", *args.set] if args.set else []
+            cmd += ["--warmup"] if args.warmup else []
+            try:
+                res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                failed.append({"n_atoms": n, "mode": mode, "why": f"timeout {args.timeout} s"})
+                continue
+            if res.returncode != 0:
+                failed.append({"n_atoms": n, "mode": mode, "why": res.stderr.strip().splitlines()[-1:]})
+                continue
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    payload["rows"], payload["failed"] = rows, failed
+    payload["load_avg_end"] = os.getloadavg()
+    write_json(args.name, payload)
+    if args.plot:
+        plot(args.name)
+    return payload
+
+
+def plot(*names: str) -> pathlib.Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in names:
+        data = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        for mode in ("ef", "fwd"):
+            rows = sorted((r for r in data["rows"] if r["mode"] == mode), key=lambda r: r["n_atoms"])
+            if rows:
+                ax.plot(
+                    [r["n_atoms"] for r in rows],
+                    [r["bytes_per_atom"] / 1024 for r in rows],
+                    "o-",
+                    label=f"{name}: {'energy+forces' if mode == 'ef' else 'forward'}",
+                )
+    ax.axhline(6, color="grey", ls="--", lw=0.8, label="goal E+F (6 KB/atom)")
+    ax.set_xscale("log")
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("peak RSS above baseline, KB/atom")
+    ax.set_title("G-Hyena preset S, argon density, float32, 1 thread")
+    ax.legend(fontsize=7)
+    return save_figure(fig, FIGURE)
+
+
+if __name__ == "__main__":
+    main()
