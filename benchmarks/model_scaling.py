@@ -62,7 +62,7 @@ def run_child(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
 
     t = time.perf_counter()
-    batch = batch.replace(order=batch_order(batch))
+    batch = batch.replace(order=batch_order(batch, cfg.ordering))
     t_order = time.perf_counter() - t
     t = time.perf_counter()
     nb = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, cfg.cutoff)
