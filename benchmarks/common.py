@@ -81,3 +81,27 @@ def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def publish_merged(
+    script: str, paths, payloads: list[dict], runs, summarise, table, plot, args, **extra
+) -> int:
+    """Write the table/JSON/figure that ``--merge`` builds from several partial runs of ``script``.
+
+    ``runs`` are the pooled runs, ``summarise(runs)`` their summary rows, ``table(payload)`` the
+    text table, ``plot(payload, path)`` the figure; ``extra`` keys are copied from the first run.
+    Writes ``args.out_dir/args.name.json`` and ``args.fig_dir/args.name.png``.
+    """
+    merged = {
+        **header(f"python benchmarks/{script} --merge " + " ".join(map(str, paths))),
+        "config": payloads[0]["config"],
+        "sources": [{k: pl[k] for k in ("date", "git_commit", "command", "config")} for pl in payloads],
+        **extra,
+        "runs": runs,
+        "summary": summarise(runs),
+    }
+    merged["table"] = table(merged)
+    write_json(args.name, merged, args.out_dir)
+    plot(merged, args.fig_dir / f"{args.name}.png")
+    print(merged["table"])
+    return 0

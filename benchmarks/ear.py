@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import FIGURES, RESULTS, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, publish_merged, save_figure, write_json
 from ear_data import ear_dataset
 from paper_models import (
     SequenceModel,
@@ -217,19 +217,17 @@ def merge(paths: list[pathlib.Path], args) -> int:
 
     payloads = [json.loads(p.read_text()) for p in paths]
     runs = [{**r, "source": pl["command"]} for pl in payloads for r in pl["runs"]]
-    merged = {
-        **header("python benchmarks/ear.py --merge " + " ".join(map(str, paths))),
-        "config": payloads[0]["config"],
-        "sources": [{k: pl[k] for k in ("date", "git_commit", "command", "config")} for pl in payloads],
-        "attention_memory": payloads[0].get("attention_memory"),
-        "runs": runs,
-        "summary": summarise(runs),
-    }
-    merged["table"] = table(merged)
-    write_json(args.name, merged, args.out_dir)
-    plot(merged, args.fig_dir / f"{args.name}.png")
-    print(merged["table"])
-    return 0
+    return publish_merged(
+        "ear.py",
+        paths,
+        payloads,
+        runs,
+        summarise,
+        table,
+        plot,
+        args,
+        attention_memory=payloads[0].get("attention_memory"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

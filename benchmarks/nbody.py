@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import FIGURES, RESULTS, header, save_figure, write_json
+from common import FIGURES, RESULTS, header, publish_merged, save_figure, write_json
 from nbody_model import NBodyNet, load_task_model, random_orders, save_task_model
 from nbody_sim import generate_dataset
 from paper_models import count_parameters, train_model
@@ -346,19 +346,17 @@ def merge(paths: list[pathlib.Path], args) -> int:
             ep = pl["config"]["epochs"]
             key = name if name in LINEAR or ep == base_epochs else f"{name}@{ep}ep"
             runs.setdefault(key, []).extend({**r, "source": pl["command"]} for r in rs)
-    merged = {
-        **header("python benchmarks/nbody.py --merge " + " ".join(map(str, paths))),
-        "config": payloads[0]["config"],
-        "sources": [{k: pl[k] for k in ("date", "git_commit", "command", "config")} for pl in payloads],
-        "copy_input_test_mse": payloads[0]["copy_input_test_mse"],
-        "runs": runs,
-        "summary": summarise(runs),
-    }
-    merged["table"] = table(merged)
-    write_json(args.name, merged, args.out_dir)
-    plot(merged, args.fig_dir / f"{args.name}.png")
-    print(merged["table"])
-    return 0
+    return publish_merged(
+        "nbody.py",
+        paths,
+        payloads,
+        runs,
+        summarise,
+        table,
+        plot,
+        args,
+        copy_input_test_mse=payloads[0]["copy_input_test_mse"],
+    )
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
