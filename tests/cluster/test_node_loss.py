@@ -35,7 +35,7 @@ def test_rollouts_survive_the_loss_of_a_node(two_node_cluster, tmp_path):
 
     cluster, workers = two_node_cluster
     victim = workers[1]
-    specs = [make_spec(tmp_path / "ray", f"r_{k}", steps=200, checkpoint_interval=40) for k in range(4)]
+    specs = [make_spec(tmp_path / "ray", f"r_{k}", steps=800, checkpoint_interval=40) for k in range(4)]
     removed = threading.Event()
     checkpointed: list[str] = []  # the rollout whose checkpoint existed when its node was removed
 
@@ -77,6 +77,6 @@ def test_rollouts_survive_the_loss_of_a_node(two_node_cluster, tmp_path):
     if checkpointed[0] in retried:
         assert doc["rollouts"][checkpointed[0]]["result"]["resumed_from"] > 0
     for s in specs:
-        direct = make_spec(tmp_path / "direct", s.name, steps=200, checkpoint_interval=40)
+        direct = make_spec(tmp_path / "direct", s.name, steps=800, checkpoint_interval=40)
         RolloutWorker().run(direct)
         assert_same_trajectory(direct.output, s.output)  # bit-identical, no frame duplicated or missing
