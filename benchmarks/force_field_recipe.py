@@ -24,14 +24,82 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import header, write_json
 
 
+def _patch_init(post) -> None:
+    """Run ``post(model)`` after every ``GHyena.__init__`` of this process (training and reload)."""
+    from hyenamd.surrogate.model import GHyena
+
+    init = GHyena.__init__
+
+    def patched(self, *a, **kw):
+        init(self, *a, **kw)
+        post(self)
+
+    GHyena.__init__ = patched
+
+
+def _random_zero_layers() -> None:
+    """Residual branches and vector gates start random (PyTorch's default init), not at zero."""
+
+    def post(model):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and not bool(m.weight.detach().any()):
+                m.reset_parameters()
+
+    _patch_init(post)
+
+
+def _absolute_floors() -> None:
+    """Norm floors ε = 1 (absolute, frozen) and global pre-norm ε = 1, as before issue 12."""
+    from hyenamd.surrogate.equivariant import SmoothNorm
+
+    def post(model):
+        for m in model.modules():
+            if isinstance(m, SmoothNorm):
+                m.log_eps.data.zero_()
+                m.log_eps.requires_grad_(False)
+            if hasattr(m, "prenorm_eps"):
+                m.prenorm_eps = 1.0
+
+    _patch_init(post)
+
+
+def _frozen_floors() -> None:
+    """Norm floors kept at their initial 1e-3 (not learned)."""
+    from hyenamd.surrogate.equivariant import SmoothNorm
+
+    def post(model):
+        for m in model.modules():
+            if isinstance(m, SmoothNorm):
+                m.log_eps.requires_grad_(False)
+
+    _patch_init(post)
+
+
+#: Diagnostic ablations of the issue-12 model changes (applied by patching construction).
+ABLATIONS = {
+    "random_zero_layers": _random_zero_layers,
+    "absolute_floors": _absolute_floors,
+    "frozen_floors": _frozen_floors,
+}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="demo_output/recipe")
     p.add_argument("--name", default="force_field_recipe")
     p.add_argument("--config", default="configs/demo.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument(
+        "--ablate",
+        action="append",
+        default=[],
+        choices=sorted(ABLATIONS),
+        help="undo one issue-12 model change after construction (diagnostic; see ABLATIONS)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    for name in args.ablate:
+        ABLATIONS[name]()
     from hyenamd.config import load_config
     from hyenamd.validate.accuracy import evaluate_model, evenly_spaced
     from hyenamd.validate.runner import as_trajectory
@@ -63,6 +131,7 @@ def main(argv=None) -> int:
         **header("python benchmarks/force_field_recipe.py " + " ".join(sys.argv[1:])),
         "load_average_start": load0,
         "load_average_end": os.getloadavg(),
+        "ablations": args.ablate,
         "training": dataclasses.asdict(ff_cfg.training),
         "model": dataclasses.asdict(ff_cfg.model),
         "epochs_run": res.epochs_run,

@@ -76,7 +76,7 @@ def check_finite(name: str, t: Tensor) -> None:
 
 def validate_cell(cell: Tensor, pbc: Tensor) -> None:
     """Check a [3, 3] cell against pbc: no pbc on a zero vector, not singular, right-handed."""
-    norms = cell.norm(dim=1)
+    norms = cell.detach().norm(dim=1)
     scale = float(norms.max()) if norms.numel() else 0.0
     zero = norms <= 1e-12 * max(scale, 1.0)
     for ax in range(3):

@@ -33,6 +33,7 @@ from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
 from hyenamd.surrogate.local_block import DEFAULT_PAIR_CHUNK, Edges, LocalBlock
+from hyenamd.surrogate.pair_term import PairTerm
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.system import Batch
 
@@ -70,6 +71,10 @@ class GHyenaConfig:
     ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
     needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
     :mod:`hyenamd.surrogate.ordering` and docs/model.md ("Ordering").
+    pair_cutoff: range of a learned two-body energy ``½ Σ φ_{Z_i Z_j}(r)`` (Å, >= cutoff; None:
+    no such term); the model's interaction range (``GHyena.cutoff``, what neighbour lists are
+    built for) is then ``pair_cutoff``, while messages still use ``cutoff`` (see
+    :mod:`hyenamd.surrogate.pair_term`).  pair_rbf: its radial basis size.
     """
 
     species: tuple[int, ...] = (1, 6, 7, 8)
@@ -97,6 +102,8 @@ class GHyenaConfig:
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     ordering: Literal["topology", "hilbert"] = "hilbert"
+    pair_cutoff: float | None = None
+    pair_rbf: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
@@ -111,6 +118,10 @@ class GHyenaConfig:
             raise ValueError(f"species must be atomic numbers in 1..{MAX_Z}, got {bad}")
         if not self.cutoff > 0:
             raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
+        if self.pair_cutoff is not None and not self.pair_cutoff >= self.cutoff:
+            raise ValueError(
+                f"pair_cutoff must be >= cutoff ({self.cutoff} Å) or null, got {self.pair_cutoff}"
+            )
         for name in (
             "n_scalar",
             "n_vector",
@@ -119,6 +130,7 @@ class GHyenaConfig:
             "filter_depth",
             "filter_bands",
             "pair_chunk",
+            "pair_rbf",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -173,7 +185,8 @@ class GHyena(nn.Module):
         if not isinstance(cfg, GHyenaConfig):
             raise TypeError(f"GHyena needs a GHyenaConfig, got {type(cfg).__name__}")
         self.cfg = cfg
-        self.cutoff = float(cfg.cutoff)
+        #: interaction range (Å): what neighbour lists must cover (messages use cfg.cutoff)
+        self.cutoff = float(max(cfg.cutoff, cfg.pair_cutoff or 0.0))
         n_sp, f, c = len(cfg.species), cfg.n_scalar, cfg.n_vector
         table = torch.full((MAX_Z + 1,), -1, dtype=torch.int64)
         table[list(cfg.species)] = torch.arange(n_sp)
@@ -200,6 +213,11 @@ class GHyena(nn.Module):
                 None if cfg.energy_shifts is None else torch.tensor(cfg.energy_shifts, dtype=torch.float64)
             )
             self.energy_head = EnergyHead(f, n_sp, shifts, cfg.energy_scale)
+            self.pair_term = (
+                PairTerm(n_sp, cfg.pair_cutoff, cfg.pair_rbf, p=cfg.envelope_exponent)
+                if cfg.pair_cutoff is not None
+                else None
+            )
             self.direct_force_head = VectorHead(f, c) if "direct_forces" in cfg.heads else None
             self.dynamics_head = (
                 DynamicsHead(f, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
@@ -249,7 +267,17 @@ class GHyena(nn.Module):
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
-        edges = Edges(neighbors.i, neighbors.j, vectors)
+        pair_energies = None
+        if self.pair_term is not None:
+            r = torch.linalg.vector_norm(vectors, dim=-1)
+            pair_energies = self.pair_term(r, neighbors.i, neighbors.j, idx, self.energy_head.energy_scale)
+            if self.cfg.pair_cutoff > self.cfg.cutoff:  # messages only within the local cutoff
+                keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
+                edges = Edges(neighbors.i[keep], neighbors.j[keep], vectors[keep])
+            else:
+                edges = Edges(neighbors.i, neighbors.j, vectors)
+        else:
+            edges = Edges(neighbors.i, neighbors.j, vectors)
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:
@@ -268,6 +296,8 @@ class GHyena(nn.Module):
             s, v = checkpoint(block, *args, use_reentrant=False) if ckpt else block(*args)
 
         energies = self.energy_head(s, idx)
+        if pair_energies is not None:
+            energies = energies + pair_energies
         energy = energies.new_zeros(batch.n_systems).index_add(0, batch.batch, energies)
         out = {"energy": energy, "energies": energies}
         if self.direct_force_head is not None:

@@ -97,6 +97,28 @@ def _local_block(block: nn.Module, s: Tensor, v: Tensor, pairs: list, cfg) -> tu
     return s, v
 
 
+def _pair_energies(model: nn.Module, x: Tensor, cell, pbc, idx: Tensor) -> Tensor:
+    """Per-atom shares of the two-body energy, ``½ Σ_j φ_{Z_i Z_j}(r_ij)``, by a plain loop over pairs."""
+    term, cfg = model.pair_term, model.cfg
+    rc2 = cfg.pair_cutoff
+    nb = brute_force_neighbor_list(x, cell, pbc, rc2)
+    shift = nb.shifts.to(x.dtype) @ cell if cell is not None else 0.0
+    r = torch.sqrt(((x[nb.j] - x[nb.i] + shift) ** 2).sum(-1))
+    ks = torch.arange(1, cfg.pair_rbf + 1, dtype=x.dtype)
+    basis = math.sqrt(2 / rc2) * torch.sin(ks * math.pi * r[:, None] / rc2) / r[:, None]
+    p, d = cfg.envelope_exponent, r / rc2
+    env = 1 - (p + 1) * (p + 2) / 2 * d**p + p * (p + 2) * d ** (p + 1) - p * (p + 1) / 2 * d ** (p + 2)
+    env = torch.where(d < 1, env, torch.zeros_like(env))
+    shares: list[list[Tensor]] = [[] for _ in range(x.shape[0])]
+    phi = _mlp(basis, term.mlp)  # [P, n_species_pairs]
+    for k in range(r.shape[0]):
+        a, b = sorted((int(idx[nb.i[k]]), int(idx[nb.j[k]])))
+        col = a * len(cfg.species) - a * (a - 1) // 2 + (b - a)  # unordered pair {a, b}
+        shares[int(nb.i[k])].append(0.5 * env[k] * phi[k, col])
+    scale = model.energy_head.energy_scale
+    return torch.stack([scale * sum(e) if e else x.new_zeros(()) for e in shares])
+
+
 def _vector_head(head: nn.Module, s: Tensor, v: Tensor) -> Tensor:
     gates = _mlp(s, head.gate)  # [N, C]
     mixed = _mix(v, head.mix.weight)
@@ -138,6 +160,8 @@ def _one_system(model: nn.Module, batch: Batch, k: int) -> dict[str, Tensor]:
 
     head = model.energy_head
     energies = head.energy_scale * _mlp(s, head.mlp)[:, 0] + head.energy_shift[idx]
+    if cfg.pair_cutoff is not None:
+        energies = energies + _pair_energies(model, x, cell if has_cell else None, batch.pbc[k], idx)
     out = {"energy": energies.sum().reshape(1), "energies": energies}
     if model.direct_force_head is not None:
         out["direct_forces"] = _vector_head(model.direct_force_head, s, v)
