@@ -42,7 +42,7 @@ def _random_zero_layers() -> None:
 
     def post(model):
         for m in model.modules():
-            if isinstance(m, torch.nn.Linear) and not bool(m.weight.detach().any()):
+            if isinstance(m, torch.nn.Linear) and not m.weight.is_meta and not bool(m.weight.detach().any()):
                 m.reset_parameters()
 
     _patch_init(post)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -173,3 +174,35 @@ def test_nve_segments_from_nvt_states(tmp_path):
         _tiny(tmp_path, segments="nve", segment_steps=15)
     with pytest.raises(ValueError, match="ensemble: nvt"):
         _tiny(tmp_path, segments="nve", ensemble="nve")
+
+
+def test_melt_stage_runs_hot_then_returns_to_the_target(tmp_path):
+    """A melt stage (not stored) changes the trajectory, is deterministic, and leaves T at the target."""
+    base = _tiny(tmp_path, output=str(tmp_path / "plain.h5"), ensemble="nvt")
+    hot = dataclasses.replace(
+        base, output=str(tmp_path / "melt.h5"), melt_temperature_k=400.0, melt_steps=200
+    )
+    again = dataclasses.replace(hot, output=str(tmp_path / "melt2.h5"))
+    paths = [reference_md(c) for c in (base, hot, again)]
+    reads = []
+    for p in paths:
+        with open_store(p) as st:
+            reads.append((st.read(0, "positions"), len(st)))
+    assert reads[0][1] == reads[1][1]  # the melt steps are not stored
+    assert not np.array_equal(reads[0][0], reads[1][0])
+    assert np.array_equal(reads[1][0], reads[2][0])
+    prov = json.loads(pathlib.Path(str(paths[1]) + ".provenance.json").read_text())
+    assert prov["config"]["melt_steps"] == 200 and prov["config"]["melt_temperature_k"] == 400.0
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (dict(melt_steps=10), "melt_temperature_k"),
+        (dict(melt_steps=10, melt_temperature_k=300.0, ensemble="nve"), "ensemble: nvt"),
+        (dict(melt_steps=-1), "melt_steps"),
+    ],
+)
+def test_melt_settings_are_checked(tmp_path, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        _tiny(tmp_path, **bad)

@@ -113,9 +113,17 @@ class ReferenceConfig:
     segments: Literal["none", "nve"] = "none"
     segment_steps: int = 500
     segment_gap_steps: int = 250
+    melt_temperature_k: float | None = None
+    melt_steps: int = 0
 
     def __post_init__(self) -> None:
         problems = []
+        if self.melt_steps < 0:
+            problems.append(f"melt_steps must be >= 0, got {self.melt_steps}")
+        if self.melt_steps and not (self.melt_temperature_k or 0) > 0:
+            problems.append("melt_steps > 0 needs a positive melt_temperature_k (K)")
+        if self.melt_steps and self.ensemble != "nvt":
+            problems.append("melting (melt_steps > 0) needs ensemble: nvt (a thermostat heats the system)")
         if not self.dt_fs > 0:
             problems.append(f"dt_fs must be > 0, got {self.dt_fs}")
         if self.n_steps < 0 or self.equilibration_steps < 0:
@@ -217,6 +225,19 @@ def _get_state(ctx):
     return ctx.getState(getPositions=True, getVelocities=True, getForces=True, getEnergy=True)
 
 
+def _melt(cfg: ReferenceConfig, ctx, integ) -> None:
+    """``melt_steps`` of Langevin NVT at ``melt_temperature_k``, then velocities redrawn at the target."""
+    import openmm
+    import openmm.unit as u
+
+    lang = integ.getIntegrator(0) if isinstance(integ, openmm.CompoundIntegrator) else integ
+    lang.setTemperature(cfg.melt_temperature_k * u.kelvin)
+    ctx.setVelocitiesToTemperature(cfg.melt_temperature_k * u.kelvin, int(cfg.seed) + 2)
+    integ.step(cfg.melt_steps)
+    lang.setTemperature(cfg.temperature_k * u.kelvin)
+    ctx.setVelocitiesToTemperature(cfg.temperature_k * u.kelvin, int(cfg.seed) + 3)
+
+
 def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
     """Run the reference MD of ``cfg`` and return the path of the store it wrote."""
     import openmm
@@ -233,6 +254,8 @@ def reference_md(cfg: ReferenceConfig) -> pathlib.Path:
     ref, ctx, integ, props = make_context(cfg)
     periodic = ref.system.usesPeriodicBoundaryConditions()
     dof = degrees_of_freedom(ref.system)
+    if cfg.melt_steps:
+        _melt(cfg, ctx, integ)
     if cfg.equilibration_steps:
         integ.step(cfg.equilibration_steps)
     first = state_to_internal(_get_state(ctx))

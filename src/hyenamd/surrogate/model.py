@@ -75,6 +75,12 @@ class GHyenaConfig:
     no such term); the model's interaction range (``GHyena.cutoff``, what neighbour lists are
     built for) is then ``pair_cutoff``, while messages still use ``cutoff`` (see
     :mod:`hyenamd.surrogate.pair_term`).  pair_rbf: its radial basis size.
+    residual_init: "zero" (the residual branches of the blocks start at zero: every block is the
+    identity at initialisation) or "default" (PyTorch's default init of those last layers);
+    output heads' vector gates and the two-body term start at zero either way.
+    norm_eps, learn_norm_eps: initial floor ε of the smooth vector norms and the global blocks'
+    pre-norm, and whether the norms' per-channel floors are learned. docs/model.md ("Norms and
+    initialisation") has the measurements behind these options.
     """
 
     species: tuple[int, ...] = (1, 6, 7, 8)
@@ -104,6 +110,9 @@ class GHyenaConfig:
     ordering: Literal["topology", "hilbert"] = "hilbert"
     pair_cutoff: float | None = None
     pair_rbf: int = 16
+    residual_init: Literal["zero", "default"] = "zero"
+    norm_eps: float = 1e-3
+    learn_norm_eps: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
@@ -165,6 +174,10 @@ class GHyenaConfig:
             raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.residual_init not in ("zero", "default"):
+            raise ValueError(f"residual_init must be 'zero' or 'default', got {self.residual_init!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
         if self.ordering not in ("topology", "hilbert"):
             raise ValueError(f"ordering must be 'topology' or 'hilbert', got {self.ordering!r}")
 
@@ -218,6 +231,7 @@ class GHyena(nn.Module):
                 if cfg.pair_cutoff is not None
                 else None
             )
+            _apply_init_options(self, cfg)
             self.direct_force_head = VectorHead(f, c) if "direct_forces" in cfg.heads else None
             self.dynamics_head = (
                 DynamicsHead(f, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
@@ -309,6 +323,28 @@ class GHyena(nn.Module):
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"species={list(self.cfg.species)}, cutoff={self.cutoff}, parameters={n:,}"
+
+
+def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
+    """``cfg.residual_init``, ``cfg.norm_eps`` and ``cfg.learn_norm_eps`` on the built blocks (seeded RNG)."""
+    import math
+
+    from hyenamd.surrogate.equivariant import GatedEquivariantMLP, SmoothNorm
+
+    for m in model.blocks.modules():
+        if cfg.residual_init == "default":
+            if isinstance(m, GatedEquivariantMLP):
+                m.mlp[-1].reset_parameters()
+            elif isinstance(m, LocalBlock):
+                m.update_mlp[-1].reset_parameters()
+            elif hasattr(m, "out_s") and hasattr(m, "prenorm_eps"):  # a global block's output
+                m.out_s.reset_parameters()
+        if isinstance(m, SmoothNorm):
+            with torch.no_grad():
+                m.log_eps.fill_(math.log(cfg.norm_eps))
+            m.log_eps.requires_grad_(cfg.learn_norm_eps)
+        if hasattr(m, "prenorm_eps"):
+            m.prenorm_eps = float(cfg.norm_eps)
 
 
 def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int) -> bool:

@@ -18,6 +18,7 @@ from hyenamd.validate.accuracy import AccuracyResult
 from hyenamd.validate.analysis import TrajectoryStats
 from hyenamd.validate.canonical import kinetic_energy_test
 from hyenamd.validate.config import ValidateConfig
+from hyenamd.validate.dynamics import diffusion_coefficient
 from hyenamd.validate.torsions import jensen_shannon
 
 __all__ = ["Metric", "compare", "pair_metrics"]
@@ -166,7 +167,7 @@ def pair_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig
     judged_groups = set(cfg.diffusion_groups) or {"all"}
     for g, d_ref in ref.diffusion.items():
         if g in sur.diffusion and d_ref > 0:
-            d_sur = sur.diffusion[g]
+            d_ref, d_sur = _common_window_diffusion(ref, sur, g, cfg.msd_fit, d_ref, sur.diffusion[g])
             lim = th.max_diffusion_rel_error if g in judged_groups else None
             out.append(
                 _m(
@@ -174,7 +175,7 @@ def pair_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig
                     f"diffusion_rel_error[{g}]",
                     abs(d_sur / d_ref - 1),
                     "",
-                    f"|D_sur / D_ref − 1| of {g} (D in Å²/ps)",
+                    f"|D_sur / D_ref − 1| of {g} (D in Å²/ps, both fitted on the shorter run's lag window)",
                     lim,
                     ref=d_ref,
                     sur=d_sur,
@@ -185,6 +186,29 @@ def pair_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig
         if math.isfinite(mae):
             out.append(_m("dynamics", "vacf_mae", mae, "", "mean |ΔC(t)/C(0)| (all atoms)", th.max_vacf_mae))
     return out
+
+
+def _common_window_diffusion(ref, sur, g: str, fit, d_ref: float, d_sur: float) -> tuple[float, float]:
+    """Both diffusion coefficients fitted on the same lags: the fit window of the shorter run.
+
+    Each run's own D is fitted on a window scaled to its own longest lag, so a 5-ps run and a
+    10-ps reference would compare slopes at different lag times (in a liquid the MSD is not a
+    straight line below ~1 ps), a systematic error measured at 20–30 % on 108-atom argon.
+    Falls back to the runs' own values when the curves are missing.
+    """
+    if ref.lag_times is None or sur.lag_times is None or g not in ref.msd or g not in sur.msd:
+        return d_ref, d_sur
+    t_max = min(float(np.max(ref.lag_times)), float(np.max(sur.lag_times)))
+    out = []
+    for st in (ref, sur):
+        sel = np.asarray(st.lag_times) <= t_max + 1e-9
+        try:
+            out.append(
+                diffusion_coefficient(np.asarray(st.lag_times)[sel], np.asarray(st.msd[g])[sel], fit)[0]
+            )
+        except ValueError:
+            return d_ref, d_sur
+    return out[0], out[1]
 
 
 def _vacf_mae(t_ref, c_ref, t_sur, c_sur) -> float:
