@@ -97,7 +97,9 @@ def _default_reference() -> ReferenceConfig:
         dt_fs=4.0,
         n_steps=4000,
         report_interval=10,
-        equilibration_steps=500,
+        equilibration_steps=1000,
+        melt_temperature_k=180.0,
+        melt_steps=1000,
         store_dtype="float64",
         argon=ArgonSettings(n_cells=3),
         segments="nve",
@@ -137,6 +139,7 @@ class DemoConfig:
             n_vector=8,
             avg_neighbors=25.0,
             pattern=("local", "global", "local"),
+            pair_cutoff=8.5,
         )
     )
     force_field: TrainSettings = field(

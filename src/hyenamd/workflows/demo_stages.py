@@ -41,12 +41,14 @@ def reference_stage(cfg: DemoConfig, out: pathlib.Path, echo=print) -> tuple[pat
     )
     for name, seed, n_steps, segments in runs:
         path = out / name
-        if cfg.reuse_reference and _complete(path, segments):
+        rc = dataclasses.replace(
+            cfg.reference, output=str(path), overwrite=True, seed=seed, n_steps=n_steps, segments=segments
+        )
+        if cfg.reuse_reference and _complete(path, rc):
             echo(f"      reusing {path}")
         else:
-            rc = dataclasses.replace(
-                cfg.reference, output=str(path), overwrite=True, seed=seed, n_steps=n_steps, segments=segments
-            )
+            if path.exists():
+                echo(f"      {path.name}: made with other settings (or incomplete); running it again")
             t = time.perf_counter()
             reference_md(rc)
             echo(
@@ -56,14 +58,25 @@ def reference_stage(cfg: DemoConfig, out: pathlib.Path, echo=print) -> tuple[pat
     return paths[0], paths[1]
 
 
-def _complete(path: pathlib.Path, segments: str = "none") -> bool:
+def _complete(path: pathlib.Path, rc) -> bool:
+    """Whether ``path`` is a complete store made with the settings of ``rc`` (its provenance file)."""
     if not path.exists():
         return False
+    import json
+
+    from hyenamd.config import to_dict
     from hyenamd.io import open_store
 
+    volatile = ("output", "overwrite", "progress")
     try:
+        stored = json.loads(path.with_name(path.name + ".provenance.json").read_text())["config"]
+        wanted = json.loads(json.dumps(to_dict(rc), default=str))
+        if {k: v for k, v in stored.items() if k not in volatile} != {
+            k: v for k, v in wanted.items() if k not in volatile
+        }:
+            return False
         with open_store(path) as st:
-            same_kind = ("segment" in st.observable_names) == (segments == "nve")
+            same_kind = ("segment" in st.observable_names) == (rc.segments == "nve")
             return st.status == "complete" and len(st) >= 2 and same_kind
     except Exception:
         return False
