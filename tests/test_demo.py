@@ -32,6 +32,10 @@ def test_demo_tiny_end_to_end(tmp_path) -> None:
         assert "rdf_mae[Ar-Ar]" in names and "blowup_time" in names
         assert "rdf_mae[Ar-Ar]" in (rep / "report.md").read_text()
     assert "force_rel_rmse" in summary["validation"]["force_field_md"]["metrics"]
+    for name in ("force_field_md", "large_step"):  # an exact run of the rollout's length, judged alike
+        assert "rdf_mae[Ar-Ar]" in summary["validation"][name]["baseline_run"]
+        assert (tmp_path / f"baseline_{name}.h5").exists()
+    assert "baseline run" in text
     assert "group" in text and "rdf_mae[Ar-Ar]" in text  # the printed metrics table
     assert (tmp_path / "force_field" / "best.safetensors").exists()
     assert (tmp_path / "dynamics" / "loss_curve.png").exists()

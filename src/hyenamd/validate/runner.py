@@ -62,13 +62,22 @@ class ValidationResult:
         """The metrics as a plain-text table (what the CLI prints)."""
         from hyenamd.validate.report import format_limit, format_value
 
-        rows = [("group", "metric", "value", "limit", "status")]
+        spread = any(m.spread is not None for m in self.metrics)
+        head = ("group", "metric", "value", "limit", "status") + (("baseline run",) if spread else ())
+        rows = [head]
         for m in self.metrics:
             status = {True: "PASS", False: "FAIL", None: "-"}[m.passed]
-            rows.append((m.group, m.name, format_value(m.value, m.unit), format_limit(m), status))
-        widths = [max(len(r[k]) for r in rows) for k in range(5)]
+            row = (m.group, m.name, format_value(m.value, m.unit), format_limit(m), status)
+            if spread:
+                row += ("" if m.spread is None else format_value(m.spread, m.unit),)
+            rows.append(row)
+        widths = [max(len(r[k]) for r in rows) for k in range(len(head))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        if spread:
+            lines.append(
+                "(baseline run: the same metric for an independent reference run against the reference)"
+            )
         n_fail = len(self.failed)
         lines.append(f"\n{'PASSED' if self.passed else f'FAILED ({n_fail} metric(s))'}")
         return "\n".join(lines)
