@@ -93,8 +93,11 @@ def test_ou_half_step_is_exact_maxwell_boltzmann_invariant():
     var1 = float(prop.step(st0).velocities.pow(2).mean())
     assert abs(var1 / (sd2 * (1 - math.exp(-2 * gamma * tau))) - 1) < 0.05
     # the half-step itself: c₁ v + sqrt(1 − c₁²) sd ξ, element by element
-    vv, xi, sd = torch.randn(5, 3), torch.randn(5, 3), torch.rand(5, 1)
-    assert torch.allclose(ou_half_step(vv, 0.3, sd, xi), 0.3 * vv + math.sqrt(1 - 0.09) * sd * xi)
+    g = torch.Generator().manual_seed(0)  # seeded, float64 (unseeded float32 failed allclose by rounding)
+    vv, xi = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    sd = torch.rand(5, 1, generator=g, dtype=torch.float64)
+    want = 0.3 * vv + math.sqrt(1 - 0.09) * sd * xi
+    assert torch.allclose(ou_half_step(vv, 0.3, sd, xi), want, rtol=0, atol=1e-15)
 
 
 def test_energy_rescale_conserves_total_energy_exactly(make_ghyena, water_like):
