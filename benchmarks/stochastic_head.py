@@ -91,14 +91,14 @@ def evaluate(model, samples) -> dict[str, np.ndarray]:
     from hyenamd.surrogate.ordering import canonical_order
     from hyenamd.system import Batch
 
-    keys = ("displacement", "velocities", "log_sigma_x", "log_sigma_v")
+    keys = ("displacement", "velocities", "log_sigma_x", "log_sigma_v", "rho_xv")
     got = {k: [] for k in (*keys, "d_ref", "v_ref", "u")}
     for x in samples:
         sys_ = x.system.to(dtype=model.dtype)
         sys_ = sys_.replace(order=canonical_order(sys_, model.cfg.ordering))
         out = model(Batch.from_systems([sys_]))
         for k in keys:
-            got[k].append(out[k].double().numpy())
+            got[k].append(out[k].double().numpy() if k in out else np.zeros(out["log_sigma_v"].shape))
         got["d_ref"].append(x.displacement.double().numpy())
         got["v_ref"].append(x.next_velocities.double().numpy())
         got["u"].append(x.system.velocities.double().numpy())
@@ -192,6 +192,11 @@ def main(argv=None) -> int:
     ev = evaluate(best, valid_s)
     scale_x, scale_v = trainer.scales["position"], trainer.scales["velocity"]
     rx, rv = ev["displacement"] - ev["d_ref"], ev["velocities"] - ev["v_ref"]
+    rho = ev["rho_xv"]
+    # v' | Δx* (the conditional the head samples v' from, given its own Δx draw)
+    z = -rx * np.exp(-ev["log_sigma_x"])[..., None]
+    rv_c = rv + (rho * np.exp(ev["log_sigma_v"]))[..., None] * z
+    ls_vc = ev["log_sigma_v"] + 0.5 * np.log1p(-rho * rho)
     var_v = float(((ev["v_ref"] - ev["v_ref"].mean(1, keepdims=True)) ** 2).mean())
     var_x = float(((ev["d_ref"] - ev["d_ref"].mean(1, keepdims=True)) ** 2).mean())
     base_lsx = 0.5 * np.log(((ev["d_ref"] - ev["u"] * horizon) ** 2).mean()) * np.ones(rx.shape[:2])
@@ -205,6 +210,9 @@ def main(argv=None) -> int:
         "residual_fraction_x": float((rx**2).mean() / var_x),
         "ballistic_residual_fraction_v": float((rbv**2).mean() / var_v),
         "nll_v": nll(rv, ev["log_sigma_v"], scale_v),
+        "nll_v_given_x": nll(rv_c, ls_vc, scale_v),
+        "calibration_v_given_x": calibration(rv_c, ls_vc),
+        "predicted_mean_rho_xv": float(rho.mean()),
         "nll_x": nll(rx, ev["log_sigma_x"], scale_x),
         "nll_v_ballistic_homoscedastic": nll(rbv, base_lsv, scale_v),
         "nll_x_ballistic_homoscedastic": nll(rbx, base_lsx, scale_x),
@@ -367,6 +375,12 @@ def _table(pl: dict) -> str:
     ]
     for label, ro in pl["rollouts"].items():
         lines.append(f"rollout {label}: {ro['strides']} strides, ⟨T⟩ {ro['mean_temperature_k']:.1f} K")
+    lines.insert(
+        5,
+        f"ρ_xv: predicted mean {h['predicted_mean_rho_xv']:.3f}; NLL v|x {h['nll_v_given_x']:.4f}, "
+        f"calibration v|x {h['calibration_v_given_x']['within_1sigma']:.3f} / "
+        f"{h['calibration_v_given_x']['within_2sigma']:.3f}",
+    )
     lines.append("CPU s: " + ", ".join(f"{k} {v:.0f}" for k, v in pl["cpu_seconds"].items()))
     return "\n".join(lines)
 
