@@ -173,11 +173,30 @@ def _backward(gs, gc, gm, gd, ss, ks, sm, sv, kv, plan: ConvPlan, chunk: int):
 
 class _GeometricConvs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ss, ks, sm, sv, kv, plan, chunk):
-        ctx.save_for_backward(ss, ks, sm, sv, kv)
-        ctx.plan, ctx.chunk = plan, chunk
+    def forward(ss, ks, sm, sv, kv, plan, chunk):
         with torch.no_grad():
             return _forward(ss, ks, sm, sv, kv, plan, chunk)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ss, ks, sm, sv, kv, plan, chunk = inputs
+        ctx.save_for_backward(ss, ks, sm, sv, kv)
+        ctx.plan, ctx.chunk = plan, chunk
+
+    @staticmethod
+    def vmap(info, in_dims, ss, ks, sm, sv, kv, plan, chunk):
+        """Under ``torch.func.vmap`` (committee members): the member axis joins the channel axis.
+
+        Channels are convolved independently, so ``K`` members' ``[B, F, L]`` inputs run as one
+        ``[B, K F, L]`` call sharing the plan; outputs come back as ``[B, K, F, L]`` (out dim 1).
+        """
+        k = info.batch_size
+        folded = []
+        for x, d in zip((ss, ks, sm, sv, kv), in_dims[:5]):
+            x = x.unsqueeze(0).expand(k, *x.shape) if d is None else x.movedim(d, 0)
+            folded.append(x.movedim(0, 1).reshape(x.shape[1], k * x.shape[2], *x.shape[3:]))
+        outs = _GeometricConvs.apply(*folded, plan, chunk)
+        return tuple(o.view(o.shape[0], k, o.shape[1] // k, *o.shape[2:]) for o in outs), (1, 1, 1, 1)
 
     @staticmethod
     def backward(ctx, gs, gc, gm, gd):
