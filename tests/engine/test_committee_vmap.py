@@ -7,7 +7,7 @@ import torch
 
 from hyenamd import Batch
 from hyenamd.engine.committee import Committee, loop_statistics
-from hyenamd.engine.committee_vmap import vmap_energies
+from hyenamd.engine.committee_vmap import shared_inputs, vmap_energies
 from hyenamd.surrogate import compute_forces
 
 
@@ -63,7 +63,8 @@ def test_mean_potential_and_gradients_to_members(make_ghyena, water_like):
     each = torch.stack([compute_forces(m, batch)["forces"] for m in members])
     assert torch.allclose(mean["forces"], each.mean(0), rtol=1e-12, atol=1e-15)
     # parameter gradients through the stacked weights equal those of the loop
-    energy, _ = vmap_energies(c._stacked, batch)
+    shared, nbrs = shared_inputs(members[0], batch, None)
+    energy, _ = vmap_energies(c._stacked, shared, nbrs)
     g_vec = torch.autograd.grad(energy.square().sum(), [m.embedding.weight for m in members])
     e_loop = torch.stack([m(batch)["energy"] for m in members])
     g_loop = torch.autograd.grad(e_loop.square().sum(), [m.embedding.weight for m in members])
@@ -95,3 +96,26 @@ def test_unknown_species_and_fallbacks(make_ghyena, water_like):
         mixed.statistics(Batch.from_system(water_like), vectorize=True)
     out = mixed.statistics(Batch.from_system(water_like))
     assert out["forces_comm"].shape == (2, 27, 3)
+
+
+def test_large_inputs_with_activation_checkpointing_use_the_loop(make_ghyena, water_like):
+    """Checkpointed blocks recompute outside vmap: such inputs run the members in a loop."""
+    import dataclasses
+
+    from hyenamd.engine.committee_vmap import vmap_fits
+    from hyenamd.surrogate import GHyena
+
+    base = make_ghyena()
+    members = [
+        GHyena(dataclasses.replace(base.cfg, seed=k, checkpoint_atoms=10, pair_chunk=100)) for k in range(2)
+    ]
+    c = Committee(members)
+    batch, nbrs = shared_inputs(members[0], Batch.from_system(water_like), None)
+    assert c.vectorized and not vmap_fits(members[0], batch, nbrs)
+    out = c.statistics(batch, nbrs)  # the loop, chosen automatically
+    each = torch.stack([compute_forces(m, batch)["forces"] for m in members])
+    assert torch.allclose(out["forces_comm"], each, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="activation checkpointing"):
+        c.statistics(batch, nbrs, vectorize=True)
+    mean = compute_forces(c, batch)["forces"]  # forward falls back as well
+    assert torch.allclose(mean, each.mean(0), rtol=1e-12, atol=1e-15)

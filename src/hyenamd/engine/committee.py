@@ -42,7 +42,13 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.engine.adapter import ModelRunner
-from hyenamd.engine.committee_vmap import StackedMembers, vmap_energies, vmap_statistics
+from hyenamd.engine.committee_vmap import (
+    StackedMembers,
+    shared_inputs,
+    vmap_energies,
+    vmap_fits,
+    vmap_statistics,
+)
 from hyenamd.system import Batch
 
 __all__ = ["Committee", "CommitteeConfig", "CommitteeRunner", "load_committee", "loop_statistics"]
@@ -126,10 +132,13 @@ class Committee(nn.Module):
     def forward(self, batch: Batch, neighbors=None) -> dict[str, Tensor]:
         """Mean ``energy`` ``[S]`` and ``energies`` ``[N]`` of the members; ``energy_comm`` ``[K, S]``.
 
-        One vmapped pass when :attr:`vectorized`, else the members one after another (both
-        share one neighbour list and one sequence order).
+        One vmapped pass when :attr:`vectorized` (and the input fits, see :meth:`statistics`),
+        else the members one after another (a vectorized committee shares one neighbour list
+        and one sequence order in both cases).
         """
         if self.vectorized:
+            batch, neighbors = shared_inputs(self.models[0], batch, neighbors)
+        if self.vectorized and vmap_fits(self.models[0], batch, neighbors):
             energy, energies = vmap_energies(self._stacked, batch, neighbors)
         else:
             outs = [m(batch, neighbors=neighbors) for m in self.models]
@@ -145,13 +154,24 @@ class Committee(nn.Module):
         Returns tensors: ``energy`` ``[S]``, ``energies`` ``[N]``, ``forces`` ``[N, 3]``,
         ``energy_var`` ``[S]``, ``forces_var`` ``[N, 3]``, ``energy_comm`` ``[K, S]``,
         ``forces_comm`` ``[K, N, 3]`` and, with ``stress``, ``stress``/``stress_var`` ``[S, 3, 3]``,
-        ``stress_comm`` ``[K, S, 3, 3]``. ``vectorize``: None = :attr:`vectorized` (one
-        ``torch.func.vmap`` pass, :func:`~hyenamd.engine.committee_vmap.vmap_statistics`);
-        False = the loop over members (:func:`loop_statistics`, the O(K) reference).
+        ``stress_comm`` ``[K, S, 3, 3]``. ``vectorize``: None = one ``torch.func.vmap`` pass
+        (:func:`~hyenamd.engine.committee_vmap.vmap_statistics`) when :attr:`vectorized` and the
+        input is not large enough for activation checkpointing
+        (:func:`~hyenamd.engine.committee_vmap.vmap_fits`), else the loop; False = the loop over
+        members (:func:`loop_statistics`, the O(K) reference). A vectorized committee checks
+        the species and builds the order and neighbour list once for both paths.
         """
-        vectorize = self.vectorized if vectorize is None else vectorize
         if vectorize and not self.vectorized:
             raise ValueError("vectorize=True needs G-Hyena members of one architecture (same_config)")
+        if self.vectorized:
+            batch, neighbors = shared_inputs(self.models[0], batch, neighbors)
+            fits = vmap_fits(self.models[0], batch, neighbors)
+            if vectorize and not fits:
+                raise ValueError(
+                    "vectorize=True: this input would use activation checkpointing (large batch), "
+                    "which runs outside vmap; leave vectorize=None to use the loop"
+                )
+            vectorize = fits if vectorize is None else vectorize
         if vectorize:
             comm = vmap_statistics(self._stacked, batch, neighbors, stress=stress)
         else:

@@ -31,7 +31,7 @@ from torch.func import functional_call, vmap
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
 
-__all__ = ["StackedMembers", "vmap_energies", "vmap_statistics"]
+__all__ = ["StackedMembers", "shared_inputs", "vmap_energies", "vmap_fits", "vmap_statistics"]
 
 
 class StackedMembers:
@@ -75,37 +75,47 @@ class StackedMembers:
         return out_p, out_b
 
 
-def _shared_neighbors(model: nn.Module, batch: Batch, neighbors: Neighbors | None) -> Neighbors:
-    if neighbors is not None:
-        return neighbors
-    from hyenamd.surrogate.model import batch_neighbor_list
+def shared_inputs(model: nn.Module, batch: Batch, neighbors: Neighbors | None) -> tuple[Batch, Neighbors]:
+    """Check the input once and build what every member shares: the order and the neighbour list.
 
-    return batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff)
+    ``model``: one member (all share its config). Raises ValueError for unknown species before
+    any other work. Returns the batch with its sequence order set (when the model needs one)
+    and the neighbour list (``neighbors`` when given, else built for the model's cutoff).
+    """
+    model.check_species(batch.species)  # one config for all members: one check, before any work
+    if batch.order is None:
+        from hyenamd.engine.integrators import canonical_order
 
+        order = canonical_order(model, batch)
+        batch = batch if order is None else batch.replace(order=order)
+    if neighbors is None:
+        from hyenamd.surrogate.model import batch_neighbor_list
 
-def _shared_order(model: nn.Module, batch: Batch) -> Batch:
-    if batch.order is not None:
-        return batch
-    from hyenamd.engine.integrators import canonical_order
-
-    order = canonical_order(model, batch)
-    return batch if order is None else batch.replace(order=order)
-
-
-def _prepared(stacked: StackedMembers, batch: Batch, neighbors):
-    """Validate the input once (species, dtype, velocities) and build the shared list and order."""
-    base = stacked.models[0]
-    base.check_species(batch.species)  # one config for all members: one check, before any work
-    return base, _shared_order(base, batch), _shared_neighbors(base, batch, neighbors)
+        neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff)
+    return batch, neighbors
 
 
-def vmap_energies(stacked: StackedMembers, batch: Batch, neighbors: Neighbors | None = None):
+def vmap_fits(model: nn.Module, batch: Batch, neighbors: Neighbors) -> bool:
+    """Whether the members may run under vmap on this input: not when gradients are recorded
+    and the model would use activation checkpointing (its per-block checkpoints for batches of
+    ``checkpoint_atoms`` atoms or more, or the local blocks' chunks of more than ``pair_chunk``
+    pairs). Recomputation in the backward pass runs outside vmap, which functorch cannot do;
+    those inputs are also the large ones, where K members' activations at once would cost K
+    times the memory and the loop is as fast (``benchmarks/committee_vmap.py``)."""
+    cfg = model.cfg
+    blocks = cfg.checkpoint_atoms >= 0 and batch.n_atoms >= cfg.checkpoint_atoms
+    chunks = int(neighbors.i.shape[0]) > cfg.pair_chunk
+    return not (blocks or chunks)
+
+
+def vmap_energies(stacked: StackedMembers, batch: Batch, neighbors: Neighbors):
     """Every member's ``energy`` ``[K, S]`` and ``energies`` ``[K, N]`` (eV) in one vmapped pass.
 
-    Differentiable in ``batch.positions``/``batch.cell`` (shared by all members) and, when
-    gradients are enabled and they require them, in the members' parameters.
+    ``batch``/``neighbors`` as :func:`shared_inputs` returns them. Differentiable in
+    ``batch.positions``/``batch.cell`` (shared by all members) and, when gradients are enabled
+    and they require them, in the members' parameters.
     """
-    base, batch, nbrs = _prepared(stacked, batch, neighbors)
+    base, nbrs = stacked.models[0], neighbors
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in base.parameters())
     params, buffers = stacked.state(grad)
 
@@ -119,17 +129,17 @@ def vmap_energies(stacked: StackedMembers, batch: Batch, neighbors: Neighbors | 
 def vmap_statistics(
     stacked: StackedMembers,
     batch: Batch,
-    neighbors: Neighbors | None = None,
+    neighbors: Neighbors,
     *,
     stress: bool = False,
 ) -> dict[str, Tensor]:
     """Members' energies, forces (and stress) in one vmapped forward and one backward pass.
 
-    Returns the members' values (detached): ``energy`` ``[K, S]``, ``energies`` ``[K, N]``,
+    ``batch``/``neighbors`` as :func:`shared_inputs` returns them. Returns the members' values (detached): ``energy`` ``[K, S]``, ``energies`` ``[K, N]``,
     ``forces`` ``[K, N, 3]`` and, with ``stress``, ``stress`` ``[K, S, 3, 3]`` (eV/Å³).
     The members' parameters get no gradient (inference).
     """
-    base, batch, nbrs = _prepared(stacked, batch, neighbors)
+    base, nbrs = stacked.models[0], neighbors
     params, buffers = stacked.state(grad=False)
     k = len(stacked.models)
     dt, dev = batch.positions.dtype, batch.positions.device
