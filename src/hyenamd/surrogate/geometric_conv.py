@@ -27,7 +27,7 @@ channels (``q_v``, ``q_m``, ``k_v``: 7 rows per channel), because pocketfft vect
 rows (a 1–2 row call costs 2–4× per row what an 8–30 row call does); the zero padding of that
 buffer is written once per call, products go into a reused buffer (``out=``, in place), and one
 unpadded system reads its outputs by slices (no index tensors). The transient buffers are bounded
-by ``R × nfft`` (``R`` ≤ 28 at the default chunk) instead of all channels at once.
+by ``R × nfft`` (``R`` ≤ 32 at the default chunk of 16) instead of all channels at once.
 
 FFT length (``nfft``), per call:
 
@@ -50,7 +50,7 @@ from hyenamd.surrogate.fftconv import fast_fft_size, sequence_mask
 __all__ = ["DEFAULT_CHUNK", "ConvPlan", "geometric_convs_cf", "plan_convs"]
 
 #: channels per transform batch (bounds the complex buffers: chunk × nfft × 8 bytes per system)
-DEFAULT_CHUNK = 8
+DEFAULT_CHUNK = 16
 
 
 @dataclass(frozen=True)
