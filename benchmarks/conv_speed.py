@@ -60,7 +60,7 @@ def measure(n: int, f: int, c: int, repeats: int, old: bool) -> dict:
     xs = [r(f), r(f), r(c), r(c, 3), r(c, 3)]
     lengths = torch.tensor([n])
     cf = [xs[0].transpose(1, 2), xs[1].transpose(1, 2), xs[2].transpose(1, 2)]
-    cf = [x.contiguous() for x in cf + [xs[3].permute(0, 2, 3, 1), xs[4].permute(0, 2, 3, 1)]]
+    cf = [x.contiguous() for x in [*cf, xs[3].permute(0, 2, 3, 1), xs[4].permute(0, 2, 3, 1)]]
 
     def fwd_bwd(fn, inputs):
         ins = [x.detach().requires_grad_(True) for x in inputs]
@@ -84,7 +84,7 @@ def measure(n: int, f: int, c: int, repeats: int, old: bool) -> dict:
             mode = "circular" if circ else "linear"
             paths[f"Function, {mode}, spectra {'kept' if keep else 'recomputed'}"] = (nfft, fn, cf)
     timers = {}
-    for name, (nfft, fn, inputs) in paths.items():
+    for name, (_, fn, inputs) in paths.items():
         timers[(name, "fwd")] = lambda fn=fn, inputs=inputs: no_grad(fn, inputs)
         timers[(name, "fwd_bwd")] = lambda fn=fn, inputs=inputs: fwd_bwd(fn, inputs)
     for nfft in sorted({p[0] for p in paths.values()}):
@@ -129,9 +129,7 @@ def main(argv=None) -> dict:
         "python benchmarks/conv_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     )
     payload.update({"f": args.f, "c": args.c, "load_avg_start": os.getloadavg()})
-    payload["sizes"] = {
-        str(n): measure(n, args.f, args.c, args.repeats, old=n <= 100_000) for n in args.n
-    }
+    payload["sizes"] = {str(n): measure(n, args.f, args.c, args.repeats, old=n <= 100_000) for n in args.n}
     payload["load_avg_end"] = os.getloadavg()
     write_json(args.name, payload)
     return payload
