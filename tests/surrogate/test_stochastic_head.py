@@ -80,3 +80,74 @@ def test_noise_fraction_and_sampling():
     d, v = sample_stride(out, torch.Generator().manual_seed(5))
     assert abs(float(d.std()) - 0.5) < 0.01 and abs(float(v.mean()) - 1.0) < 0.005
     assert abs(float(v.std()) - 0.1) < 0.002
+
+
+# --------------------------------------------------------------------------- in the model
+def _stochastic_model(seed: int = 7):
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+    from hyenamd.testing import perturb_parameters
+
+    cfg = GHyenaConfig(
+        species=(1, 8, 18), cutoff=4.0, n_scalar=8, n_vector=4, n_rbf=4, pattern=("local", "global"),
+        heads=("energy", "stochastic_dynamics"), dynamics_horizon_fs=20.0, dtype="float64", seed=seed,
+    )  # fmt: skip
+    return perturb_parameters(GHyena(cfg), std=0.2, seed=seed)
+
+
+def _batch():
+    from hyenamd import Batch
+    from hyenamd.testing import lj_argon, maxwell_boltzmann, water_trimer
+
+    systems = [water_trimer(), lj_argon(2, rattle=0.2, seed=2)]
+    return Batch.from_systems([maxwell_boltzmann(s, 300.0, seed=k) for k, s in enumerate(systems)])
+
+
+def test_model_head_option_outputs_and_reference():
+    """heads: [energy, stochastic_dynamics]: means and log σ per atom, equal to the O(N²) reference."""
+    import pytest
+
+    from hyenamd.surrogate import GHyenaConfig
+    from hyenamd.surrogate.reference import reference_forward
+
+    with pytest.raises(ValueError, match="not both"):
+        GHyenaConfig(species=(18,), heads=("energy", "dynamics", "stochastic_dynamics"))
+    m, b = _stochastic_model(), _batch()
+    assert isinstance(m.dynamics_head, StochasticDynamicsHead) and m.cfg.has_dynamics
+    with torch.no_grad():
+        fast, ref = m(b), reference_forward(m, b)
+    assert {"displacement", "velocities", "log_sigma_x", "log_sigma_v"} <= fast.keys()
+    assert fast.keys() == ref.keys()
+    for k in fast:
+        scale = max(1.0, float(ref[k].abs().max()))
+        assert (fast[k] - ref[k]).abs().max() <= 1e-10 * scale, k
+    assert fast["log_sigma_v"].shape == (b.n_atoms,) and float(fast["log_sigma_v"].std()) > 0
+
+
+def test_model_sigmas_invariant_means_equivariant():
+    """Fresh evaluations of the whole model: means rotate/reflect, log σ is invariant (and re-wrap)."""
+    from hyenamd.testing import assert_equivariant, lj_argon, maxwell_boltzmann
+
+    m = _stochastic_model()
+    system = maxwell_boltzmann(lj_argon(2, rattle=0.2, seed=2), 300.0, seed=1)
+    names = ["displacement", "velocities", "log_sigma_x", "log_sigma_v"]
+    kinds = {
+        "displacement": "vector",
+        "velocities": "vector",
+        "log_sigma_x": "scalar",
+        "log_sigma_v": "scalar",
+    }
+    assert_equivariant(m, system, outputs=names, kinds=kinds)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from hyenamd.surrogate import describe_checkpoint, load_model, save_model
+
+    m, b = _stochastic_model(), _batch()
+    path = save_model(m, tmp_path / "stoch.safetensors", task="dynamics")
+    back = load_model(path)
+    assert isinstance(back.dynamics_head, StochasticDynamicsHead)
+    with torch.no_grad():
+        a, c = m(b), back(b)
+    for k in a:
+        assert torch.equal(a[k], c[k]), k
+    assert "stochastic_dynamics (horizon 20.0 fs)" in describe_checkpoint(path)

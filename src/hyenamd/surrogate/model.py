@@ -10,6 +10,8 @@ energies           [n_atoms]            eV     always
 direct_forces      [n_atoms, 3]         eV/Å   ``"direct_forces" in cfg.heads`` (not conservative)
 displacement       [n_atoms, 3]         Å      ``"dynamics" in cfg.heads`` (needs velocities)
 velocities         [n_atoms, 3]         Å/fs   ``"dynamics" in cfg.heads``
+log_sigma_x        [n_atoms]            ln Å   ``"stochastic_dynamics" in cfg.heads`` (with the two above)
+log_sigma_v        [n_atoms]            ln Å/fs ``"stochastic_dynamics" in cfg.heads``
 =================  ===================  =====  ==============================================
 
 The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a ``cutoff``
@@ -39,7 +41,7 @@ from hyenamd.system import Batch
 __all__ = ["GHyena", "GHyenaConfig"]
 
 BlockKind = Literal["local", "global"]
-HeadKind = Literal["energy", "direct_forces", "dynamics"]
+HeadKind = Literal["energy", "direct_forces", "dynamics", "stochastic_dynamics"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -57,7 +59,9 @@ class GHyenaConfig:
     blocks' implicit filter; filter_w_min, filter_w_init, filter_w_cap: its initial shortest and
     longest e-folding lengths and the largest it may learn, in tokens (see surrogate/filters.py).
     heads: output heads; "energy" is required (the potential protocol), "direct_forces" and
-    "dynamics" are optional.  dynamics_horizon_fs: Δτ of the dynamics head, fs.
+    "dynamics" are optional; "stochastic_dynamics" is the dynamics head with a per-atom Gaussian
+    (means plus invariant log σ, :mod:`hyenamd.surrogate.stochastic_head`), used instead of
+    "dynamics" (at most one of the two).  dynamics_horizon_fs: Δτ of the dynamics head, fs.
     energy_shifts: per-species energy offsets μ_Z (eV), one per species (None: zeros);
     energy_scale: σ, scale of the learned per-atom energies (eV). Both become buffers.
     pair_chunk: pairs per chunk of the local messages (bounds memory; results unchanged).
@@ -137,8 +141,12 @@ class GHyenaConfig:
             if k not in ("local", "global"):
                 raise ValueError(f"unknown block kind {k!r} in pattern; use 'local' or 'global'")
         for h in self.heads:
-            if h not in ("energy", "direct_forces", "dynamics"):
-                raise ValueError(f"unknown head {h!r}; choose from energy, direct_forces, dynamics")
+            if h not in ("energy", "direct_forces", "dynamics", "stochastic_dynamics"):
+                raise ValueError(
+                    f"unknown head {h!r}; choose from energy, direct_forces, dynamics, stochastic_dynamics"
+                )
+        if "dynamics" in self.heads and "stochastic_dynamics" in self.heads:
+            raise ValueError("heads: choose 'dynamics' or 'stochastic_dynamics', not both")
         if "energy" not in self.heads:
             raise ValueError("heads must include 'energy' (every model is a potential)")
         if not self.dynamics_horizon_fs > 0:
@@ -159,6 +167,11 @@ class GHyenaConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
+
+    @property
+    def has_dynamics(self) -> bool:
+        """Whether the model has a dynamics head (deterministic or stochastic; needs velocities)."""
+        return "dynamics" in self.heads or "stochastic_dynamics" in self.heads
 
 
 class GHyena(nn.Module):
@@ -183,7 +196,7 @@ class GHyena(nn.Module):
             self.radial = RadialEmbedding(cfg.cutoff, cfg.n_rbf, cfg.radial_basis, cfg.envelope_exponent)
             self.embedding = nn.Embedding(n_sp, f)
             self.velocity_embedding = (
-                VelocityEmbedding(n_sp, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
+                VelocityEmbedding(n_sp, c, cfg.dynamics_horizon_fs) if cfg.has_dynamics else None
             )
             blocks = []
             for kind in cfg.pattern:
@@ -210,6 +223,10 @@ class GHyena(nn.Module):
             self.dynamics_head = (
                 DynamicsHead(f, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
             )
+            if "stochastic_dynamics" in cfg.heads:
+                from hyenamd.surrogate.stochastic_head import StochasticDynamicsHead
+
+                self.dynamics_head = StochasticDynamicsHead(f, c, cfg.dynamics_horizon_fs, n_sp)
         self.to(cfg.torch_dtype)
 
     # ------------------------------------------------------------------ helpers
@@ -296,8 +313,10 @@ class GHyena(nn.Module):
         out = {"energy": energy, "energies": energies}
         if self.direct_force_head is not None:
             out["direct_forces"] = self.direct_force_head(s, v)
-        if self.dynamics_head is not None:
+        if isinstance(self.dynamics_head, DynamicsHead):
             out["displacement"], out["velocities"] = self.dynamics_head(s, v, batch.velocities)
+        elif self.dynamics_head is not None:  # stochastic: means and log σ
+            out.update(self.dynamics_head(s, v, batch.velocities, idx))
         return out
 
     def extra_repr(self) -> str:

@@ -25,7 +25,15 @@ is what the replica measurement of the demo's argon puts at 0.24 for the 200-fs 
     ==========  =========================================  ======
 
 Isotropic per atom (one σ for the three components) keeps σ invariant; an anisotropic
-covariance would need an equivariant rank-2 output. Sampling: :func:`sample_stride`.
+covariance would need an equivariant rank-2 output. The x and v draws are independent (no
+cross-covariance): the benchmark ``benchmarks/stochastic_head.py`` measures how correlated the
+held-out residuals actually are. Sampling: :func:`sample_stride`.
+
+In the model: ``GHyenaConfig(heads=("energy", "stochastic_dynamics"))`` puts this head in
+``model.dynamics_head`` (its log σ MLP starts at zero, so a fresh head has σ = exp(b_Z)); the
+model's outputs gain ``log_sigma_x``/``log_sigma_v``, ``task: dynamics`` trains it with
+:func:`~hyenamd.surrogate.losses.stochastic_dynamics_loss` (the Gaussian NLL), and
+:class:`~hyenamd.engine.LearnedPropagator` draws Φ from it with ``sample=True``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hyenamd.surrogate.equivariant import ScalarMLP
+from hyenamd.surrogate.equivariant import ScalarMLP, zero_last_layer_
 from hyenamd.surrogate.heads import DynamicsHead
 
 __all__ = ["StochasticDynamicsHead", "gaussian_nll", "noise_fraction", "sample_stride"]
@@ -61,7 +69,7 @@ class StochasticDynamicsHead(nn.Module):
     ) -> None:
         super().__init__()
         self.mean = DynamicsHead(n_scalar, n_vector, horizon_fs)
-        self.log_sigma = ScalarMLP(n_scalar, n_scalar, 2)
+        self.log_sigma = zero_last_layer_(ScalarMLP(n_scalar, n_scalar, 2))  # starts at σ = exp(b_Z)
         shift = torch.tensor([log_sigma_x0, log_sigma_v0]).expand(n_species, 2).clone()
         self.log_sigma_shift = nn.Parameter(shift)
 
