@@ -121,7 +121,12 @@ def probe(pattern: tuple[str, ...]) -> dict:
             ),
         }
     except Exception as e:
-        result["draft_export"] = {"ok": False, "error": type(e).__name__, "at": _where(e)}
+        result["draft_export"] = {
+            "ok": False,
+            "error": type(e).__name__,
+            "at": _where(e),
+            "message": str(e)[:400],
+        }
     return result
 
 
