@@ -24,10 +24,11 @@ per-atom energies of the mean model, and the members' values are ``energy_comm``
 :func:`hyenamd.surrogate.compute_forces`): its ``forward`` returns the mean energy, so the
 forces that ``compute_forces`` takes from it are the mean forces (the gradient is linear)
 and a :class:`~hyenamd.engine.Simulation` can run on it like on one model.
-:meth:`Committee.statistics` evaluates the members on the *same* batch, sequence order and
-neighbour list and returns the table above: members of one architecture in one
-``torch.func.vmap`` pass over their stacked weights (:mod:`hyenamd.engine.committee_vmap`),
-others one after another (:func:`loop_statistics`, also the O(K) reference of the vmapped pass).
+:meth:`Committee.statistics` evaluates the members on the same batch and returns the table
+above: members of one architecture share one sequence order and neighbour list and run in one
+``torch.func.vmap`` pass over their stacked weights (:mod:`hyenamd.engine.committee_vmap`);
+others run one after another (:func:`loop_statistics`, also the O(K) reference of the vmapped
+pass; a neighbour list passed in is shared, else each member builds its own).
 :class:`UncertaintyGuard` (``engine/guard.py`` style) stops or flags a rollout whose largest
 per-atom force standard deviation exceeds a threshold.
 """
