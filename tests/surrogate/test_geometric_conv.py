@@ -78,9 +78,10 @@ def test_fft_lengths():
     assert plan_convs(one, 100, circular=False, support=10).nfft == fc.fast_fft_size(110)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept-spectra", "recomputed-spectra"])
 @pytest.mark.parametrize("circular", CONVS, ids=["linear", "circular"])
 @pytest.mark.parametrize("lengths,support", [([7], None), ([6, 4], None), ([8], 2)])
-def test_gradcheck_and_gradgradcheck(lengths, support, circular):
+def test_gradcheck_and_gradgradcheck(lengths, support, circular, keep):
     gen = torch.Generator().manual_seed(3)
     lengths, *xs = _inputs(lengths, 2, 1, gen, support)
     xs = [x.clone().requires_grad_(True) for x in _cf(*xs)]
@@ -88,20 +89,26 @@ def test_gradcheck_and_gradgradcheck(lengths, support, circular):
 
     def fn(*ys):
         ys = [y * m for y, m in zip(ys, masks)]
-        return geometric_convs_cf(*ys, lengths, circular=circular, support=support, chunk=1)
+        return geometric_convs_cf(
+            *ys, lengths, circular=circular, support=support, chunk=1, keep_spectra=keep
+        )
 
     assert torch.autograd.gradcheck(fn, xs)
     assert torch.autograd.gradgradcheck(fn, xs)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept-spectra", "recomputed-spectra"])
+@pytest.mark.parametrize("lengths", [[19, 12], [19], [20], [45]], ids=str)
 @pytest.mark.parametrize("circular", CONVS, ids=["linear", "circular"])
-def test_gradients_equal_those_of_the_autograd_path(circular):
+def test_gradients_equal_those_of_the_autograd_path(circular, lengths, keep):
+    """Float64 gradients of all five inputs == autograd through the plain FFT path (padded batches,
+    one system read by slices: folded and native circular (20 tokens), linear)."""
     gen = torch.Generator().manual_seed(4)
-    lengths, *xs = _inputs([19, 12], 4, 2, gen)
+    lengths, *xs = _inputs(lengths, 4, 2, gen)
     a = [x.clone().requires_grad_(True) for x in xs]
     b = [x.clone().requires_grad_(True) for x in _cf(*xs)]
     ref = fc.geometric_long_convs(*a, lengths, circular=circular)
-    out = geometric_convs_cf(*b, lengths, circular=circular)
+    out = geometric_convs_cf(*b, lengths, circular=circular, chunk=5, keep_spectra=keep)
     w = [torch.randn(o.shape, dtype=DT, generator=gen) for o in ref]
     sum((r * ww).sum() for r, ww in zip(ref, w)).backward()
     perm = [(0, 2, 1), (0, 2, 3, 1), (0, 2, 3, 1), (0, 2, 1)]

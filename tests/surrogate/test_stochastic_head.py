@@ -42,8 +42,9 @@ def test_means_rotate_and_sigmas_are_invariant():
         rot = head(s, v @ q.T, u @ q.T, z)
         assert torch.allclose(rot["displacement"], out["displacement"] @ q.T, atol=1e-12)
         assert torch.allclose(rot["velocities"], out["velocities"] @ q.T, atol=1e-14)
-        for k in ("log_sigma_x", "log_sigma_v"):
+        for k in ("log_sigma_x", "log_sigma_v", "rho_xv"):
             assert torch.allclose(rot[k], out[k], atol=1e-12)
+    assert float(out["rho_xv"].detach().abs().max()) > 0
 
 
 def test_nll_matches_torch_and_its_optimum_is_the_residual_variance():
@@ -80,3 +81,110 @@ def test_noise_fraction_and_sampling():
     d, v = sample_stride(out, torch.Generator().manual_seed(5))
     assert abs(float(d.std()) - 0.5) < 0.01 and abs(float(v.mean()) - 1.0) < 0.005
     assert abs(float(v.std()) - 0.1) < 0.002
+    out["rho_xv"] = torch.full((20000,), 0.7, dtype=torch.float64)  # correlated x–v noise
+    d, v = sample_stride(out, torch.Generator().manual_seed(5))
+    assert abs(float(v.std()) - 0.1) < 0.002 and abs(float(d.std()) - 0.5) < 0.01
+    assert abs(float(torch.corrcoef(torch.stack([d.ravel(), v.ravel()]))[0, 1]) - 0.7) < 0.01
+
+
+def test_joint_nll_is_the_bivariate_gaussian():
+    """Marginal of Δx + conditional of v' | Δx = −log N₂((Δx, v'); μ, Σ) − log 2π, per component."""
+    from hyenamd.surrogate.losses import stochastic_dynamics_loss
+
+    g = torch.Generator().manual_seed(6)
+    n = 40
+    mx, mv, tx, tv = torch.randn(4, n, 3, generator=g, dtype=torch.float64)
+    lsx, lsv = 0.3 * torch.randn(2, n, generator=g, dtype=torch.float64)
+    rho = 0.9 * torch.tanh(torch.randn(n, generator=g, dtype=torch.float64))
+    sx, sv = lsx.exp(), lsv.exp()
+    cov = torch.stack(
+        [torch.stack([sx * sx, rho * sx * sv], -1), torch.stack([rho * sx * sv, sv * sv], -1)], -2
+    )  # [n, 2, 2]
+    dist = torch.distributions.MultivariateNormal(
+        torch.stack([mx, mv], -1), covariance_matrix=cov[:, None].expand(n, 3, 2, 2)
+    )
+    want = (-dist.log_prob(torch.stack([tx, tv], -1))).mean() - math.log(2 * math.pi)
+    loss, parts = stochastic_dynamics_loss(
+        mx, tx, mv, tv, lsx, lsv, rho,
+        position_weight=1.0, velocity_weight=1.0, position_scale=1.0, velocity_scale=1.0,
+    )  # fmt: skip
+    assert torch.allclose(loss, want, atol=1e-12)
+    assert torch.allclose(parts["xv_correlation"], rho.mean())
+    # ρ = 0 (or no ρ): the product of the two marginals
+    indep, _ = stochastic_dynamics_loss(
+        mx, tx, mv, tv, lsx, lsv,
+        position_weight=1.0, velocity_weight=1.0, position_scale=1.0, velocity_scale=1.0,
+    )  # fmt: skip
+    assert torch.allclose(indep, gaussian_nll(mx, tx, lsx) + gaussian_nll(mv, tv, lsv), atol=1e-14)
+
+
+# --------------------------------------------------------------------------- in the model
+def _stochastic_model(seed: int = 7):
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+    from hyenamd.testing import perturb_parameters
+
+    cfg = GHyenaConfig(
+        species=(1, 8, 18), cutoff=4.0, n_scalar=8, n_vector=4, n_rbf=4, pattern=("local", "global"),
+        heads=("energy", "stochastic_dynamics"), dynamics_horizon_fs=20.0, dtype="float64", seed=seed,
+    )  # fmt: skip
+    return perturb_parameters(GHyena(cfg), std=0.2, seed=seed)
+
+
+def _batch():
+    from hyenamd import Batch
+    from hyenamd.testing import lj_argon, maxwell_boltzmann, water_trimer
+
+    systems = [water_trimer(), lj_argon(2, rattle=0.2, seed=2)]
+    return Batch.from_systems([maxwell_boltzmann(s, 300.0, seed=k) for k, s in enumerate(systems)])
+
+
+def test_model_head_option_outputs_and_reference():
+    """heads: [energy, stochastic_dynamics]: means and log σ per atom, equal to the O(N²) reference."""
+    import pytest
+
+    from hyenamd.surrogate import GHyenaConfig
+    from hyenamd.surrogate.reference import reference_forward
+
+    with pytest.raises(ValueError, match="not both"):
+        GHyenaConfig(species=(18,), heads=("energy", "dynamics", "stochastic_dynamics"))
+    m, b = _stochastic_model(), _batch()
+    assert isinstance(m.dynamics_head, StochasticDynamicsHead) and m.cfg.has_dynamics
+    with torch.no_grad():
+        fast, ref = m(b), reference_forward(m, b)
+    assert {"displacement", "velocities", "log_sigma_x", "log_sigma_v", "rho_xv"} <= fast.keys()
+    assert fast.keys() == ref.keys()
+    for k in fast:
+        scale = max(1.0, float(ref[k].abs().max()))
+        assert (fast[k] - ref[k]).abs().max() <= 1e-10 * scale, k
+    assert fast["log_sigma_v"].shape == (b.n_atoms,) and float(fast["log_sigma_v"].std()) > 0
+
+
+def test_model_sigmas_invariant_means_equivariant():
+    """Fresh evaluations of the whole model: means rotate/reflect, log σ is invariant (and re-wrap)."""
+    from hyenamd.testing import assert_equivariant, lj_argon, maxwell_boltzmann
+
+    m = _stochastic_model()
+    system = maxwell_boltzmann(lj_argon(2, rattle=0.2, seed=2), 300.0, seed=1)
+    names = ["displacement", "velocities", "log_sigma_x", "log_sigma_v", "rho_xv"]
+    kinds = {
+        "displacement": "vector",
+        "velocities": "vector",
+        "log_sigma_x": "scalar",
+        "log_sigma_v": "scalar",
+        "rho_xv": "scalar",
+    }
+    assert_equivariant(m, system, outputs=names, kinds=kinds)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from hyenamd.surrogate import describe_checkpoint, load_model, save_model
+
+    m, b = _stochastic_model(), _batch()
+    path = save_model(m, tmp_path / "stoch.safetensors", task="dynamics")
+    back = load_model(path)
+    assert isinstance(back.dynamics_head, StochasticDynamicsHead)
+    with torch.no_grad():
+        a, c = m(b), back(b)
+    for k in a:
+        assert torch.equal(a[k], c[k]), k
+    assert "stochastic_dynamics (horizon 20.0 fs)" in describe_checkpoint(path)

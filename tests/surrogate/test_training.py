@@ -199,3 +199,65 @@ def test_order_augmentation_draws_valid_orders_for_training_batches(
         assert torch.equal(torch.sort(o[:32]).values, torch.arange(32))  # a valid order per structure
         assert torch.equal(torch.sort(o[32:]).values, torch.arange(32, 64))
     assert any(not torch.equal(o, canonical) for o in orders) is expect
+
+
+def _noisy_strides(samples: list[Sample], sx: float, sv: float, seed: int = 1) -> list[Sample]:
+    """Synthetic Langevin-like strides: the ballistic step plus Gaussian noise of σ_x Å, σ_v Å/fs."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for s in samples:
+        v = s.system.velocities
+        out.append(
+            Sample(
+                s.system,
+                displacement=v * 20.0 + sx * torch.randn(v.shape, generator=g, dtype=DT),
+                next_velocities=v + sv * torch.randn(v.shape, generator=g, dtype=DT),
+                segment=s.segment,
+            )
+        )
+    return out
+
+
+def test_stochastic_head_training_reduces_nll_towards_the_noise(tmp_path) -> None:
+    """Gaussian NLL training: the held-out NLL falls and σ moves to the data's noise level."""
+    from hyenamd.surrogate.stochastic_head import StochasticDynamicsHead
+
+    sx, sv = 0.02, 3e-4
+    tr, va = split_by_segment(_noisy_strides(_lj_samples(8), sx, sv), 0.25, seed=0)
+    heads = ("energy", "stochastic_dynamics")
+    settings = TrainSettings(
+        task="dynamics", epochs=6, batch_size=2, lr=0.05, warmup_steps=0, progress=False, fit_shifts=False
+    )
+    model = _model(heads=heads, dynamics_horizon_fs=20.0)
+    assert isinstance(model.dynamics_head, StochasticDynamicsHead)
+    trainer = Trainer(model, tr, va, settings, out_dir=tmp_path)
+    before, _ = trainer.evaluate()
+    result = trainer.fit()
+    assert result.best_valid_loss < before - 1.0
+    best = load_model(result.best_path)
+    assert isinstance(best.dynamics_head, StochasticDynamicsHead)
+    b = Batch.from_systems([x.system for x in va])
+    with torch.no_grad():
+        out = best(b)
+    sig_v = float(torch.exp(out["log_sigma_v"]).pow(2).mean().sqrt())
+    start = 1e-3  # the head's default σ_v (fit_shifts off)
+    assert abs(math.log(sig_v / sv)) < 0.5 * abs(math.log(start / sv))
+    assert {"velocity_noise_fraction", "velocity_sigma2"} <= result.best_metrics.keys()
+    assert (tmp_path / "loss_curve.png").exists()  # a linear axis: the NLL is negative here
+
+
+def test_stochastic_head_log_sigma_starts_at_the_ballistic_residual(tmp_path) -> None:
+    sx, sv = 0.02, 3e-4
+    tr, va = split_by_segment(_noisy_strides(_lj_samples(8), sx, sv), 0.25, seed=0)
+    model = _model(heads=("energy", "stochastic_dynamics"), dynamics_horizon_fs=20.0)
+    trainer = Trainer(model, tr, va, TrainSettings(task="dynamics", progress=False), out_dir=tmp_path)
+    rx = torch.cat([x.displacement - x.system.velocities * 20.0 for x in tr])
+    rv = torch.cat([x.next_velocities - x.system.velocities for x in tr])
+    shift = model.dynamics_head.noise_shift.detach()
+    assert math.isclose(float(shift[0, 0]), 0.5 * math.log(float(rx.pow(2).mean())), rel_tol=1e-12)
+    assert math.isclose(float(shift[0, 1]), 0.5 * math.log(float(rv.pow(2).mean())), rel_tol=1e-12)
+    assert trainer.scales["log_sigma_v0"] == [float(shift[0, 1])]
+    from hyenamd.surrogate.stochastic_head import RHO_MAX
+
+    corr = float((rx * rv).mean() / (rx.pow(2).mean() * rv.pow(2).mean()).sqrt())
+    assert math.isclose(RHO_MAX * math.tanh(float(shift[0, 2])), corr, rel_tol=1e-9)

@@ -35,7 +35,8 @@ class IntegratorSettings:
     its NVE mode). dt_fs, temperature_k (K), friction_per_fs (1/fs), seed (RNG: thermostat noise
     and initial velocities), skin (Å), remove_com, wrap, learned_forces (what the learned
     propagator puts in the state's forces), learned_energy_model (a force-field checkpoint for
-    the learned propagator's energy rescale; None: no rescale)."""
+    the learned propagator's energy rescale; None: no rescale), learned_sample (draw each stride
+    from a stochastic dynamics head's Gaussians)."""
 
     kind: Literal["velocity_verlet", "langevin_baoab", "learned"] = "langevin_baoab"
     dt_fs: float = 1.0
@@ -47,6 +48,7 @@ class IntegratorSettings:
     wrap: bool = False
     learned_forces: Literal["none", "conservative"] = "none"
     learned_energy_model: str | None = None
+    learned_sample: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +119,7 @@ def build_integrator(cfg: IntegratorSettings, potential: nn.Module):
         energy_model=energy_model,
         seed=cfg.seed,
         forces=cfg.learned_forces,
+        sample=cfg.learned_sample,
         **common,
     )
 

@@ -9,6 +9,7 @@ reference's Langevin thermostat and an energy-conserving momentum rescale (Flash
     O:  v ← c₁ v + c₂ sqrt(k_B T / m · c) ξ₁          c₁ = exp(−γ Δτ / 2),  c₂ = sqrt(1 − exp(−γ Δτ))
         H = U(x) + K(v)                               (per system; the energy the map must keep)
     Φ:  x' = x + d(x, v),   v' = v'(x, v)             (one evaluation of the dynamics model)
+        [sample=True: x' = x + d + σˣ ζ₁,  v' = v' + σᵛ (ρ ζ₁ + sqrt(1 − ρ²) ζ₂)   (the stochastic head)]
     R:  α = sqrt(1 − (U(x') + K(v') − H) / K(v')),    v' ← α v'   ⇒  U(x') + K(α v') = H exactly
     O:  v ← c₁ v' + c₂ sqrt(k_B T / m · c) ξ₂
 
@@ -22,6 +23,9 @@ reference's Langevin thermostat and an energy-conserving momentum rescale (Flash
     γ         ``friction_per_fs`` (0: NVE, the rescale alone)      1/fs
     T         ``temperature_k`` (one or one per system)            K
     ξ₁, ξ₂    ``torch.randn`` from the state's RNG                 —
+    σˣ, σᵛ    ``exp(model(batch)["log_sigma_x"/"log_sigma_v"])``    Å, Å/fs
+    ρ         ``model(batch)["rho_xv"]`` (x–v noise correlation)   —
+    ζ₁, ζ₂    ``torch.randn`` from the state's RNG (after ξ₁)      —
     U         ``energy_model(batch)["energy"]``, ``state.energy``  eV
     K         ``½ Σ m |v|²`` per system                            eV
     α         ``state.aux["alpha"]`` (per system, last stride)     —
@@ -34,6 +38,16 @@ MSE on Langevin pairs learns the conditional mean and cools the system. A head t
 strides learns a (near) deterministic map; the OU half-steps are exact for any Δτ (they keep the
 Maxwell–Boltzmann distribution invariant), so the stochastic part of the dynamics is done by
 the splitting, not learned, and the rescale R removes the map's energy error each stride.
+
+Stochastic Φ (``sample=True``, a model with the ``"stochastic_dynamics"`` head): the stride is
+drawn from the head's per-atom Gaussians instead of taking their means (without ``sample`` such
+a model runs on its means, like a deterministic head). The draws come from the same RNG as the
+OU noise, in the order ξ₁, (ζ₁, ζ₂), ξ₂, so seeding and exact resume are unchanged. Which
+splitting fits a stochastic head depends on its data (``docs/engine.md``): trained on Langevin
+strides its σ already holds the thermostat's noise, so run it with ``friction_per_fs=0`` (the OU
+steps would add the noise twice) and without ``energy_model`` (the rescale would pin H, which a
+thermostatted system does not keep); trained on NVE strides, σ is the map's own uncertainty and
+the full O–Φ–O splitting applies as for a deterministic head.
 
 Guard of the rescale: when ``K(v') ≤ k_min`` (``1e-8`` eV per degree of freedom) the stride is
 not rescaled (α = 1); otherwise ``α² = 1 − (U' + K' − H)/K'`` is clamped to
@@ -118,6 +132,7 @@ class LearnedPropagator(Integrator):
     reference thermostat (γ = 0: NVE, no OU steps). energy_model: a potential for U(x) and the
     rescale (None: no rescale). alpha_min/alpha_max: clamp of α. seed: RNG of the noise and of
     initial velocities. forces: ``"none"`` or ``"conservative"`` (needs ``energy_model``).
+    sample: draw Φ from the stochastic head's Gaussians (needs ``heads: [..., stochastic_dynamics]``).
     """
 
     name = "learned_propagator"
@@ -133,6 +148,7 @@ class LearnedPropagator(Integrator):
         alpha_max: float = 2.0,
         seed: int = 0,
         forces: Literal["none", "conservative"] = "none",
+        sample: bool = False,
         skin: float = 1.0,
         remove_com: bool = False,
         wrap: bool = False,
@@ -141,6 +157,10 @@ class LearnedPropagator(Integrator):
         if getattr(model, "dynamics_head", None) is None:
             raise ValueError(
                 "LearnedPropagator needs a model with a dynamics head (GHyenaConfig(heads=(..., 'dynamics')))"
+            )
+        if sample and not hasattr(model.dynamics_head, "noise_shift"):
+            raise ValueError(
+                "sample=True needs a stochastic dynamics head (GHyenaConfig(heads=(..., 'stochastic_dynamics')))"
             )
         if forces not in ("none", "conservative"):
             raise ValueError(f"forces must be 'none' or 'conservative', got {forces!r}")
@@ -182,6 +202,7 @@ class LearnedPropagator(Integrator):
         self.temperature_k = temperature_k
         self.alpha_min, self.alpha_max = float(alpha_min), float(alpha_max)
         self.seed = int(seed)
+        self.sample = bool(sample)
         self.c1 = math.exp(-0.5 * self.friction_per_fs * self.dt_fs)
         self._sd_of: Tensor | None = None
         self._sd: Tensor | None = None
@@ -204,11 +225,15 @@ class LearnedPropagator(Integrator):
             "alpha_max": self.alpha_max,
             "seed": self.seed,
             "forces": self.forces,
+            "sample": self.sample,
         }
 
     # ------------------------------------------------------------------ evaluations
-    def _phi(self, state: MDState, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Displacement, next velocities and nl_ref: one evaluation of the dynamics model at (x, v)."""
+    def _phi(
+        self, state: MDState, x: Tensor, v: Tensor, gen: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Displacement, next velocities and nl_ref: one evaluation of the dynamics model at (x, v)
+        (a draw from its Gaussians with ``gen`` when ``sample``)."""
         ev = self.evaluator
         if ev.profile:
             synchronize(x.device)
@@ -223,7 +248,12 @@ class LearnedPropagator(Integrator):
         if ev.profile:
             synchronize(x.device)
             ev.timings["model"] += time.perf_counter() - t1
-        return out["displacement"].detach(), out["velocities"].detach(), ref
+        if self.sample:
+            from hyenamd.surrogate.stochastic_head import sample_stride
+
+            disp, vel = sample_stride({k: t.detach().to(x.dtype) for k, t in out.items()}, gen)
+            return disp, vel, ref
+        return out["displacement"].detach().to(x.dtype), out["velocities"].detach().to(x.dtype), ref
 
     def _potential(self, state: MDState, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """U(x) ``[B]`` eV and forces ``[N, 3]`` (zeros unless ``forces='conservative'``) of the energy model."""
@@ -290,13 +320,13 @@ class LearnedPropagator(Integrator):
         if "rescale_guarded" not in state.aux:
             raise ValueError("this state was not made by LearnedPropagator.init(); create it there")
         v = state.velocities
-        gen = self._generator(state) if self.langevin else None
+        gen = self._generator(state) if self.langevin or self.sample else None
         if self.langevin:
             sd = self._noise_scale(state)
             xi = torch.randn(v.shape, generator=gen, dtype=v.dtype, device=v.device)
             v = ou_half_step(v, self.c1, sd, xi)
         total = state.energy + kinetic_energy(state.masses, v, state.batch, state.n_systems)
-        disp, v_new, ref = self._phi(state, state.positions, v)
+        disp, v_new, ref = self._phi(state, state.positions, v, gen)
         x = state.positions + disp
         if self.wrap:
             x = self._wrap(state, x)

@@ -280,7 +280,11 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         f"  widths       scalars {cfg.get('n_scalar')}, vectors {cfg.get('n_vector')}, rbf {cfg.get('n_rbf')}",
         f"  blocks       {' → '.join(cfg.get('pattern', []))}",
         f"  heads        {', '.join(cfg.get('heads', []))}"
-        + (f" (horizon {cfg.get('dynamics_horizon_fs')} fs)" if "dynamics" in cfg.get("heads", []) else ""),
+        + (
+            f" (horizon {cfg.get('dynamics_horizon_fs')} fs)"
+            if {"dynamics", "stochastic_dynamics"} & set(cfg.get("heads", []))
+            else ""
+        ),
         f"  dtype        {info.get('dtype')}; {len(shapes)} tensors",
         "  units        " + ", ".join(f"{k} {v}" for k, v in info.get("units", {}).items()),
         f"  ordering     {cfg.get('ordering', 'not recorded (legacy): ' + legacy_ordering(info))}",

@@ -10,6 +10,9 @@ energies           [n_atoms]            eV     always
 direct_forces      [n_atoms, 3]         eV/Å   ``"direct_forces" in cfg.heads`` (not conservative)
 displacement       [n_atoms, 3]         Å      ``"dynamics" in cfg.heads`` (needs velocities)
 velocities         [n_atoms, 3]         Å/fs   ``"dynamics" in cfg.heads``
+log_sigma_x        [n_atoms]            ln Å   ``"stochastic_dynamics" in cfg.heads`` (with the two above)
+log_sigma_v        [n_atoms]            ln Å/fs ``"stochastic_dynamics" in cfg.heads``
+rho_xv             [n_atoms]            —      ``"stochastic_dynamics" in cfg.heads`` (x–v noise correlation)
 =================  ===================  =====  ==============================================
 
 The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a ``cutoff``
@@ -40,7 +43,7 @@ from hyenamd.system import Batch
 __all__ = ["GHyena", "GHyenaConfig"]
 
 BlockKind = Literal["local", "global"]
-HeadKind = Literal["energy", "direct_forces", "dynamics"]
+HeadKind = Literal["energy", "direct_forces", "dynamics", "stochastic_dynamics"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -58,7 +61,9 @@ class GHyenaConfig:
     blocks' implicit filter; filter_w_min, filter_w_init, filter_w_cap: its initial shortest and
     longest e-folding lengths and the largest it may learn, in tokens (see surrogate/filters.py).
     heads: output heads; "energy" is required (the potential protocol), "direct_forces" and
-    "dynamics" are optional.  dynamics_horizon_fs: Δτ of the dynamics head, fs.
+    "dynamics" are optional; "stochastic_dynamics" is the dynamics head with a per-atom Gaussian
+    (means plus invariant log σ, :mod:`hyenamd.surrogate.stochastic_head`), used instead of
+    "dynamics" (at most one of the two).  dynamics_horizon_fs: Δτ of the dynamics head, fs.
     energy_shifts: per-species energy offsets μ_Z (eV), one per species (None: zeros);
     energy_scale: σ, scale of the learned per-atom energies (eV). Both become buffers.
     pair_chunk: pairs per chunk of the local messages (bounds memory; results unchanged).
@@ -158,8 +163,12 @@ class GHyenaConfig:
             if k not in ("local", "global"):
                 raise ValueError(f"unknown block kind {k!r} in pattern; use 'local' or 'global'")
         for h in self.heads:
-            if h not in ("energy", "direct_forces", "dynamics"):
-                raise ValueError(f"unknown head {h!r}; choose from energy, direct_forces, dynamics")
+            if h not in ("energy", "direct_forces", "dynamics", "stochastic_dynamics"):
+                raise ValueError(
+                    f"unknown head {h!r}; choose from energy, direct_forces, dynamics, stochastic_dynamics"
+                )
+        if "dynamics" in self.heads and "stochastic_dynamics" in self.heads:
+            raise ValueError("heads: choose 'dynamics' or 'stochastic_dynamics', not both")
         if "energy" not in self.heads:
             raise ValueError("heads must include 'energy' (every model is a potential)")
         if not self.dynamics_horizon_fs > 0:
@@ -185,6 +194,11 @@ class GHyenaConfig:
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
 
+    @property
+    def has_dynamics(self) -> bool:
+        """Whether the model has a dynamics head (deterministic or stochastic; needs velocities)."""
+        return "dynamics" in self.heads or "stochastic_dynamics" in self.heads
+
 
 class GHyena(nn.Module):
     """The G-Hyena surrogate (see the module doc for outputs, ``docs/model.md`` for the maths)."""
@@ -209,14 +223,20 @@ class GHyena(nn.Module):
             self.radial = RadialEmbedding(cfg.cutoff, cfg.n_rbf, cfg.radial_basis, cfg.envelope_exponent)
             self.embedding = nn.Embedding(n_sp, f)
             self.velocity_embedding = (
-                VelocityEmbedding(n_sp, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
+                VelocityEmbedding(n_sp, c, cfg.dynamics_horizon_fs) if cfg.has_dynamics else None
             )
             blocks = []
             for kind in cfg.pattern:
                 if kind == "local":
                     blocks.append(
                         LocalBlock(
-                            f, c, self.radial, avg_neighbors=cfg.avg_neighbors, pair_chunk=cfg.pair_chunk
+                            f,
+                            c,
+                            self.radial,
+                            avg_neighbors=cfg.avg_neighbors,
+                            pair_chunk=cfg.pair_chunk,
+                            # v starts as zeros (below): the first block may skip their term
+                            zero_vectors_in=not blocks and self.velocity_embedding is None,
                         )
                     )
                 else:
@@ -236,6 +256,10 @@ class GHyena(nn.Module):
             self.dynamics_head = (
                 DynamicsHead(f, c, cfg.dynamics_horizon_fs) if "dynamics" in cfg.heads else None
             )
+            if "stochastic_dynamics" in cfg.heads:
+                from hyenamd.surrogate.stochastic_head import StochasticDynamicsHead
+
+                self.dynamics_head = StochasticDynamicsHead(f, c, cfg.dynamics_horizon_fs, n_sp)
         self.to(cfg.torch_dtype)
 
     # ------------------------------------------------------------------ helpers
@@ -252,15 +276,32 @@ class GHyena(nn.Module):
         """Whether the stack has a global block (which runs along the sequence order)."""
         return "global" in self.cfg.pattern
 
-    def species_index(self, species: Tensor) -> Tensor:
-        """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species."""
-        idx = self.species_table[species.clamp(0, MAX_Z)]
-        if bool((idx < 0).any()):
-            unknown = sorted({int(z) for z in species[idx < 0].tolist()})
+    def check_species(self, species: Tensor) -> None:
+        """ValueError naming the atomic numbers of ``species`` ``[N]`` that this model does not know.
+
+        Reads only the input and the config (never a parameter or buffer), so it runs once on
+        the input before any model maths, also when the members of a committee are evaluated
+        together under ``torch.func.vmap`` (where a check on stacked buffers cannot run).
+        """
+        if torch.compiler.is_exporting():
+            return  # not traced into an exported program (see docs/engine.md, "Export")
+        known = torch.tensor(self.cfg.species, dtype=species.dtype, device=species.device)
+        bad = ~torch.isin(species, known)
+        if bool(bad.any()):
+            unknown = sorted({int(z) for z in species[bad].tolist()})
             raise ValueError(
                 f"species {unknown} are not known to this model (it knows {list(self.cfg.species)})"
             )
-        return idx
+
+    def species_index(self, species: Tensor, *, check: bool = True) -> Tensor:
+        """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species.
+
+        ``check=False``: a pure table look-up with no data-dependent branch (the caller has run
+        :meth:`check_species`; unknown species would give row -1).
+        """
+        if check:
+            self.check_species(species)
+        return self.species_table[species.clamp(0, MAX_Z)]
 
     def _check(self, batch: Batch) -> None:
         if not isinstance(batch, Batch):
@@ -272,12 +313,13 @@ class GHyena(nn.Module):
             )
         if self.dynamics_head is not None and batch.velocities is None:
             raise ValueError("this model has a dynamics head: it needs batch.velocities (Å/fs)")
+        self.check_species(batch.species)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch, neighbors: Neighbors | None = None) -> dict[str, Tensor]:
         """Outputs for every system of ``batch`` (see the module doc); ``neighbors`` built if None."""
         self._check(batch)
-        idx = self.species_index(batch.species)
+        idx = self.species_index(batch.species, check=False)  # checked in _check
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
@@ -316,8 +358,10 @@ class GHyena(nn.Module):
         out = {"energy": energy, "energies": energies}
         if self.direct_force_head is not None:
             out["direct_forces"] = self.direct_force_head(s, v)
-        if self.dynamics_head is not None:
+        if isinstance(self.dynamics_head, DynamicsHead):
             out["displacement"], out["velocities"] = self.dynamics_head(s, v, batch.velocities)
+        elif self.dynamics_head is not None:  # stochastic: means and log σ
+            out.update(self.dynamics_head(s, v, batch.velocities, idx))
         return out
 
     def extra_repr(self) -> str:

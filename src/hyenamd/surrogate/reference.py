@@ -168,8 +168,18 @@ def _one_system(model: nn.Module, batch: Batch, k: int) -> dict[str, Tensor]:
     if model.dynamics_head is not None:
         dt = cfg.dynamics_horizon_fs
         vel = batch.velocities[a:b]
-        out["displacement"] = vel * dt + _vector_head(model.dynamics_head.displacement, s, v)
-        out["velocities"] = vel + _vector_head(model.dynamics_head.velocity, s, v) / dt
+        stochastic = "stochastic_dynamics" in cfg.heads
+        mean = model.dynamics_head.mean if stochastic else model.dynamics_head
+        out["displacement"] = vel * dt + _vector_head(mean.displacement, s, v)
+        out["velocities"] = vel + _vector_head(mean.velocity, s, v) / dt
+        if stochastic:
+            from hyenamd.surrogate.stochastic_head import LOG_SIGMA_RANGE, RHO_MAX
+
+            head = model.dynamics_head
+            raw = _mlp(s, head.noise) + head.noise_shift[idx]
+            ls = raw[:, :2].clamp(*LOG_SIGMA_RANGE)
+            out["log_sigma_x"], out["log_sigma_v"] = ls[:, 0], ls[:, 1]
+            out["rho_xv"] = RHO_MAX * torch.tanh(raw[:, 2])
     return out
 
 

@@ -13,7 +13,12 @@ this module never imports engine/io/cluster. Objectives (see :mod:`hyenamd.surro
   RMS reference force (eV/Å × 1 Å), and the loss terms are normalised by σ_E and σ_F.
 * ``dynamics``: the dynamics head maps (x_t, v_t) to (x_{t+k}, v_{t+k}); Gaussian noise of
   ``noise_std`` Å is added to x_t and the displacement target corrected for it, so the model
-  learns to pull perturbed states back (rollout stability).
+  learns to pull perturbed states back (rollout stability). With the ``"stochastic_dynamics"``
+  head the objective is the Gaussian NLL of the same targets
+  (:func:`~hyenamd.surrogate.losses.stochastic_dynamics_loss`), so the head can be trained on
+  Langevin strides; before training its per-species offsets are set from the residual of the
+  ballistic step (what a fresh head predicts) when ``fit_shifts`` is on: log RMS for σˣ, σᵛ and
+  the x–v correlation for ρ.
 
 Loop: AdamW, linear warm-up + cosine decay (per optimiser step), gradient-norm clipping, EMA
 weights (validated and saved), validation after every epoch on held-out trajectory segments,
@@ -44,10 +49,16 @@ from torch import Tensor
 from hyenamd.geometry import Neighbors, neighbor_list
 from hyenamd.surrogate.checkpoint import save_model
 from hyenamd.surrogate.forces import compute_forces
-from hyenamd.surrogate.losses import dynamics_loss, energy_least_squares_shifts, force_field_loss
+from hyenamd.surrogate.losses import (
+    dynamics_loss,
+    energy_least_squares_shifts,
+    force_field_loss,
+    stochastic_dynamics_loss,
+)
 from hyenamd.surrogate.model import GHyena
 from hyenamd.surrogate.ordering import canonical_order, model_ordering, random_order
 from hyenamd.surrogate.schedule import EMA, cosine_lr
+from hyenamd.surrogate.stochastic_head import StochasticDynamicsHead
 from hyenamd.surrogate.train_data import Sample, TrainResult, TrainSettings, split_by_segment
 from hyenamd.surrogate.train_state import fp32_global_blocks, load_train_state, save_train_state
 from hyenamd.system import Batch, System
@@ -84,6 +95,7 @@ class Trainer:
                 f"need training and validation samples, got {len(self.train)} and {len(self.valid)}"
             )
         self._check_targets(model)
+        self.stochastic = isinstance(model.dynamics_head, StochasticDynamicsHead)
         self.device = torch.device(settings.device)
         self.amp = bool(settings.mixed_precision and self.device.type == "cuda")
         if settings.mixed_precision and not self.amp:
@@ -130,7 +142,8 @@ class Trainer:
         if self.s.task == "dynamics":
             if model.dynamics_head is None:
                 raise ValueError(
-                    "task 'dynamics' needs a model with the dynamics head (heads: [energy, dynamics])"
+                    "task 'dynamics' needs a model with a dynamics head "
+                    "(heads: [energy, dynamics] or [energy, stochastic_dynamics])"
                 )
             bad = [
                 k
@@ -189,7 +202,36 @@ class Trainer:
             v = torch.cat([x.next_velocities for x in train]).double()
             scales["position"] = max(float(d.pow(2).mean().sqrt()), 1e-6)
             scales["velocity"] = max(float(v.pow(2).mean().sqrt()), 1e-9)
+            if self.stochastic and self.s.fit_shifts:
+                scales.update(self._fit_log_sigma(train))
         return scales
+
+    def _fit_log_sigma(self, train: list[Sample]) -> dict[str, list[float]]:
+        """Per-species offsets of the stochastic head from the ballistic step's residuals
+        ``Δx* − u Δτ`` and ``v* − u`` (a fresh head's error): their log RMS (per component) for
+        log σˣ, log σᵛ, and atanh(ρ/ρ_max) of their correlation for ρ."""
+        from hyenamd.surrogate.stochastic_head import RHO_MAX
+
+        head, dt = self.model.dynamics_head, self.model.cfg.dynamics_horizon_fs
+        idx = torch.cat([self.model.species_index(x.system.species) for x in train]).cpu()
+        u = torch.cat([x.system.velocities for x in train]).double().cpu()
+        rx = torch.cat([x.displacement for x in train]).double().cpu() - u * dt
+        rv = torch.cat([x.next_velocities for x in train]).double().cpu() - u
+        shift = head.noise_shift.detach().clone().double().cpu()
+        for k in idx.unique().tolist():
+            m = idx == k
+            mx, mv = float(rx[m].pow(2).mean()), float(rv[m].pow(2).mean())
+            shift[k, 0] = 0.5 * math.log(max(mx, 1e-30))
+            shift[k, 1] = 0.5 * math.log(max(mv, 1e-30))
+            rho = float((rx[m] * rv[m]).mean()) / max(math.sqrt(mx * mv), 1e-300)
+            shift[k, 2] = math.atanh(max(-0.95, min(0.95, rho / RHO_MAX)))
+        with torch.no_grad():
+            head.noise_shift.copy_(shift.to(head.noise_shift))
+        return {
+            "log_sigma_x0": shift[:, 0].tolist(),
+            "log_sigma_v0": shift[:, 1].tolist(),
+            "rho_xv0": [RHO_MAX * math.tanh(r) for r in shift[:, 2].tolist()],
+        }
 
     def _counts(self, sys: System) -> Tensor:
         idx = self.model.species_index(sys.species)
@@ -247,6 +289,20 @@ class Trainer:
             d_ref = torch.cat([x.displacement for x in items])
             if eps is not None:
                 d_ref = d_ref - eps
+            if self.stochastic:
+                return stochastic_dynamics_loss(
+                    out["displacement"].to(self.dtype),
+                    d_ref,
+                    out["velocities"].to(self.dtype),
+                    torch.cat([x.next_velocities for x in items]),
+                    out["log_sigma_x"].to(self.dtype),
+                    out["log_sigma_v"].to(self.dtype),
+                    out["rho_xv"].to(self.dtype),
+                    position_weight=self.s.position_weight,
+                    velocity_weight=self.s.velocity_weight,
+                    position_scale=self.scales["position"],
+                    velocity_scale=self.scales["velocity"],
+                )
             return dynamics_loss(
                 out["displacement"].to(self.dtype),
                 d_ref,
@@ -391,10 +447,10 @@ class Trainer:
 
         n_batches = max(1, math.ceil(len(self.train) / self.s.batch_size))
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        ax.semilogy(
-            self.history["step"], self.history["train_loss"], lw=0.8, alpha=0.7, label="train (per step)"
-        )
-        ax.semilogy(
+        positive = min(self.history["train_loss"] + self.history["valid_loss"]) > 0
+        plot = ax.semilogy if positive else ax.plot  # the Gaussian NLL can be negative
+        plot(self.history["step"], self.history["train_loss"], lw=0.8, alpha=0.7, label="train (per step)")
+        plot(
             [e * n_batches for e in self.history["epoch"]],
             self.history["valid_loss"],
             "o-",

@@ -4,7 +4,8 @@ The glue between the frame stores (:mod:`hyenamd.io`) and the surrogate's traini
 kept outside ``hyenamd.surrogate`` (which never imports io). ``configs/train/*.yaml`` map 1:1
 onto :class:`TrainConfig`::
 
-    task: force_field            # or dynamics, property
+    task: force_field            # or dynamics (loss from the head: MSE, or the Gaussian NLL of
+                                 # heads: [energy, stochastic_dynamics]), property
     output_dir: runs/argon_ff
     data: {stores: [data/reference/argon.h5], stride: 2, n_segments: 5, valid_fraction: 0.2}
     model: {species: [18], cutoff: 6.0, ...}          # GHyenaConfig
@@ -181,7 +182,7 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     model_cfg = cfg.model
-    if cfg.task == "dynamics" and "dynamics" not in model_cfg.heads:
+    if cfg.task == "dynamics" and not model_cfg.has_dynamics:
         model_cfg = dataclasses.replace(model_cfg, heads=(*model_cfg.heads, "dynamics"))
     samples, summary = load_samples(cfg.data, cfg.task)
     if cfg.task == "dynamics" and "horizon_fs" in summary:
@@ -195,7 +196,7 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
     model = GHyena(model_cfg)
     if cfg.init_from:
         src = load_model(cfg.init_from, dtype=model.dtype)
-        missing, _ = model.load_state_dict(src.state_dict(), strict=False)
+        missing, _ = model.load_state_dict(_init_state(src.state_dict(), model), strict=False)
         echo(f"train: initialised from {cfg.init_from} ({len(missing)} new tensors: the added heads)")
     train_s, valid_s = split_by_segment(samples, cfg.data.valid_fraction, cfg.data.split_seed)
     echo(
@@ -219,6 +220,23 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
         + f"; checkpoint {result.best_path}; curve {result.curve_path}"
     )
     return result
+
+
+def _init_state(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """``state`` for ``model``: a deterministic dynamics head's weights become the means of a
+    stochastic one (``dynamics_head.X`` → ``dynamics_head.mean.X``), e.g. a Φ trained on NVE
+    strides as the start of a stochastic head trained on Langevin data."""
+    if "stochastic_dynamics" not in model.cfg.heads:
+        return state
+    pre = "dynamics_head."
+
+    def rename(k: str) -> str:
+        tail = k[len(pre) :]
+        if k.startswith(pre) and tail.split(".")[0] in ("displacement", "velocity"):
+            return pre + "mean." + tail
+        return k
+
+    return {rename(k): v for k, v in state.items()}
 
 
 def check_output_dir(path: str | pathlib.Path, *, resume: bool, overwrite: bool) -> None:
