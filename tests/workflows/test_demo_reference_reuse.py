@@ -13,7 +13,9 @@ TINY = pathlib.Path(__file__).resolve().parents[2] / "configs" / "demo_tiny.yaml
 
 
 def test_reference_is_reused_only_with_the_same_settings(tmp_path):
-    cfg = load_config(TINY, DemoConfig, [f"output_dir={tmp_path}", "reference.n_steps=200", "heldout_steps=100"])
+    cfg = load_config(
+        TINY, DemoConfig, [f"output_dir={tmp_path}", "reference.n_steps=200", "heldout_steps=100"]
+    )
     said: list[str] = []
     reference_stage(cfg, tmp_path, echo=said.append)
     said.clear()
