@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -106,3 +107,31 @@ def test_ghyena_energy_and_forces_identical_with_int32_and_int64_pair_indices():
     assert float(out32["energy"].abs().sum()) > 0 and float(out32["forces"].abs().max()) > 0
     assert torch.equal(out32["energy"], out64["energy"])
     assert torch.equal(out32["forces"], out64["forces"])
+
+
+def test_inference_freezes_parameters_only_for_the_call_even_when_it_raises():
+    """compute_forces switches requires_grad off during the call and restores it, also on errors."""
+
+    class Failing(SoftPair):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones((), dtype=DT))
+            self.fixed = nn.Parameter(torch.ones((), dtype=DT), requires_grad=False)
+            self.seen = None
+
+        def forward(self, batch, neighbors=None):
+            self.seen = (self.w.requires_grad, self.fixed.requires_grad)
+            out = super().forward(batch, neighbors)
+            if batch.n_atoms == 7:
+                raise RuntimeError("boom")
+            return {k: v * self.w for k, v in out.items()}
+
+    model = Failing()
+    out = compute_forces(model, Batch.from_system(system(5)))
+    assert model.seen == (False, False) and out["forces"].abs().max() > 0
+    assert model.w.requires_grad and not model.fixed.requires_grad and model.w.grad is None
+    with pytest.raises(RuntimeError, match="boom"):
+        compute_forces(model, Batch.from_system(system(6, 7, periodic=False)))
+    assert model.w.requires_grad and not model.fixed.requires_grad
+    compute_forces(model, Batch.from_system(system(5)), create_graph=True)
+    assert model.seen == (True, False)  # training differentiates the parameters
