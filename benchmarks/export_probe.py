@@ -6,9 +6,11 @@ neighbour list. Then:
 
 * ``torch.export.export(wrapper, args, strict=False)``: the first data-dependent guard that
   stops it (type, message, the hyenamd source line);
-* ``torch.export.draft_export``: how many data-dependent issues it had to assume away, and
-  the largest energy difference exported vs eager on the example and on perturbed positions
-  with the same neighbour list (same shapes).
+* ``torch.export.draft_export``: how many data-dependent issues it had to assume away (and
+  where), and the largest energy difference exported vs eager on the example and on
+  perturbed positions with the same neighbour list (same shapes).
+
+Both for the local + global model (``result``) and a local-only one (``local_only``).
 
     python benchmarks/export_probe.py [--out DIR]     # ~30 s on 2 cores
 """
@@ -16,6 +18,7 @@ neighbour list. Then:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -58,18 +61,32 @@ def _where(exc: BaseException) -> str:
     return f"{pathlib.Path(f.filename).name}:{f.lineno} {f.line}"
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=pathlib.Path, default=None, help="directory for the JSON result")
-    args_ns = p.parse_args(argv)
-    torch.set_num_threads(1)
+def _issues(report) -> list[str]:
+    """Each draft-export failure as ``TYPE file:line (function)`` at its innermost hyenamd frame."""
+    out = []
+    for failure in report.failures:
+        frames = [
+            f
+            for f in failure.data.get("user_stack") or []
+            if "hyenamd" in str(report.str_to_filename.get(f["filename"], ""))
+        ]
+        where = "?"
+        if frames:
+            f = frames[-1]
+            where = f"{pathlib.Path(report.str_to_filename[f['filename']]).name}:{f['line']} ({f['name']})"
+        out.append(f"{failure.failure_type} {where}")
+    return out
+
+
+def probe(pattern: tuple[str, ...]) -> dict:
+    """``export`` and ``draft_export`` of a float64 G-Hyena with this block ``pattern`` (27 atoms)."""
     cfg = GHyenaConfig(
         species=(8,),
         cutoff=4.0,
         n_scalar=16,
         n_vector=4,
         n_rbf=6,
-        pattern=("local", "global"),
+        pattern=pattern,
         dtype="float64",
     )
     model = GHyena(cfg).eval()
@@ -81,8 +98,10 @@ def main(argv=None) -> dict:
     wrapper = TensorInputs(model)
     result: dict = {"torch": torch.__version__, "n_atoms": s.n_atoms, "pattern": list(cfg.pattern)}
     try:
-        torch.export.export(wrapper, inputs, strict=False)
-        result["export"] = {"ok": True}
+        exported = torch.export.export(wrapper, inputs, strict=False)
+        with torch.no_grad():
+            diff = (exported.module()(*inputs)[0] - wrapper(*inputs)[0]).abs().max()
+        result["export"] = {"ok": True, "max_energy_diff_example": float(diff)}
     except Exception as e:
         result["export"] = {"ok": False, "error": type(e).__name__, "at": _where(e), "message": str(e)[:300]}
     try:
@@ -95,16 +114,35 @@ def main(argv=None) -> dict:
         result["draft_export"] = {
             "ok": True,
             "n_data_dependent_issues": None if report is None else len(report.failures),
+            "issues": None if report is None else _issues(report),
             "max_energy_diff_example": float((ep.module()(*inputs)[0] - wrapper(*inputs)[0]).abs().max()),
             "max_energy_diff_perturbed": float(
                 (ep.module()(*perturbed)[0] - wrapper(*perturbed)[0]).abs().max()
             ),
         }
     except Exception as e:
-        result["draft_export"] = {"ok": False, "error": type(e).__name__, "at": _where(e)}
-    payload = header("python benchmarks/export_probe.py") | {"load_avg": os.getloadavg(), "result": result}
+        result["draft_export"] = {
+            "ok": False,
+            "error": type(e).__name__,
+            "at": _where(e),
+            "message": str(e)[:400],
+        }
+    return result
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=pathlib.Path, default=None, help="directory for the JSON result")
+    args_ns = p.parse_args(argv)
+    torch.set_num_threads(1)
+    result = probe(("local", "global"))
+    payload = header("python benchmarks/export_probe.py") | {
+        "load_avg": os.getloadavg(),
+        "result": result,
+        "local_only": probe(("local", "local")),
+    }
     path = write_json("export_probe", payload, args_ns.out)
-    print(result)
+    print(json.dumps({k: payload[k] for k in ("result", "local_only")}, indent=1))
     print(f"wrote {path}")
     return payload
 

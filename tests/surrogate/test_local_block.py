@@ -112,3 +112,24 @@ def test_local_block_rejects_bad_settings():
         LocalBlock(4, 2, RadialEmbedding(3.0, 3), avg_neighbors=0.0)
     with pytest.raises(ValueError, match="pair_chunk"):
         LocalBlock(4, 2, RadialEmbedding(3.0, 3), pair_chunk=0)
+
+
+def test_zero_vectors_in_skips_an_exactly_zero_term_and_vmaps():
+    """The static zero-input flag changes nothing when v = 0; the message step runs under vmap."""
+    x, s, _, block = setup(3)
+    zero = torch.zeros(x.shape[0], C, 3, dtype=DT)
+    s1, v1 = run(block, x, s, zero)
+    block.zero_vectors_in = True
+    s2, v2 = run(block, x, s, zero)
+    assert (s2 - s1).abs().max() < 1e-14 and (v2 - v1).abs().max() < 1e-14 and v1.abs().max() > 1e-3
+    # K stacked blocks under torch.func.vmap (one shared pair list) = the blocks one by one
+    blocks = [setup(seed)[3] for seed in (4, 5, 6)]
+    _, _, v, _ = setup(3)
+    params, buffers = torch.func.stack_module_state(blocks)
+    nb = brute_force_neighbor_list(x, None, None, RC)
+    edges = Edges(nb.i, nb.j, x[nb.j] - x[nb.i])
+    call = lambda p, b: torch.func.functional_call(blocks[0], (p, b), (s, v, edges))  # noqa: E731
+    sk, vk = torch.func.vmap(call)(params, buffers)
+    for k, b in enumerate(blocks):
+        s_ref, v_ref = b(s, v, edges)
+        assert (sk[k] - s_ref).abs().max() < 1e-13 and (vk[k] - v_ref).abs().max() < 1e-13

@@ -262,6 +262,9 @@ def run_rollouts(
     if manifest is not None:
         manifest = os.path.abspath(manifest)
     options = {s.name: _actor_options(s, num_gpus) for s in specs}  # validates before any work
+    from hyenamd.cluster.worker import check_committees
+
+    check_committees(specs)  # committee checkpoints: present, readable, members agree
     book = Manifest(manifest)
     to_run, skipped = book.plan(specs, retry_failed=retry_failed)
     started = ensure_ray(address, **(ray_init or {}))
@@ -329,13 +332,14 @@ def run_rollouts(
                     result = RolloutResult(
                         name=spec.name, status="failed", output=spec.output, node_id=node,
                         error=f"gave up after {max_retries} retries; last: {msg}", error_type=type(e).__name__,
+                        stop_reason="error",
                     )  # fmt: skip
                 except rex.RayTaskError as e:  # the rollout itself raised (bad spec, unreadable store)
                     pool.give_back(options[spec.name], actor, node)
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     result = RolloutResult(
                         name=spec.name, status="failed", output=spec.output, node_id=node,
-                        error=str(cause), error_type=type(cause).__name__,
+                        error=str(cause), error_type=type(cause).__name__, stop_reason="error",
                     )  # fmt: skip
                 results[spec.name] = result
                 book.finished(result)

@@ -29,8 +29,10 @@ class RolloutConfig:
 
     initial_builder: ``"lj_fluid"`` writes an argon box of ``4 · initial_size³`` atoms to
     ``initial`` when that store does not exist (for demos); ``"none"``: it must exist.
-    model / integrator / guard: as in :class:`~hyenamd.cluster.RolloutSpec`. num_gpus: GPUs
-    per rollout actor (fractions pack several on one GPU); address: a Ray cluster to join.
+    model / integrator / guard / committee: as in :class:`~hyenamd.cluster.RolloutSpec`
+    (``committee``: checkpoints whose force spread the guard watches; ``guard`` then also takes
+    ``max_force_std`` and ``action``). num_gpus: GPUs per rollout actor (fractions pack several
+    on one GPU); address: a Ray cluster to join.
     """
 
     name: str = "rollout"
@@ -51,6 +53,7 @@ class RolloutConfig:
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
     guard: dict[str, Value] | None = None
+    committee: tuple[str, ...] | None = None
     output_dir: str = "runs/rollouts"
     format: Literal["h5md", "h5", "zarr"] = "h5md"
     manifest: str | None = None
@@ -94,6 +97,7 @@ def build_specs(cfg: RolloutConfig) -> list[RolloutSpec]:
                     device=cfg.device,
                     resources=res,
                     guard=None if cfg.guard is None else dict(cfg.guard),
+                    committee=None if cfg.committee is None else list(cfg.committee),
                 )
             )
             k += 1

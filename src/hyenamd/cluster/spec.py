@@ -10,7 +10,7 @@ YAML configs unchanged (``to_json``/``from_json`` round-trip exactly). A spec na
   loaded with :func:`hyenamd.surrogate.load_model`, never unpickled) or a named classical
   potential of :mod:`hyenamd.engine.potentials` with its parameters:
   ``{"kind": "lennard_jones", "sigma": 3.405, ...}``, ``{"kind": "zero"}`` (names, never
-  import paths);
+  import paths), or ``{"kind": "committee"}``: the mean of the spec's ``committee``;
 * ``integrator``: ``{"kind": "velocity_verlet" | "langevin_baoab", "dt_fs": ..., ...}`` with
   the keyword arguments of :class:`~hyenamd.engine.VelocityVerlet` /
   :class:`~hyenamd.engine.LangevinBAOAB`;
@@ -18,9 +18,17 @@ YAML configs unchanged (``to_json``/``from_json`` round-trip exactly). A spec na
   initial state), ``checkpoint_interval`` (steps per engine checkpoint);
 * ``output``: the trajectory store this rollout owns; its engine checkpoint is
   ``<output>.ckpt.safetensors`` and its spec sidecar ``<output>.spec.json``;
-* ``seed`` and ``temperature_k`` (initial velocities when the frame has none), ``dtype``,
-  ``device``, ``resources`` (Ray: ``{"num_cpus": 1, "num_gpus": 0.25, "resources": {...}}``),
-  ``guard`` (:class:`~hyenamd.engine.guard.BlowUpGuard` limits).
+* ``seed`` and ``temperature_k`` (initial velocities when the frame has none), ``dtype``
+  (``"float32"``/``"float64"`` or a torch dtype; stored as its name), ``device``, ``resources``
+  (Ray: ``{"num_cpus": 1, "num_gpus": 0.25, "resources": {...}}``), ``guard``
+  (:class:`~hyenamd.engine.guard.BlowUpGuard` limits: ``max_temperature_k``, ``max_force``,
+  ``check_every``);
+* ``committee``: two or more G-Hyena checkpoints (``[a.safetensors, b.safetensors, ...]``) that
+  watch the run: the worker builds an :class:`~hyenamd.engine.uncertainty.UncertaintyGuard`
+  from them and the ``guard`` dict, which may then also hold ``max_force_std`` (eV/Å) and
+  ``action`` (``"stop"`` | ``"flag"``). The members must share species and ordering rule;
+  :func:`hyenamd.cluster.worker.check_committees` loads them on the driver before any work. They are read from the
+  (shared) file system by each worker, like ``initial``.
 """
 
 from __future__ import annotations
@@ -44,10 +52,14 @@ __all__ = [
     "write_initial_store",
 ]
 
-MODEL_KINDS = ("checkpoint", "lennard_jones", "zero")
+MODEL_KINDS = ("checkpoint", "lennard_jones", "zero", "committee")
 INTEGRATOR_KINDS = ("velocity_verlet", "langevin_baoab")
 STATUSES = ("pending", "running", "completed", "failed")
+STOP_REASONS = (None, "uncertainty", "blow_up", "error")
 _DTYPES = ("float32", "float64")
+#: guard keys every rollout takes (BlowUpGuard) and those a committee adds (UncertaintyGuard)
+GUARD_KEYS = ("max_temperature_k", "max_force", "check_every")
+COMMITTEE_GUARD_KEYS = ("max_force_std", "action")
 
 
 class SpecError(HyenaError, ValueError):
@@ -80,6 +92,7 @@ class RolloutSpec:
     device: str = "cpu"
     resources: dict = field(default_factory=dict)
     guard: dict | None = None
+    committee: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -94,8 +107,7 @@ class RolloutSpec:
                 f"{self.name}: report_interval and checkpoint_interval must be >= 1 step, "
                 f"got {self.report_interval}, {self.checkpoint_interval}"
             )
-        if self.dtype not in _DTYPES:
-            raise SpecError(f"{self.name}: dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        self._normalise_dtype()
         if not isinstance(self.model, dict) or self.model.get("kind") not in MODEL_KINDS:
             raise SpecError(
                 f"{self.name}: model must be a dict with 'kind' in {MODEL_KINDS}, got {self.model!r}"
@@ -111,8 +123,71 @@ class RolloutSpec:
         suffix = pathlib.Path(self.output).suffix
         if suffix not in (".h5", ".h5md", ".hdf5", ".zarr"):
             raise SpecError(f"{self.name}: output must be a .h5/.h5md/.hdf5/.zarr store, got {self.output!r}")
-        for key in ("model", "integrator", "resources", "guard"):
+        self._check_committee_fields()
+        for key in ("model", "integrator", "resources", "guard", "committee"):
             _json_roundtrip(getattr(self, key), f"{self.name}: {key}")
+
+    def _normalise_dtype(self) -> None:
+        """``dtype`` as its canonical name: ``"float32"``/``"float64"`` (also from torch dtypes)."""
+        from hyenamd.dtypes import dtype_name
+
+        try:
+            name = dtype_name(self.dtype) if self.dtype is not None else None
+        except ValueError as e:
+            raise SpecError(f"{self.name}: {e}") from e
+        if name not in _DTYPES:
+            raise SpecError(
+                f"{self.name}: dtype must be one of {_DTYPES} (or a torch dtype), got {self.dtype!r}"
+            )
+        object.__setattr__(self, "dtype", name)
+
+    def _check_committee_fields(self) -> None:
+        """``committee`` (a list of >= 2 paths) and the ``guard`` keys it allows (no file access)."""
+        if self.committee is not None:
+            members = self.committee
+            if isinstance(members, (str, bytes)) or not isinstance(members, (list, tuple)):
+                raise SpecError(f"{self.name}: committee must be a list of checkpoint paths, got {members!r}")
+            if len(members) < 2 or not all(isinstance(p, str) and p for p in members):
+                raise SpecError(
+                    f"{self.name}: committee needs two or more checkpoint paths (strings), got {members!r}"
+                )
+            if len(set(members)) != len(members):
+                raise SpecError(f"{self.name}: committee lists a checkpoint twice: {members!r}")
+            object.__setattr__(self, "committee", list(members))
+        if self.model["kind"] == "committee" and self.committee is None:
+            raise SpecError(
+                f"{self.name}: model kind 'committee' integrates the spec's committee; give committee=[...]"
+            )
+        if self.model["kind"] == "committee" and len(self.model) > 1:
+            raise SpecError(
+                f"{self.name}: model kind 'committee' takes no parameters, got {sorted(self.model)}"
+            )
+        if self.guard is None:
+            return
+        if not isinstance(self.guard, dict):
+            raise SpecError(f"{self.name}: guard must be a dict of limits, got {self.guard!r}")
+        allowed = GUARD_KEYS + (COMMITTEE_GUARD_KEYS if self.committee is not None else ())
+        unknown = sorted(set(self.guard) - set(allowed))
+        if unknown:
+            extra = (
+                f"; {list(COMMITTEE_GUARD_KEYS)} need committee=[...] (checkpoints)"
+                if set(unknown) & set(COMMITTEE_GUARD_KEYS) and self.committee is None
+                else ""
+            )
+            raise SpecError(f"{self.name}: unknown guard keys {unknown}; valid keys: {list(allowed)}{extra}")
+        from hyenamd.engine.guard import BlowUpGuard
+
+        try:
+            BlowUpGuard(**{k: v for k, v in self.guard.items() if k in GUARD_KEYS})
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{self.name}: guard: {e}") from e
+        std = self.guard.get("max_force_std", 1.0)
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
+            raise SpecError(f"{self.name}: guard max_force_std must be a positive number (eV/Å), got {std!r}")
+        if self.guard.get("action", "stop") not in ("stop", "flag"):
+            raise SpecError(
+                f"{self.name}: guard action must be 'stop' or 'flag', got {self.guard['action']!r}"
+            )
 
     # ------------------------------------------------------------------ derived paths
     @property
@@ -136,8 +211,8 @@ class RolloutSpec:
         return 1 + self.steps // self.report_interval
 
     def absolute(self, base: str | os.PathLike | None = None) -> RolloutSpec:
-        """This spec with ``initial``, ``output`` and a checkpoint model's ``path`` made absolute
-        against ``base`` (default: the current directory)."""
+        """This spec with ``initial``, ``output``, a checkpoint model's ``path`` and the
+        ``committee`` paths made absolute against ``base`` (default: the current directory)."""
         root = os.fspath(base) if base is not None else os.getcwd()
 
         def ab(p: str) -> str:
@@ -146,7 +221,10 @@ class RolloutSpec:
         model = dict(self.model)
         if model["kind"] == "checkpoint":
             model["path"] = ab(model["path"])
-        return dataclasses.replace(self, initial=ab(self.initial), output=ab(self.output), model=model)
+        committee = None if self.committee is None else [ab(p) for p in self.committee]
+        return dataclasses.replace(
+            self, initial=ab(self.initial), output=ab(self.output), model=model, committee=committee
+        )
 
     def model_key(self) -> str:
         """Specs with equal keys share one model (one ``ray.put`` of its weights)."""
@@ -154,7 +232,12 @@ class RolloutSpec:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if (
+            d["committee"] is None
+        ):  # specs without one read exactly as before it existed (sidecars, manifests)
+            del d["committee"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -181,6 +264,11 @@ class RolloutResult:
     text for a failed rollout (a blow-up names step, system and cause); resumed_from: the
     checkpoint step this attempt started from (0: a fresh start); wall_s: seconds of this
     attempt; node_id / pid: where it ran (Ray node id, or ``"local"``).
+    stop_reason: why a rollout ended before ``steps``: ``"uncertainty"`` (the committee's
+    force spread exceeded ``max_force_std``), ``"blow_up"`` (NaN, temperature or force limit),
+    ``"error"`` (anything else); None when it completed. uncertainty: for a spec with a
+    committee, :meth:`hyenamd.engine.uncertainty.UncertaintyGuard.summary` of this attempt
+    (checks, peak σ_F and its step, flags, the stop); ``{}`` otherwise.
     """
 
     name: str
@@ -195,10 +283,14 @@ class RolloutResult:
     node_id: str = "local"
     pid: int = 0
     timings: dict = field(default_factory=dict)
+    stop_reason: str | None = None
+    uncertainty: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise SpecError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.stop_reason not in STOP_REASONS:
+            raise SpecError(f"stop_reason must be one of {STOP_REASONS}, got {self.stop_reason!r}")
 
     @property
     def ok(self) -> bool:

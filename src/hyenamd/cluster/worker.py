@@ -12,7 +12,9 @@ What it does, in order:
 2. refuses an ``output`` that another spec owns (``<output>.spec.json`` differs) or that it does
    not own at all (a store with no sidecar): never overwrites data it did not write;
 3. builds the model (checkpoint weights from a file or from bytes handed over by the Ray
-   layer; a named classical potential) and the integrator;
+   layer; a named classical potential; the mean of the spec's committee), the integrator and
+   the guard (a :class:`~hyenamd.engine.uncertainty.UncertaintyGuard` on the spec's committee
+   when it names one, else a :class:`~hyenamd.engine.guard.BlowUpGuard`);
 4. resumes from ``<output>.ckpt.safetensors`` when it exists (bit-identical: the engine
    checkpoint holds the whole state and RNG; the trajectory reporter skips frames the
    interrupted attempt had written past the checkpoint, and the store drops a torn tail
@@ -23,6 +25,9 @@ What it does, in order:
    reporter (every ``checkpoint_interval`` steps, plus one at the end);
 6. a :class:`~hyenamd.engine.BlowUpError` (or any other exception raised by the simulation)
    ends the rollout as ``"failed"`` with the error text; the frames before it stay written.
+   The result's ``stop_reason`` says why (``"uncertainty"``: the committee disagreed;
+   ``"blow_up"``; ``"error"``) and ``uncertainty`` holds the guard's summary (checks, peak
+   force spread, flags) when a committee watched the run.
 """
 
 from __future__ import annotations
@@ -40,9 +45,63 @@ import torch
 
 from hyenamd.cluster.spec import RolloutResult, RolloutSpec, SpecError
 
-__all__ = ["RolloutWorker", "build_integrator", "build_model", "load_initial_system"]
+__all__ = [
+    "RolloutWorker",
+    "build_committee",
+    "build_integrator",
+    "build_model",
+    "check_committees",
+    "load_initial_system",
+]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build_committee(paths: list[str], *, dtype: torch.dtype, device: str):
+    """The :class:`~hyenamd.engine.committee.Committee` of the checkpoints at ``paths``.
+
+    SpecError (naming the files) for a missing or unreadable checkpoint, or members that
+    differ in their species or sequence-ordering rule (a committee watches one system, so its
+    members must read it the same way).
+    """
+    from hyenamd.engine.committee import Committee
+    from hyenamd.surrogate import load_model
+    from hyenamd.surrogate.ordering import model_ordering
+
+    members = []
+    for p in paths:
+        if not pathlib.Path(p).is_file():
+            raise SpecError(f"committee checkpoint {p} does not exist")
+        try:
+            members.append(load_model(p, device=device, dtype=dtype))
+        except Exception as e:  # CheckpointError, a config this hyenamd cannot build, ...
+            raise SpecError(f"committee checkpoint {p}: {e}") from e
+    species = [tuple(m.cfg.species) for m in members]
+    if len(set(species)) > 1:
+        table = ", ".join(f"{p}: {list(s)}" for p, s in zip(paths, species))
+        raise SpecError(f"committee members know different species ({table}); they must agree")
+    rules = [model_ordering(m) for m in members]
+    if len(set(rules)) > 1:
+        table = ", ".join(f"{p}: {r}" for p, r in zip(paths, rules))
+        raise SpecError(f"committee members order atoms by different rules ({table}); they must agree")
+    return Committee(members)
+
+
+def check_committees(specs) -> None:
+    """Load every distinct committee of ``specs`` once on the CPU (see :func:`build_committee`).
+
+    The driver calls it before any work, so a missing file or mismatched members fail at once
+    with the spec's name rather than in every worker.
+    """
+    seen: set[tuple[str, ...]] = set()
+    for spec in specs:
+        if spec.committee is None or tuple(spec.committee) in seen:
+            continue
+        try:
+            build_committee(spec.committee, dtype=_DTYPES[spec.dtype], device="cpu")
+        except SpecError as e:
+            raise SpecError(f"{spec.name}: {e}") from e
+        seen.add(tuple(spec.committee))
 
 
 # ---------------------------------------------------------------------- builders
@@ -58,6 +117,10 @@ def build_model(
     """
     kind = model.get("kind")
     params = {k: v for k, v in model.items() if k != "kind"}
+    if kind == "committee":
+        raise SpecError(
+            "model kind 'committee' is the spec's committee: build it with build_committee(paths)"
+        )
     if kind == "checkpoint":
         from hyenamd.surrogate import load_model
 
@@ -173,12 +236,31 @@ class RolloutWorker:
         self._models: dict[tuple, torch.nn.Module] = {}
 
     def model(self, spec: RolloutSpec, weights: bytes | None = None) -> torch.nn.Module:
+        if spec.model["kind"] == "committee":
+            return self.committee(spec)
         key = (spec.model_key(), spec.dtype, spec.device)
         if key not in self._models:
             self._models[key] = build_model(
                 spec.model, dtype=_DTYPES[spec.dtype], device=spec.device, weights=weights
             )
         return self._models[key]
+
+    def committee(self, spec: RolloutSpec) -> torch.nn.Module:
+        """The spec's :class:`~hyenamd.engine.committee.Committee` (cached like the models)."""
+        key = ("committee", tuple(spec.committee), spec.dtype, spec.device)
+        if key not in self._models:
+            self._models[key] = build_committee(spec.committee, dtype=_DTYPES[spec.dtype], device=spec.device)
+        return self._models[key]
+
+    def guard(self, spec: RolloutSpec):
+        """A fresh guard for one run: :class:`UncertaintyGuard` with a committee, else :class:`BlowUpGuard`."""
+        from hyenamd.engine.guard import BlowUpGuard
+        from hyenamd.engine.uncertainty import UncertaintyGuard
+
+        limits = dict(spec.guard or {})
+        if spec.committee is None:
+            return BlowUpGuard(**limits)
+        return UncertaintyGuard(committee=self.committee(spec), **limits)
 
     def run(self, spec: RolloutSpec | dict, weights: bytes | None = None) -> RolloutResult:
         """Run (or resume, or just report) ``spec``; returns its :class:`RolloutResult`."""
@@ -188,11 +270,12 @@ class RolloutWorker:
         out = pathlib.Path(spec.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         with _Lock(spec.lock_path, self.lock_timeout_s):
-            self._check_owner(spec)
-            potential = self.model(spec, weights)
+            potential = self.model(spec, weights)  # bad model/committee files: refused before
             integrator = build_integrator(spec.integrator, potential)
-            sim, resumed = self._simulation(spec, integrator)
-            status, error, error_type = "completed", None, None
+            guard = self.guard(spec)  # the output or its sidecar is touched
+            self._check_owner(spec)
+            sim, resumed = self._simulation(spec, integrator, guard)
+            status, error, error_type, stop_reason = "completed", None, None, None
             try:
                 sim.run_to(spec.steps)
                 sim.flush()
@@ -201,6 +284,7 @@ class RolloutWorker:
                 sim.close()
             except Exception as e:  # the application's error: reported, never retried by Ray
                 status, error, error_type = "failed", str(e), type(e).__name__
+                stop_reason = _stop_reason(e, guard)
                 try:
                     sim.close()
                 except Exception as e2:  # the first error stays the reported one
@@ -220,6 +304,8 @@ class RolloutWorker:
             node_id=self.node_id,
             pid=os.getpid(),
             timings={k: round(v, 6) for k, v in sim.timing_summary().items()},
+            stop_reason=stop_reason,
+            uncertainty=guard.summary() if hasattr(guard, "summary") else {},
         )
 
     # ------------------------------------------------------------------ helpers
@@ -243,12 +329,10 @@ class RolloutWorker:
         else:
             _atomic_write(str(side), json.dumps(_owned(spec), sort_keys=True))
 
-    def _simulation(self, spec: RolloutSpec, integrator: Any):
-        from hyenamd.engine.guard import BlowUpGuard
+    def _simulation(self, spec: RolloutSpec, integrator: Any, guard: Any):
         from hyenamd.engine.reporters import CheckpointReporter, TrajectoryReporter
         from hyenamd.engine.simulation import Simulation
 
-        guard = BlowUpGuard(**spec.guard) if spec.guard is not None else BlowUpGuard()
         reporters = [
             TrajectoryReporter(spec.output, spec.report_interval, overwrite=True),
             CheckpointReporter(spec.checkpoint_path, spec.checkpoint_interval),
@@ -277,3 +361,14 @@ class RolloutWorker:
             return 0
         with open_store(spec.output, "r") as st:
             return len(st)
+
+
+def _stop_reason(error: Exception, guard: Any) -> str:
+    """``"uncertainty"`` when the committee guard stopped the run, ``"blow_up"`` for the other
+    guard limits, ``"error"`` for anything else."""
+    from hyenamd.engine.guard import BlowUpError
+
+    if not isinstance(error, BlowUpError):
+        return "error"
+    stopped = getattr(guard, "record", {}).get("stopped")
+    return "uncertainty" if stopped is not None and stopped.step == error.step else "blow_up"

@@ -24,9 +24,11 @@ per-atom energies of the mean model, and the members' values are ``energy_comm``
 :func:`hyenamd.surrogate.compute_forces`): its ``forward`` returns the mean energy, so the
 forces that ``compute_forces`` takes from it are the mean forces (the gradient is linear)
 and a :class:`~hyenamd.engine.Simulation` can run on it like on one model.
-:meth:`Committee.statistics` evaluates the members one after another on the *same* batch and
-neighbour list (built once, for the largest cutoff: G-Hyena's envelope is exactly zero beyond
-a member's own cutoff, so a superset list is exact) and returns the table above.
+:meth:`Committee.statistics` evaluates the members on the same batch and returns the table
+above: members of one architecture share one sequence order and neighbour list and run in one
+``torch.func.vmap`` pass over their stacked weights (:mod:`hyenamd.engine.committee_vmap`);
+others run one after another (:func:`loop_statistics`, also the O(K) reference of the vmapped
+pass; a neighbour list passed in is shared, else each member builds its own).
 :class:`UncertaintyGuard` (``engine/guard.py`` style) stops or flags a rollout whose largest
 per-atom force standard deviation exceeds a threshold.
 """
@@ -42,9 +44,16 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.engine.adapter import ModelRunner
+from hyenamd.engine.committee_vmap import (
+    StackedMembers,
+    shared_inputs,
+    vmap_energies,
+    vmap_fits,
+    vmap_statistics,
+)
 from hyenamd.system import Batch
 
-__all__ = ["Committee", "CommitteeConfig", "CommitteeRunner", "load_committee"]
+__all__ = ["Committee", "CommitteeConfig", "CommitteeRunner", "load_committee", "loop_statistics"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class Committee(nn.Module):
         shapes = [_architecture(m) for m in models]
         #: members share an architecture (config up to the seed): one batch, one neighbour list
         self.same_config = all(a == shapes[0] for a in shapes)
+        #: the members run together under torch.func.vmap (G-Hyenas of one architecture)
+        self.vectorized = self.same_config and all(isinstance(m, GHyena) for m in models)
+        self._stacked = StackedMembers(models) if self.vectorized else None
 
     @property
     def dynamics_head(self) -> nn.Module | None:
@@ -120,40 +132,79 @@ class Committee(nn.Module):
         return len(self.models)
 
     def forward(self, batch: Batch, neighbors=None) -> dict[str, Tensor]:
-        """Mean ``energy`` ``[S]`` and ``energies`` ``[N]`` of the members; ``energy_comm`` ``[K, S]``."""
-        outs = [m(batch, neighbors=neighbors) for m in self.models]
-        energy = torch.stack([o["energy"] for o in outs])
-        return {
-            "energy": energy.mean(0),
-            "energies": torch.stack([o["energies"] for o in outs]).mean(0),
-            "energy_comm": energy,
-        }
+        """Mean ``energy`` ``[S]`` and ``energies`` ``[N]`` of the members; ``energy_comm`` ``[K, S]``.
 
-    def statistics(self, batch: Batch, neighbors=None, *, stress: bool = False) -> dict[str, Tensor]:
+        One vmapped pass when :attr:`vectorized` (and the input fits, see :meth:`statistics`),
+        else the members one after another (a vectorized committee shares one neighbour list
+        and one sequence order in both cases).
+        """
+        if self.vectorized:
+            batch, neighbors = shared_inputs(self.models[0], batch, neighbors)
+        if self.vectorized and vmap_fits(self.models[0], batch, neighbors):
+            energy, energies = vmap_energies(self._stacked, batch, neighbors)
+        else:
+            outs = [m(batch, neighbors=neighbors) for m in self.models]
+            energy = torch.stack([o["energy"] for o in outs])
+            energies = torch.stack([o["energies"] for o in outs])
+        return {"energy": energy.mean(0), "energies": energies.mean(0), "energy_comm": energy}
+
+    def statistics(
+        self, batch: Batch, neighbors=None, *, stress: bool = False, vectorize: bool | None = None
+    ) -> dict[str, Tensor]:
         """Members' energies/forces (and stress) on one batch, their means and population variances.
 
         Returns tensors: ``energy`` ``[S]``, ``energies`` ``[N]``, ``forces`` ``[N, 3]``,
         ``energy_var`` ``[S]``, ``forces_var`` ``[N, 3]``, ``energy_comm`` ``[K, S]``,
         ``forces_comm`` ``[K, N, 3]`` and, with ``stress``, ``stress``/``stress_var`` ``[S, 3, 3]``,
-        ``stress_comm`` ``[K, S, 3, 3]``.
+        ``stress_comm`` ``[K, S, 3, 3]``. ``vectorize``: None = one ``torch.func.vmap`` pass
+        (:func:`~hyenamd.engine.committee_vmap.vmap_statistics`) when :attr:`vectorized` and the
+        input is not large enough for activation checkpointing
+        (:func:`~hyenamd.engine.committee_vmap.vmap_fits`), else the loop; False = the loop over
+        members (:func:`loop_statistics`, the O(K) reference). A vectorized committee checks
+        the species and builds the order and neighbour list once for both paths.
         """
-        from hyenamd.surrogate.forces import compute_forces
-
-        outs = [compute_forces(m, batch, stress=stress, neighbors=neighbors) for m in self.models]
+        if vectorize and not self.vectorized:
+            raise ValueError("vectorize=True needs G-Hyena members of one architecture (same_config)")
+        if self.vectorized:
+            batch, neighbors = shared_inputs(self.models[0], batch, neighbors)
+            fits = vmap_fits(self.models[0], batch, neighbors)
+            if vectorize and not fits:
+                raise ValueError(
+                    "vectorize=True: this input would use activation checkpointing (large batch), "
+                    "which runs outside vmap; leave vectorize=None to use the loop"
+                )
+            vectorize = fits if vectorize is None else vectorize
+        if vectorize:
+            comm = vmap_statistics(self._stacked, batch, neighbors, stress=stress)
+        else:
+            comm = loop_statistics(self.models, batch, neighbors, stress=stress)
         res: dict[str, Tensor] = {}
-        for key, name in (("energy", "energy"), ("forces", "forces"), ("stress", "stress")):
-            if key == "stress" and not stress:
+        for name in ("energy", "forces", "stress"):
+            if name not in comm:
                 continue
-            comm = torch.stack([o[key] for o in outs])
-            res[name] = comm.mean(0)
-            res[f"{name}_var"] = comm.var(0, unbiased=False)
-            res[f"{name}_comm"] = comm
-        res["energies"] = torch.stack([o["energies"] for o in outs]).mean(0)
+            res[name] = comm[name].mean(0)
+            res[f"{name}_var"] = comm[name].var(0, unbiased=False)
+            res[f"{name}_comm"] = comm[name]
+        res["energies"] = comm["energies"].mean(0)
         return res
 
     def descriptors(self, batch: Batch, neighbors=None) -> Tensor:
         """Every member's per-atom invariant features ``[K, N, F]`` (see :func:`descriptors`)."""
         return torch.stack([descriptors(m, batch, neighbors) for m in self.models])
+
+
+def loop_statistics(models: Sequence[nn.Module], batch: Batch, neighbors=None, *, stress: bool = False):
+    """The members one after another (:func:`~hyenamd.surrogate.compute_forces` each), stacked.
+
+    The O(K) reference of :func:`~hyenamd.engine.committee_vmap.vmap_statistics`, with the
+    same return value: ``energy`` ``[K, S]``, ``energies`` ``[K, N]``, ``forces`` ``[K, N, 3]``
+    and, with ``stress``, ``stress`` ``[K, S, 3, 3]``.
+    """
+    from hyenamd.surrogate.forces import compute_forces
+
+    outs = [compute_forces(m, batch, stress=stress, neighbors=neighbors) for m in models]
+    keys = ("energy", "energies", "forces") + (("stress",) if stress else ())
+    return {k: torch.stack([o[k] for o in outs]) for k in keys}
 
 
 def _architecture(model: nn.Module):

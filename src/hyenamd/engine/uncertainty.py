@@ -19,6 +19,7 @@ passes, fresh neighbour lists) per check.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -55,6 +56,9 @@ class UncertaintyGuard(BlowUpGuard):
     max_force_std: float = 0.5
     action: str = "stop"
     flags: list[UncertaintyFlag] = field(default_factory=list, compare=False, repr=False)
+    #: what the checks saw: ``checks``, ``peak_force_std`` (eV/Å) and ``peak_step``, and
+    #: ``stopped`` (the :class:`UncertaintyFlag` that stopped the run, or None)
+    record: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,6 +68,7 @@ class UncertaintyGuard(BlowUpGuard):
             raise ValueError(f"max_force_std must be positive, got {self.max_force_std}")
         if self.action not in ("stop", "flag"):
             raise ValueError(f"action must be 'stop' or 'flag', got {self.action!r}")
+        self.record.update(checks=0, peak_force_std=None, peak_step=None, stopped=None)
 
     def force_std(self, state: MDState) -> torch.Tensor:
         """σ_i = sqrt(Σ_c var_k F_ic) per atom ``[N]`` (eV/Å) of the committee on ``state``."""
@@ -79,16 +84,41 @@ class UncertaintyGuard(BlowUpGuard):
         per_system = torch.full((state.n_systems,), -1.0, dtype=sigma.dtype, device=sigma.device)
         per_system = per_system.scatter_reduce(0, state.batch, sigma, reduce="amax")
         worst = per_system.cpu().tolist()
+        rec = self.record
+        rec["checks"] += 1
+        if worst and (rec["peak_force_std"] is None or max(worst) > rec["peak_force_std"]):
+            rec["peak_force_std"], rec["peak_step"] = max(worst), int(state.step)
         for k, value in enumerate(worst):
             if value <= self.max_force_std:
                 continue
             lo, hi = int(state.ptr[k]), int(state.ptr[k + 1])
             atom = int(sigma[lo:hi].argmax())
+            event = UncertaintyFlag(int(state.step), float(state.time_fs), k, value, atom)
             if self.action == "flag":
-                self.flags.append(UncertaintyFlag(state.step, state.time_fs, k, value, atom))
+                self.flags.append(event)
                 continue
+            rec["stopped"] = event
             return k, (
                 f"committee force spread {value:.4g} eV/Å on atom {atom} exceeds "
                 f"max_force_std = {self.max_force_std:g} eV/Å"
             )
         return None
+
+    def summary(self, max_flags: int = 100) -> dict:
+        """JSON-ready account of the checks so far (what a rollout's result records).
+
+        ``max_force_std``, ``action``, ``checks``, ``peak_force_std`` (eV/Å) and ``peak_step``,
+        ``n_flags`` and the first ``max_flags`` flags, ``stopped`` (the stopping event or None);
+        events as dicts of :class:`UncertaintyFlag`'s fields.
+        """
+        rec = self.record
+        return {
+            "max_force_std": float(self.max_force_std),
+            "action": self.action,
+            "checks": rec["checks"],
+            "peak_force_std": rec["peak_force_std"],
+            "peak_step": rec["peak_step"],
+            "n_flags": len(self.flags),
+            "flags": [dataclasses.asdict(f) for f in self.flags[:max_flags]],
+            "stopped": None if rec["stopped"] is None else dataclasses.asdict(rec["stopped"]),
+        }

@@ -452,6 +452,46 @@ class _GeometricConvsBackward(torch.autograd.Function):
         return (*res, None, None, *([None] * ctx.n_specs))
 
 
+class _GeometricConvsFunctorch(torch.autograd.Function):
+    """:class:`_GeometricConvs` for functorch transforms (``torch.func.vmap`` over committee members).
+
+    ``setup_context`` style (functorch needs it) and no kept spectra. Its ``vmap`` rule folds the
+    member axis into the channel axis: channels are convolved independently, so ``K`` members'
+    ``[B, F, L]`` inputs run as one ``[B, K F, L]`` call sharing the plan, and the outputs come
+    back as ``[B, K, F, L]`` (out dim 1). Used only when an input is functorch-wrapped.
+    """
+
+    @staticmethod
+    def forward(ss, ks, sm, sv, kv, plan, chunk):
+        with torch.no_grad():
+            return _fast_forward(ss, ks, sm, sv, kv, plan, chunk, False)[0]
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ss, ks, sm, sv, kv, plan, chunk = inputs
+        ctx.save_for_backward(ss, ks, sm, sv, kv)
+        ctx.plan, ctx.chunk = plan, chunk
+
+    @staticmethod
+    def backward(ctx, gs, gc, gm, gd):
+        ss, ks, sm, sv, kv = ctx.saved_tensors
+        zeros = lambda g, x: torch.zeros_like(x) if g is None else g  # noqa: E731
+        gs, gd = zeros(gs, ss), zeros(gd, sm)
+        gc, gm = zeros(gc, sv), zeros(gm, sv)
+        grads = _GeometricConvsBackward.apply(gs, gc, gm, gd, ss, ks, sm, sv, kv, ctx.plan, ctx.chunk)
+        return (*grads, None, None)
+
+    @staticmethod
+    def vmap(info, in_dims, ss, ks, sm, sv, kv, plan, chunk):
+        k = info.batch_size
+        folded = []
+        for x, d in zip((ss, ks, sm, sv, kv), in_dims[:5]):
+            x = x.unsqueeze(0).expand(k, *x.shape) if d is None else x.movedim(d, 0)
+            folded.append(x.movedim(0, 1).reshape(x.shape[1], k * x.shape[2], *x.shape[3:]))
+        outs = _GeometricConvsFunctorch.apply(*folded, plan, chunk)
+        return tuple(o.view(o.shape[0], k, o.shape[1] // k, *o.shape[2:]) for o in outs), (1, 1, 1, 1)
+
+
 def geometric_convs_cf(
     ss: Tensor,
     ks: Tensor,
@@ -492,9 +532,11 @@ def geometric_convs_cf(
     if chunk is None:
         small = (3 * ss.shape[1] + 14 * c) * b * plan.nfft <= SMALL_ELEMENTS
         chunk = max(ss.shape[1], 4 * c) if small else DEFAULT_CHUNK
+    inputs = (ss.to(dt), ks.to(dt), sm.to(dt), sv.to(dt), kv.to(dt))
     with torch.autocast(ss.device.type, enabled=False):
-        outs = _GeometricConvs.apply(
-            ss.to(dt), ks.to(dt), sm.to(dt), sv.to(dt), kv.to(dt), plan, int(chunk), bool(keep_spectra)
-        )
+        if any(torch._C._functorch.is_functorch_wrapped_tensor(x) for x in inputs):  # under vmap
+            outs = _GeometricConvsFunctorch.apply(*inputs, plan, int(chunk))
+        else:
+            outs = _GeometricConvs.apply(*inputs, plan, int(chunk), bool(keep_spectra))
     out_dt = torch.promote_types(ss.dtype, kv.dtype)
     return tuple(o.to(out_dt) for o in outs)

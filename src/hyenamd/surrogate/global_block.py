@@ -109,7 +109,9 @@ def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, d
     """
     params = list(block.filter.parameters())
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-    if grad:
+    # weights stacked over committee members under torch.func.vmap have no storage to key on
+    stacked = any(torch._C._functorch.is_functorch_wrapped_tensor(p) for p in params)
+    if grad or stacked:
         return block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype)
     key = (lo, hi, str(device), dtype, tuple((p.data_ptr(), p._version) for p in params))
     cached = block.__dict__.get("_filter_cache")

@@ -74,23 +74,45 @@ class Edges:
 
 
 class _AddAt(torch.autograd.Function):
-    """``acc[index] += source`` in place, saving only ``index`` for the backward pass.
+    """``acc[index] += source`` (along ``dim``) in place, saving only ``index`` for the backward pass.
 
     ``Tensor.index_add_`` saves ``source`` (all per-pair messages of every chunk) for its
     backward; this keeps just the indices. Its backward (``grad[index]``) is built from
-    differentiable ops, so double backward (training on forces) works.
+    differentiable ops, so double backward (training on forces) works. Under
+    ``torch.func.vmap`` (the members of a committee evaluated together) the member axis is
+    moved to the front and the same Function runs once on all members (``dim`` + 1).
     """
 
     @staticmethod
-    def forward(ctx, acc: Tensor, index: Tensor, source: Tensor) -> Tensor:
+    def forward(acc: Tensor, index: Tensor, source: Tensor, dim: int = 0) -> Tensor:
+        return acc.index_add_(dim, index, source)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        acc, index, _source, dim = inputs
         ctx.save_for_backward(index)
+        ctx.dim = dim
         ctx.mark_dirty(acc)
-        return acc.index_add_(0, index, source)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        return grad, None, grad.index_select(0, index)
+        return grad, None, grad.index_select(ctx.dim, index), None
+
+    @staticmethod
+    def vmap(info, in_dims, acc: Tensor, index: Tensor, source: Tensor, dim: int = 0):
+        acc_dim, index_dim, source_dim, _ = in_dims
+        if index_dim is not None:
+            raise NotImplementedError("_AddAt under vmap: the pair indices must be shared by all members")
+        if acc_dim is None:  # a shared accumulator receiving per-member sources: one copy each
+            acc_b = acc.unsqueeze(0).repeat(info.batch_size, *([1] * acc.ndim))
+        else:
+            acc_b = acc.movedim(acc_dim, 0)
+        if source_dim is None:
+            source = source.unsqueeze(0).expand(info.batch_size, *source.shape)
+        else:
+            source = source.movedim(source_dim, 0)
+        return _AddAt.apply(acc_b, index, source, dim + 1), 0
 
 
 def _pair_messages(
@@ -127,16 +149,20 @@ def local_message(
     radial: nn.Module,
     avg_neighbors: float,
     pair_chunk: int = DEFAULT_PAIR_CHUNK,
+    zero_vectors_in: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The message step (see module doc): returns the updated ``(s [N, F], v [N, C, 3])``.
 
     Chunks of pairs are summed in place onto one accumulator per stream (:class:`_AddAt` saves
     only indices), so the extra memory is one chunk's activations at a time.
+    ``zero_vectors_in``: the caller's static statement that ``v`` is identically zero (the
+    first block of a potential without velocity inputs); the ``Δvv ⊙ v_j`` term is then
+    skipped. No branch reads the data, so ``torch.func.vmap`` (committees) and
+    ``torch.export`` trace the same ops for every input.
     """
     n_c = v.shape[1]
     phi = phi_net(s)
-    # the v_j term vanishes identically when v is a constant zero (first block of a potential)
-    v_in = None if (not v.requires_grad and not bool(v.any())) else v
+    v_in = None if zero_vectors_in else v
     n_pairs = len(edges)
     use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled()
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
@@ -190,6 +216,7 @@ class LocalBlock(nn.Module):
         *,
         avg_neighbors: float = 10.0,
         pair_chunk: int = DEFAULT_PAIR_CHUNK,
+        zero_vectors_in: bool = False,
     ) -> None:
         super().__init__()
         if avg_neighbors <= 0:
@@ -199,6 +226,9 @@ class LocalBlock(nn.Module):
         width = n_scalar + 2 * n_vector
         self.n_scalar, self.n_vector, self.avg_neighbors = n_scalar, n_vector, float(avg_neighbors)
         self.pair_chunk = int(pair_chunk)
+        #: the block's input vectors are identically zero by construction (first block, no
+        #: velocity embedding): the message skips their term (a static fact, not a data check)
+        self.zero_vectors_in = bool(zero_vectors_in)
         self.radial = radial
         self.phi = ScalarMLP(n_scalar, n_scalar, width)
         self.filter = nn.Linear(radial.n_rbf, width, bias=False)
@@ -211,12 +241,20 @@ class LocalBlock(nn.Module):
 
     def forward(self, s: Tensor, v: Tensor, edges: Edges) -> tuple[Tensor, Tensor]:
         s, v = local_message(
-            s, v, edges, self.phi, self.filter.weight, self.radial, self.avg_neighbors, self.pair_chunk
+            s,
+            v,
+            edges,
+            self.phi,
+            self.filter.weight,
+            self.radial,
+            self.avg_neighbors,
+            self.pair_chunk,
+            self.zero_vectors_in,
         )
         return local_update(s, v, self.u, self.v, self.update_mlp, self.mix, self.vnorm)
 
     def extra_repr(self) -> str:
         return (
             f"n_scalar={self.n_scalar}, n_vector={self.n_vector}, avg_neighbors={self.avg_neighbors}, "
-            f"pair_chunk={self.pair_chunk}"
+            f"pair_chunk={self.pair_chunk}" + (", zero_vectors_in=True" if self.zero_vectors_in else "")
         )

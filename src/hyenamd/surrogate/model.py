@@ -203,7 +203,13 @@ class GHyena(nn.Module):
                 if kind == "local":
                     blocks.append(
                         LocalBlock(
-                            f, c, self.radial, avg_neighbors=cfg.avg_neighbors, pair_chunk=cfg.pair_chunk
+                            f,
+                            c,
+                            self.radial,
+                            avg_neighbors=cfg.avg_neighbors,
+                            pair_chunk=cfg.pair_chunk,
+                            # v starts as zeros (below): the first block may skip their term
+                            zero_vectors_in=not blocks and self.velocity_embedding is None,
                         )
                     )
                 else:
@@ -237,15 +243,32 @@ class GHyena(nn.Module):
         """Whether the stack has a global block (which runs along the sequence order)."""
         return "global" in self.cfg.pattern
 
-    def species_index(self, species: Tensor) -> Tensor:
-        """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species."""
-        idx = self.species_table[species.clamp(0, MAX_Z)]
-        if bool((idx < 0).any()):
-            unknown = sorted({int(z) for z in species[idx < 0].tolist()})
+    def check_species(self, species: Tensor) -> None:
+        """ValueError naming the atomic numbers of ``species`` ``[N]`` that this model does not know.
+
+        Reads only the input and the config (never a parameter or buffer), so it runs once on
+        the input before any model maths, also when the members of a committee are evaluated
+        together under ``torch.func.vmap`` (where a check on stacked buffers cannot run).
+        """
+        if torch.compiler.is_exporting():
+            return  # not traced into an exported program (see docs/engine.md, "Export")
+        known = torch.tensor(self.cfg.species, dtype=species.dtype, device=species.device)
+        bad = ~torch.isin(species, known)
+        if bool(bad.any()):
+            unknown = sorted({int(z) for z in species[bad].tolist()})
             raise ValueError(
                 f"species {unknown} are not known to this model (it knows {list(self.cfg.species)})"
             )
-        return idx
+
+    def species_index(self, species: Tensor, *, check: bool = True) -> Tensor:
+        """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species.
+
+        ``check=False``: a pure table look-up with no data-dependent branch (the caller has run
+        :meth:`check_species`; unknown species would give row -1).
+        """
+        if check:
+            self.check_species(species)
+        return self.species_table[species.clamp(0, MAX_Z)]
 
     def _check(self, batch: Batch) -> None:
         if not isinstance(batch, Batch):
@@ -257,12 +280,13 @@ class GHyena(nn.Module):
             )
         if self.dynamics_head is not None and batch.velocities is None:
             raise ValueError("this model has a dynamics head: it needs batch.velocities (Å/fs)")
+        self.check_species(batch.species)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch, neighbors: Neighbors | None = None) -> dict[str, Tensor]:
         """Outputs for every system of ``batch`` (see the module doc); ``neighbors`` built if None."""
         self._check(batch)
-        idx = self.species_index(batch.species)
+        idx = self.species_index(batch.species, check=False)  # checked in _check
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
