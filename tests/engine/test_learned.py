@@ -188,7 +188,7 @@ def _stochastic(make_ghyena, seed: int = 1):
 
 
 def test_sampled_stride_is_the_heads_gaussian_draw(make_ghyena, water_like):
-    """sample=True (NVE, no rescale): x' = x + μˣ + σˣ ζ₁, v' = μᵛ + σᵛ ζ₂ with ζ from the state's RNG."""
+    """sample=True (NVE, no rescale): x' = x + μˣ + σˣ ζ₁, v' = μᵛ + σᵛ (ρ ζ₁ + √(1−ρ²) ζ₂), ζ from the state's RNG."""
     dyn = _stochastic(make_ghyena)
     with pytest.raises(ValueError, match="stochastic dynamics head"):
         LearnedPropagator(make_ghyena(heads=("energy", "dynamics")), sample=True)
@@ -202,7 +202,9 @@ def test_sampled_stride_is_the_heads_gaussian_draw(make_ghyena, water_like):
     new = prop.step(st)
     sx, sv = out["log_sigma_x"].exp()[:, None], out["log_sigma_v"].exp()[:, None]
     assert torch.allclose(new.positions, st.positions + out["displacement"] + sx * zeta[0], atol=1e-12)
-    assert torch.allclose(new.velocities, out["velocities"] + sv * zeta[1], atol=1e-14)
+    rho = out["rho_xv"][:, None]
+    want_v = out["velocities"] + sv * (rho * zeta[0] + (1 - rho * rho).sqrt() * zeta[1])
+    assert torch.allclose(new.velocities, want_v, atol=1e-14) and float(rho.abs().max()) > 0
     assert float((new.velocities - out["velocities"]).abs().max()) > 0  # a real draw
     assert torch.equal(new.rng_state, gen.get_state())
     means = LearnedPropagator(dyn, seed=2).step(st)  # the same model without sample: its means

@@ -42,8 +42,9 @@ def test_means_rotate_and_sigmas_are_invariant():
         rot = head(s, v @ q.T, u @ q.T, z)
         assert torch.allclose(rot["displacement"], out["displacement"] @ q.T, atol=1e-12)
         assert torch.allclose(rot["velocities"], out["velocities"] @ q.T, atol=1e-14)
-        for k in ("log_sigma_x", "log_sigma_v"):
+        for k in ("log_sigma_x", "log_sigma_v", "rho_xv"):
             assert torch.allclose(rot[k], out[k], atol=1e-12)
+    assert float(out["rho_xv"].detach().abs().max()) > 0
 
 
 def test_nll_matches_torch_and_its_optimum_is_the_residual_variance():
@@ -80,6 +81,41 @@ def test_noise_fraction_and_sampling():
     d, v = sample_stride(out, torch.Generator().manual_seed(5))
     assert abs(float(d.std()) - 0.5) < 0.01 and abs(float(v.mean()) - 1.0) < 0.005
     assert abs(float(v.std()) - 0.1) < 0.002
+    out["rho_xv"] = torch.full((20000,), 0.7, dtype=torch.float64)  # correlated x–v noise
+    d, v = sample_stride(out, torch.Generator().manual_seed(5))
+    assert abs(float(v.std()) - 0.1) < 0.002 and abs(float(d.std()) - 0.5) < 0.01
+    assert abs(float(torch.corrcoef(torch.stack([d.ravel(), v.ravel()]))[0, 1]) - 0.7) < 0.01
+
+
+def test_joint_nll_is_the_bivariate_gaussian():
+    """Marginal of Δx + conditional of v' | Δx = −log N₂((Δx, v'); μ, Σ) − log 2π, per component."""
+    from hyenamd.surrogate.losses import stochastic_dynamics_loss
+
+    g = torch.Generator().manual_seed(6)
+    n = 40
+    mx, mv, tx, tv = torch.randn(4, n, 3, generator=g, dtype=torch.float64)
+    lsx, lsv = 0.3 * torch.randn(2, n, generator=g, dtype=torch.float64)
+    rho = 0.9 * torch.tanh(torch.randn(n, generator=g, dtype=torch.float64))
+    sx, sv = lsx.exp(), lsv.exp()
+    cov = torch.stack(
+        [torch.stack([sx * sx, rho * sx * sv], -1), torch.stack([rho * sx * sv, sv * sv], -1)], -2
+    )  # [n, 2, 2]
+    dist = torch.distributions.MultivariateNormal(
+        torch.stack([mx, mv], -1), covariance_matrix=cov[:, None].expand(n, 3, 2, 2)
+    )
+    want = (-dist.log_prob(torch.stack([tx, tv], -1))).mean() - math.log(2 * math.pi)
+    loss, parts = stochastic_dynamics_loss(
+        mx, tx, mv, tv, lsx, lsv, rho,
+        position_weight=1.0, velocity_weight=1.0, position_scale=1.0, velocity_scale=1.0,
+    )  # fmt: skip
+    assert torch.allclose(loss, want, atol=1e-12)
+    assert torch.allclose(parts["xv_correlation"], rho.mean())
+    # ρ = 0 (or no ρ): the product of the two marginals
+    indep, _ = stochastic_dynamics_loss(
+        mx, tx, mv, tv, lsx, lsv,
+        position_weight=1.0, velocity_weight=1.0, position_scale=1.0, velocity_scale=1.0,
+    )  # fmt: skip
+    assert torch.allclose(indep, gaussian_nll(mx, tx, lsx) + gaussian_nll(mv, tv, lsv), atol=1e-14)
 
 
 # --------------------------------------------------------------------------- in the model
@@ -115,7 +151,7 @@ def test_model_head_option_outputs_and_reference():
     assert isinstance(m.dynamics_head, StochasticDynamicsHead) and m.cfg.has_dynamics
     with torch.no_grad():
         fast, ref = m(b), reference_forward(m, b)
-    assert {"displacement", "velocities", "log_sigma_x", "log_sigma_v"} <= fast.keys()
+    assert {"displacement", "velocities", "log_sigma_x", "log_sigma_v", "rho_xv"} <= fast.keys()
     assert fast.keys() == ref.keys()
     for k in fast:
         scale = max(1.0, float(ref[k].abs().max()))
@@ -129,12 +165,13 @@ def test_model_sigmas_invariant_means_equivariant():
 
     m = _stochastic_model()
     system = maxwell_boltzmann(lj_argon(2, rattle=0.2, seed=2), 300.0, seed=1)
-    names = ["displacement", "velocities", "log_sigma_x", "log_sigma_v"]
+    names = ["displacement", "velocities", "log_sigma_x", "log_sigma_v", "rho_xv"]
     kinds = {
         "displacement": "vector",
         "velocities": "vector",
         "log_sigma_x": "scalar",
         "log_sigma_v": "scalar",
+        "rho_xv": "scalar",
     }
     assert_equivariant(m, system, outputs=names, kinds=kinds)
 

@@ -253,7 +253,11 @@ def test_stochastic_head_log_sigma_starts_at_the_ballistic_residual(tmp_path) ->
     trainer = Trainer(model, tr, va, TrainSettings(task="dynamics", progress=False), out_dir=tmp_path)
     rx = torch.cat([x.displacement - x.system.velocities * 20.0 for x in tr])
     rv = torch.cat([x.next_velocities - x.system.velocities for x in tr])
-    shift = model.dynamics_head.log_sigma_shift.detach()
+    shift = model.dynamics_head.noise_shift.detach()
     assert math.isclose(float(shift[0, 0]), 0.5 * math.log(float(rx.pow(2).mean())), rel_tol=1e-12)
     assert math.isclose(float(shift[0, 1]), 0.5 * math.log(float(rv.pow(2).mean())), rel_tol=1e-12)
     assert trainer.scales["log_sigma_v0"] == [float(shift[0, 1])]
+    from hyenamd.surrogate.stochastic_head import RHO_MAX
+
+    corr = float((rx * rv).mean() / (rx.pow(2).mean() * rv.pow(2).mean()).sqrt())
+    assert math.isclose(RHO_MAX * math.tanh(float(shift[0, 2])), corr, rel_tol=1e-9)

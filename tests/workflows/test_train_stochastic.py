@@ -28,7 +28,7 @@ def test_init_state_maps_a_deterministic_head_onto_the_means():
     sto = GHyena(GHyenaConfig(**MODEL, heads=("energy", "stochastic_dynamics")))
     missing, unexpected = sto.load_state_dict(_init_state(det.state_dict(), sto), strict=False)
     assert not unexpected and sorted(missing) == sorted(
-        k for k in sto.state_dict() if k.startswith("dynamics_head.log_sigma")
+        k for k in sto.state_dict() if k.startswith("dynamics_head.noise")
     )
     assert torch.equal(sto.dynamics_head.mean.velocity.mix.weight, det.dynamics_head.velocity.mix.weight)
 

@@ -9,7 +9,7 @@ reference's Langevin thermostat and an energy-conserving momentum rescale (Flash
     O:  v ← c₁ v + c₂ sqrt(k_B T / m · c) ξ₁          c₁ = exp(−γ Δτ / 2),  c₂ = sqrt(1 − exp(−γ Δτ))
         H = U(x) + K(v)                               (per system; the energy the map must keep)
     Φ:  x' = x + d(x, v),   v' = v'(x, v)             (one evaluation of the dynamics model)
-        [sample=True: x' = x + d + σˣ ζ₁,  v' = v' + σᵛ ζ₂   (the stochastic head's Gaussians)]
+        [sample=True: x' = x + d + σˣ ζ₁,  v' = v' + σᵛ (ρ ζ₁ + sqrt(1 − ρ²) ζ₂)   (the stochastic head)]
     R:  α = sqrt(1 − (U(x') + K(v') − H) / K(v')),    v' ← α v'   ⇒  U(x') + K(α v') = H exactly
     O:  v ← c₁ v' + c₂ sqrt(k_B T / m · c) ξ₂
 
@@ -24,6 +24,7 @@ reference's Langevin thermostat and an energy-conserving momentum rescale (Flash
     T         ``temperature_k`` (one or one per system)            K
     ξ₁, ξ₂    ``torch.randn`` from the state's RNG                 —
     σˣ, σᵛ    ``exp(model(batch)["log_sigma_x"/"log_sigma_v"])``    Å, Å/fs
+    ρ         ``model(batch)["rho_xv"]`` (x–v noise correlation)   —
     ζ₁, ζ₂    ``torch.randn`` from the state's RNG (after ξ₁)      —
     U         ``energy_model(batch)["energy"]``, ``state.energy``  eV
     K         ``½ Σ m |v|²`` per system                            eV
@@ -157,7 +158,7 @@ class LearnedPropagator(Integrator):
             raise ValueError(
                 "LearnedPropagator needs a model with a dynamics head (GHyenaConfig(heads=(..., 'dynamics')))"
             )
-        if sample and not hasattr(model.dynamics_head, "log_sigma"):
+        if sample and not hasattr(model.dynamics_head, "noise_shift"):
             raise ValueError(
                 "sample=True needs a stochastic dynamics head (GHyenaConfig(heads=(..., 'stochastic_dynamics')))"
             )

@@ -21,11 +21,15 @@ v, v*       predicted / reference velocities at t + Δτ   Å/fs
 σ_x, σ_v    RMS of the reference displacement, velocity  Å, Å/fs
 ==========  ===========================================  ======
 
-Stochastic large step (the ``"stochastic_dynamics"`` head: per-atom Gaussians ``N(μ, σ² I₃)``),
-the Gaussian negative log-likelihood in the same normalised units (constant ``½ log 2π`` dropped)::
+Stochastic large step (the ``"stochastic_dynamics"`` head: per atom and component a 2-D
+Gaussian of (Δx, v) with σˣ, σᵛ and correlation ρ), its negative log-likelihood in the same
+normalised units (constant ``log 2π`` dropped), split into the marginal of Δx* and the
+conditional of v* given Δx* (:mod:`hyenamd.surrogate.stochastic_head`)::
 
-    L = w_x · mean_i,α ( r_iα² / (2 σˣ_i²) + log(σˣ_i / σ_x) ) + w_v · (the same for v),
-    r = Δx − Δx* (resp. v − v*)
+    L = w_x · mean_i,α ( rˣ² / (2 σˣ²) + log(σˣ / σ_x) ) + w_v · mean_i,α ( rᵛ² / (2 s²) + log(s / σ_v) )
+    rˣ = Δx − Δx*,   rᵛ = μᵛ + ρ σᵛ (Δx* − Δx)/σˣ − v*,   s = σᵛ sqrt(1 − ρ²)
+
+(w_x = w_v = 1 is the exact joint NLL.)
 
 Every term is dimensionless, so the weights are comparable across systems and units (the NLL
 terms can be negative: their minimum is ``½ + log(σ_resid / σ_x)``).
@@ -38,7 +42,7 @@ import math
 import torch
 from torch import Tensor
 
-from hyenamd.surrogate.stochastic_head import gaussian_nll, noise_fraction
+from hyenamd.surrogate.stochastic_head import conditional_velocity, gaussian_nll, noise_fraction
 
 __all__ = ["dynamics_loss", "energy_least_squares_shifts", "force_field_loss", "stochastic_dynamics_loss"]
 
@@ -114,6 +118,7 @@ def stochastic_dynamics_loss(
     velocities_ref: Tensor,
     log_sigma_x: Tensor,
     log_sigma_v: Tensor,
+    rho_xv: Tensor | None = None,
     *,
     position_weight: float,
     velocity_weight: float,
@@ -123,18 +128,24 @@ def stochastic_dynamics_loss(
     """Gaussian NLL of the stochastic large step (module doc); returns ``(loss, parts)``.
 
     displacement(_ref) ``[N, 3]`` Å, velocities(_ref) ``[N, 3]`` Å/fs, log_sigma_x ``[N]`` (ln Å),
-    log_sigma_v ``[N]`` (ln Å/fs). ``parts``: the NLL terms (``position``, ``velocity``), the
-    RMSEs of the means (Å, Å/fs), ``position_sigma2``/``velocity_sigma2`` (mean predicted
-    variance per component, Å², Å²/fs²) and ``velocity_noise_fraction`` (mean σᵛ² over the
-    batch's per-component variance of v*), detached.
+    log_sigma_v ``[N]`` (ln Å/fs), rho_xv ``[N]`` (None: ρ = 0, independent). ``parts``: the NLL
+    terms (``position``, ``velocity``: the conditional one), the RMSEs of the means (Å, Å/fs),
+    ``position_sigma2``/``velocity_sigma2`` (mean predicted marginal variance per component,
+    Å², Å²/fs²), ``velocity_noise_fraction`` (mean σᵛ² over the batch's per-component variance
+    of v*) and ``xv_correlation`` (mean ρ), detached.
     """
     tx = gaussian_nll(
         displacement / position_scale,
         displacement_ref / position_scale,
         log_sigma_x - math.log(position_scale),
     )
+    out = {"displacement": displacement, "velocities": velocities, "log_sigma_x": log_sigma_x}
+    out["log_sigma_v"] = log_sigma_v
+    if rho_xv is not None:
+        out["rho_xv"] = rho_xv
+    mean_v, ls_v = conditional_velocity(out, displacement_ref)
     tv = gaussian_nll(
-        velocities / velocity_scale, velocities_ref / velocity_scale, log_sigma_v - math.log(velocity_scale)
+        mean_v / velocity_scale, velocities_ref / velocity_scale, ls_v - math.log(velocity_scale)
     )
     loss = position_weight * tx + velocity_weight * tv
     with torch.no_grad():
@@ -146,6 +157,7 @@ def stochastic_dynamics_loss(
             "position_sigma2": torch.exp(2.0 * log_sigma_x).mean(),
             "velocity_sigma2": torch.exp(2.0 * log_sigma_v).mean(),
             "velocity_noise_fraction": noise_fraction(log_sigma_v, velocities_ref),
+            "xv_correlation": rho_xv.mean() if rho_xv is not None else log_sigma_v.new_zeros(()),
         }
     return loss, parts
 

@@ -12,6 +12,7 @@ displacement       [n_atoms, 3]         Å      ``"dynamics" in cfg.heads`` (nee
 velocities         [n_atoms, 3]         Å/fs   ``"dynamics" in cfg.heads``
 log_sigma_x        [n_atoms]            ln Å   ``"stochastic_dynamics" in cfg.heads`` (with the two above)
 log_sigma_v        [n_atoms]            ln Å/fs ``"stochastic_dynamics" in cfg.heads``
+rho_xv             [n_atoms]            —      ``"stochastic_dynamics" in cfg.heads`` (x–v noise correlation)
 =================  ===================  =====  ==============================================
 
 The model follows the potential protocol of :mod:`hyenamd.surrogate.forces` (a ``cutoff``

@@ -149,11 +149,13 @@ def _one_system(model: nn.Module, batch: Batch, k: int) -> dict[str, Tensor]:
         out["displacement"] = vel * dt + _vector_head(mean.displacement, s, v)
         out["velocities"] = vel + _vector_head(mean.velocity, s, v) / dt
         if stochastic:
-            from hyenamd.surrogate.stochastic_head import LOG_SIGMA_RANGE
+            from hyenamd.surrogate.stochastic_head import LOG_SIGMA_RANGE, RHO_MAX
 
             head = model.dynamics_head
-            ls = (_mlp(s, head.log_sigma) + head.log_sigma_shift[idx]).clamp(*LOG_SIGMA_RANGE)
+            raw = _mlp(s, head.noise) + head.noise_shift[idx]
+            ls = raw[:, :2].clamp(*LOG_SIGMA_RANGE)
             out["log_sigma_x"], out["log_sigma_v"] = ls[:, 0], ls[:, 1]
+            out["rho_xv"] = RHO_MAX * torch.tanh(raw[:, 2])
     return out
 
 

@@ -16,8 +16,9 @@ this module never imports engine/io/cluster. Objectives (see :mod:`hyenamd.surro
   learns to pull perturbed states back (rollout stability). With the ``"stochastic_dynamics"``
   head the objective is the Gaussian NLL of the same targets
   (:func:`~hyenamd.surrogate.losses.stochastic_dynamics_loss`), so the head can be trained on
-  Langevin strides; before training its per-species log σ offsets are set to the log RMS
-  residual of the ballistic step (what a fresh head predicts) when ``fit_shifts`` is on.
+  Langevin strides; before training its per-species offsets are set from the residual of the
+  ballistic step (what a fresh head predicts) when ``fit_shifts`` is on: log RMS for σˣ, σᵛ and
+  the x–v correlation for ρ.
 
 Loop: AdamW, linear warm-up + cosine decay (per optimiser step), gradient-norm clipping, EMA
 weights (validated and saved), validation after every epoch on held-out trajectory segments,
@@ -206,21 +207,31 @@ class Trainer:
         return scales
 
     def _fit_log_sigma(self, train: list[Sample]) -> dict[str, list[float]]:
-        """Per-species log σ offsets of the stochastic head: log RMS (per component) of the
-        ballistic step's residuals ``Δx* − u Δτ`` and ``v* − u`` (a fresh head's error)."""
+        """Per-species offsets of the stochastic head from the ballistic step's residuals
+        ``Δx* − u Δτ`` and ``v* − u`` (a fresh head's error): their log RMS (per component) for
+        log σˣ, log σᵛ, and atanh(ρ/ρ_max) of their correlation for ρ."""
+        from hyenamd.surrogate.stochastic_head import RHO_MAX
+
         head, dt = self.model.dynamics_head, self.model.cfg.dynamics_horizon_fs
         idx = torch.cat([self.model.species_index(x.system.species) for x in train]).cpu()
         u = torch.cat([x.system.velocities for x in train]).double().cpu()
         rx = torch.cat([x.displacement for x in train]).double().cpu() - u * dt
         rv = torch.cat([x.next_velocities for x in train]).double().cpu() - u
-        shift = head.log_sigma_shift.detach().clone().double().cpu()
+        shift = head.noise_shift.detach().clone().double().cpu()
         for k in idx.unique().tolist():
             m = idx == k
-            shift[k, 0] = 0.5 * math.log(max(float(rx[m].pow(2).mean()), 1e-30))
-            shift[k, 1] = 0.5 * math.log(max(float(rv[m].pow(2).mean()), 1e-30))
+            mx, mv = float(rx[m].pow(2).mean()), float(rv[m].pow(2).mean())
+            shift[k, 0] = 0.5 * math.log(max(mx, 1e-30))
+            shift[k, 1] = 0.5 * math.log(max(mv, 1e-30))
+            rho = float((rx[m] * rv[m]).mean()) / max(math.sqrt(mx * mv), 1e-300)
+            shift[k, 2] = math.atanh(max(-0.95, min(0.95, rho / RHO_MAX)))
         with torch.no_grad():
-            head.log_sigma_shift.copy_(shift.to(head.log_sigma_shift))
-        return {"log_sigma_x0": shift[:, 0].tolist(), "log_sigma_v0": shift[:, 1].tolist()}
+            head.noise_shift.copy_(shift.to(head.noise_shift))
+        return {
+            "log_sigma_x0": shift[:, 0].tolist(),
+            "log_sigma_v0": shift[:, 1].tolist(),
+            "rho_xv0": [RHO_MAX * math.tanh(r) for r in shift[:, 2].tolist()],
+        }
 
     def _counts(self, sys: System) -> Tensor:
         idx = self.model.species_index(sys.species)
@@ -286,6 +297,7 @@ class Trainer:
                     torch.cat([x.next_velocities for x in items]),
                     out["log_sigma_x"].to(self.dtype),
                     out["log_sigma_v"].to(self.dtype),
+                    out["rho_xv"].to(self.dtype),
                     position_weight=self.s.position_weight,
                     velocity_weight=self.s.velocity_weight,
                     position_scale=self.scales["position"],
