@@ -291,7 +291,7 @@ class GHyena(nn.Module):
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
-        edges = Edges(neighbors.i, neighbors.j, vectors)
+        edges = Edges(neighbors.i.long(), neighbors.j.long(), vectors)  # int64: fast index_add_
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:
