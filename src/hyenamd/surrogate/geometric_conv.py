@@ -51,6 +51,9 @@ __all__ = ["DEFAULT_CHUNK", "ConvPlan", "geometric_convs_cf", "plan_convs"]
 
 #: channels per transform batch (bounds the complex buffers: chunk × nfft × 8 bytes per system)
 DEFAULT_CHUNK = 16
+#: below this many buffer elements (all rows × B × nfft) every channel goes in one transform batch
+#: (``chunk=None``): small systems pay per-op costs, not memory
+SMALL_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,22 @@ def plan_convs(lengths: Tensor, length: int, *, circular: bool, support: int | N
     bwd0 = torch.remainder(tok - centre, nfft).expand(b, -1)
     fast = ((c0, nfft, 0), ((-c0) % nfft, nfft, 0)) if one else (None, None)
     return ConvPlan(nfft, length, fwd0, None, bwd0, None, mask, sup, *fast, window)
+
+
+_PLANS: dict[tuple, ConvPlan] = {}
+_PLANS_MAX = 16
+
+
+def _cached_plan(lengths: Tensor, length: int, circular: bool, support: int | None, device) -> ConvPlan:
+    """:func:`plan_convs`, memoised per (system lengths, padded length, mode, support, device):
+    an MD run calls it twice per step with the same sizes (a few small index tensors each)."""
+    key = (tuple(lengths.tolist()), length, circular, support, str(device))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.pop(next(iter(_PLANS)))
+        plan = _PLANS[key] = plan_convs(lengths.to(device), length, circular=circular, support=support)
+    return plan
 
 
 def _read(y: Tensor, i0: Tensor, i1: Tensor | None) -> Tensor:
@@ -483,7 +502,7 @@ def geometric_convs_cf(
     *,
     circular: bool,
     support: int | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     keep_spectra: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four geometric convolutions, channel-first (see the module doc for shapes and maths).
@@ -491,6 +510,8 @@ def geometric_convs_cf(
     Inputs must be zero on padding (beyond ``lengths[b]``). ``support``: the filters ``ks``,
     ``kv`` are taken as zero beyond ±support lags of each system's centre (linear mode only).
     Computed in float32 at least (float64 stays float64); outputs in the inputs' dtype.
+    ``chunk``: scalar channels per transform batch (``chunk // 4`` vector channels); None: all
+    channels at once when the buffers stay below ``SMALL_ELEMENTS`` elements, else ``DEFAULT_CHUNK``.
     ``keep_spectra``: when gradients are recorded, keep the inputs' spectra for the backward pass
     (``(2F + 7C) (nfft/2 + 1)`` complex numbers per system) instead of recomputing them there.
     """
@@ -507,7 +528,10 @@ def geometric_convs_cf(
             f"{tuple(sv.shape)}, {tuple(kv.shape)} do not match [B, F, L] / [B, C, L] / [B, C, 3, L]"
         )
     dt = torch.float64 if ss.dtype == torch.float64 or kv.dtype == torch.float64 else torch.float32
-    plan = plan_convs(lengths.to(ss.device), length, circular=circular, support=support)
+    plan = _cached_plan(lengths, length, circular, support, ss.device)
+    if chunk is None:
+        small = (3 * ss.shape[1] + 14 * c) * b * plan.nfft <= SMALL_ELEMENTS
+        chunk = max(ss.shape[1], 4 * c) if small else DEFAULT_CHUNK
     inputs = (ss.to(dt), ks.to(dt), sm.to(dt), sv.to(dt), kv.to(dt))
     with torch.autocast(ss.device.type, enabled=False):
         if any(torch._C._functorch.is_functorch_wrapped_tensor(x) for x in inputs):  # under vmap

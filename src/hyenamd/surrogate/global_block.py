@@ -102,7 +102,7 @@ def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, d
     """The implicit filter at lags ``lo..hi`` ``[M, F + C]``, cached when no gradient can flow to it.
 
     It depends only on the lags and the filter's weights, so without parameter gradients
-    (inference runs on detached parameters, :func:`hyenamd.surrogate.forces.compute_forces`)
+    (inference switches the parameters' requires_grad off, :func:`hyenamd.surrogate.forces.compute_forces`)
     it is computed once per (lags, dtype, weights version): the key holds each weight's storage
     pointer and version counter, which every in-place update (optimiser step,
     ``load_state_dict``) bumps, and ``.to()`` replaces.

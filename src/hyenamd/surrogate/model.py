@@ -323,17 +323,15 @@ class GHyena(nn.Module):
         if neighbors is None:
             neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, self.cutoff)
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
+        pi, pj = neighbors.i.long(), neighbors.j.long()  # int64: fast index_add_
         pair_energies = None
         if self.pair_term is not None:
             r = torch.linalg.vector_norm(vectors, dim=-1)
-            pair_energies = self.pair_term(r, neighbors.i, neighbors.j, idx, self.energy_head.energy_scale)
+            pair_energies = self.pair_term(r, pi, pj, idx, self.energy_head.energy_scale)
             if self.cfg.pair_cutoff > self.cfg.cutoff:  # messages only within the local cutoff
                 keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
-                edges = Edges(neighbors.i[keep], neighbors.j[keep], vectors[keep])
-            else:
-                edges = Edges(neighbors.i, neighbors.j, vectors)
-        else:
-            edges = Edges(neighbors.i, neighbors.j, vectors)
+                pi, pj, vectors = pi[keep], pj[keep], vectors[keep]
+        edges = Edges(pi, pj, vectors)
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:

@@ -79,7 +79,7 @@ class PropertyModel(nn.Module):
         bb = self.backbone
         idx = bb.species_index(batch.species)
         nb = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, bb.cutoff)
-        edges = Edges(nb.i, nb.j, edge_vectors(batch.positions, batch.cell, nb, batch.batch))
+        edges = Edges(nb.i.long(), nb.j.long(), edge_vectors(batch.positions, batch.cell, nb, batch.batch))
         s = bb.embedding(idx)
         v = s.new_zeros(batch.n_atoms, bb.cfg.n_vector, 3)
         order = batch.order
