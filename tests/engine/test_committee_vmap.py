@@ -119,3 +119,23 @@ def test_large_inputs_with_activation_checkpointing_use_the_loop(make_ghyena, wa
         c.statistics(batch, nbrs, vectorize=True)
     mean = compute_forces(c, batch)["forces"]  # forward falls back as well
     assert torch.allclose(mean, each.mean(0), rtol=1e-12, atol=1e-15)
+
+
+def test_vmap_with_the_two_body_term(make_ghyena, water_like):
+    """Members with a longer-range pair term: under vmap every pair enters the messages (exact zeros)."""
+    import dataclasses
+
+    from hyenamd.surrogate import GHyena
+    from hyenamd.testing import perturb_parameters
+
+    base = make_ghyena().cfg
+    members = [
+        perturb_parameters(GHyena(dataclasses.replace(base, pair_cutoff=5.5, seed=k)), seed=k)
+        for k in range(3)
+    ]
+    c = Committee(members)
+    batch = Batch.from_system(water_like)
+    vec = c.statistics(batch)
+    loop = c.statistics(batch, vectorize=False)
+    _assert_same(vec, loop, ("energy", "forces", "energy_var", "forces_var"))
+    assert float(vec["forces_var"].max()) > 1e-8

@@ -328,7 +328,12 @@ class GHyena(nn.Module):
         if self.pair_term is not None:
             r = torch.linalg.vector_norm(vectors, dim=-1)
             pair_energies = self.pair_term(r, pi, pj, idx, self.energy_head.energy_scale)
-            if self.cfg.pair_cutoff > self.cfg.cutoff:  # messages only within the local cutoff
+            # messages only within the local cutoff; under torch.func.vmap (committee members)
+            # the distances are per member, so all pairs stay: beyond the cutoff the envelope
+            # makes every message an exact zero (same result, more work)
+            if self.cfg.pair_cutoff > self.cfg.cutoff and not torch._C._functorch.is_functorch_wrapped_tensor(
+                r
+            ):
                 keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
                 pi, pj, vectors = pi[keep], pj[keep], vectors[keep]
         edges = Edges(pi, pj, vectors)
