@@ -172,3 +172,25 @@ def test_import_hyenamd_testing_and_surrogate_stay_free_of_adapters():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing the test kit pulled in: {out.stdout.strip()}"
+
+
+def test_assert_matches_reference_catches_a_fast_path_that_differs():
+    import pytest
+
+    from hyenamd import Batch
+    from hyenamd.surrogate import GHyena, GHyenaConfig
+    from hyenamd.testing import assert_matches_reference, water_trimer
+
+    cfg = GHyenaConfig(species=(1, 8), cutoff=3.0, n_scalar=8, n_vector=4, n_rbf=4, dtype="float64")
+
+    class Shifted(GHyena):  # a "fast path" whose atom 0 gains 1 meV
+        def forward(self, batch, neighbors=None):
+            out = super().forward(batch, neighbors)
+            bump = torch.zeros_like(out["energies"])
+            bump[0] = 1e-3
+            return {**out, "energies": out["energies"] + bump, "energy": out["energy"] + 1e-3}
+
+    b = Batch.from_system(water_trimer())
+    assert_matches_reference(GHyena(cfg), b)
+    with pytest.raises(AssertionError, match="energies"):
+        assert_matches_reference(Shifted(cfg), b)

@@ -41,6 +41,7 @@ __all__ = [
     "assert_batch_independent",
     "assert_equivariant",
     "assert_forces_match_fd",
+    "assert_matches_reference",
     "lj_argon",
     "maxwell_boltzmann",
     "perturb_parameters",
@@ -285,6 +286,27 @@ def assert_batch_independent(
             per_system = name in _PER_SYSTEM or together[name].shape[0] != batch.n_atoms
             part = together[name][k : k + 1] if per_system else together[name][ptr[k] : ptr[k + 1]]
             _compare(name, f"batching (system {k} of {len(systems)})", part, y, atol, rtol)
+
+
+def assert_matches_reference(model: nn.Module, batch: Batch, atol: float = 1e-10) -> None:
+    """A G-Hyena's per-atom energies and forces equal the slow O(N²) oracle's (float64 models).
+
+    The order is fixed once by the model's rule; forces of the oracle come from autograd through
+    :func:`hyenamd.surrogate.reference.reference_forward`. ``atol`` in eV and eV/Å (relative to
+    the largest force when that exceeds 1).
+    """
+    from hyenamd.surrogate import compute_forces
+    from hyenamd.surrogate.ordering import batch_order
+    from hyenamd.surrogate.reference import reference_forward
+
+    batch = batch.replace(order=batch_order(batch, model.cfg.ordering))
+    fast = compute_forces(model, batch)
+    pos = batch.positions.clone().requires_grad_(True)
+    ref = reference_forward(model, batch.replace(positions=pos))
+    (grad,) = torch.autograd.grad(ref["energy"].sum(), pos)
+    _compare("energies", "fast vs reference", fast["energies"].detach(), ref["energies"].detach(), atol, 0.0)
+    scale = max(1.0, float(grad.abs().max()))
+    _compare("forces", "fast vs reference", fast["forces"].detach(), -grad, atol * scale, 0.0)
 
 
 def perturb_parameters(module: nn.Module, std: float = 0.05, seed: int = 0) -> nn.Module:
