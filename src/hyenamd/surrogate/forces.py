@@ -25,6 +25,7 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
+from hyenamd.allocator import adapt_malloc
 from hyenamd.geometry import Neighbors
 from hyenamd.system import Batch
 
@@ -43,7 +44,10 @@ def compute_forces(
 
     ``create_graph=True`` keeps the graph of the forces (for training on forces).
     The batch itself is not modified; gradients are taken through detached copies.
+    Under the ``hyenamd`` CLI the allocator thresholds follow the batch size
+    (:func:`hyenamd.allocator.adapt_malloc`; a no-op otherwise).
     """
+    adapt_malloc(batch.n_atoms)
     pos = batch.positions.detach().requires_grad_(True)
     cell = batch.cell.detach()
     inputs = [pos]
