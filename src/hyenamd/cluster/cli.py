@@ -131,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyenamd.cluster.backend import run_rollouts
+    from hyenamd.cluster.backend import check_output_paths, run_rollouts
     from hyenamd.config import load_config
 
     overrides = list(args.overrides)
@@ -141,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"num_gpus={args.num_gpus}")
     cfg = load_config(args.config, RolloutConfig, overrides)
     specs = build_specs(cfg)
-    _build_initial(cfg)
     manifest = cfg.manifest or str(pathlib.Path(cfg.output_dir) / "manifest.json")
+    # relative outputs inside a `ray job submit` working-dir copy: refused before any work
+    # (before the initial store is written into that copy)
+    check_output_paths([*(s.output for s in specs), manifest])
+    _build_initial(cfg)
     results = run_rollouts(
         specs,
         cfg.address,
