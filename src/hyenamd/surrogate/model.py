@@ -377,6 +377,7 @@ def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
     import math
 
     from hyenamd.surrogate.equivariant import GatedEquivariantMLP, SmoothNorm
+    from hyenamd.surrogate.global_block import GlobalBlock
 
     for m in model.blocks.modules():
         if cfg.residual_init == "default":
@@ -384,13 +385,13 @@ def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
                 m.mlp[-1].reset_parameters()
             elif isinstance(m, LocalBlock):
                 m.update_mlp[-1].reset_parameters()
-            elif hasattr(m, "out_s") and hasattr(m, "prenorm_eps"):  # a global block's output
+            elif isinstance(m, GlobalBlock):
                 m.out_s.reset_parameters()
         if isinstance(m, SmoothNorm):
             with torch.no_grad():
                 m.log_eps.fill_(math.log(cfg.norm_eps))
             m.log_eps.requires_grad_(cfg.learn_norm_eps)
-        if hasattr(m, "prenorm_eps"):
+        if isinstance(m, GlobalBlock):
             m.prenorm_eps = float(cfg.norm_eps)
 
 

@@ -52,11 +52,10 @@ def _smooth_norm(v: Tensor, eps: Tensor) -> Tensor:
     return torch.sqrt((v * v).sum(-1) + eps * eps) - eps
 
 
-def _radial(r: Tensor, cfg) -> tuple[Tensor, Tensor]:
-    """Basis ``[P, K]`` and envelope ``[P]`` from their defining formulas."""
-    rc, k_max, p = cfg.cutoff, cfg.n_rbf, cfg.envelope_exponent
+def _radial(r: Tensor, rc: float, k_max: int, p: int, kind: str = "bessel") -> tuple[Tensor, Tensor]:
+    """Basis ``[P, K]`` and envelope ``[P]`` (cutoff ``rc`` Å, ``K = k_max``) from their defining formulas."""
     ks = torch.arange(1, k_max + 1, dtype=r.dtype)
-    if cfg.radial_basis == "bessel":
+    if kind == "bessel":
         basis = math.sqrt(2 / rc) * torch.sin(ks * math.pi * r[:, None] / rc) / r[:, None]
     else:
         centres = torch.tensor(
@@ -80,7 +79,7 @@ def _local_block(block: nn.Module, s: Tensor, v: Tensor, pairs: list, cfg) -> tu
             dv_all.append(v.new_zeros(c, 3))
             continue
         r = torch.sqrt((rij * rij).sum(-1))
-        basis, env = _radial(r, cfg)
+        basis, env = _radial(r, cfg.cutoff, cfg.n_rbf, cfg.envelope_exponent, cfg.radial_basis)
         w = (basis * env[:, None]) @ block.filter.weight.T  # no bias: zero beyond the cutoff
         x = phi[j] * w
         ds, dvv, dvs = x[:, :f], x[:, f : f + c], x[:, f + c :]
@@ -104,11 +103,7 @@ def _pair_energies(model: nn.Module, x: Tensor, cell, pbc, idx: Tensor) -> Tenso
     nb = brute_force_neighbor_list(x, cell, pbc, rc2)
     shift = nb.shifts.to(x.dtype) @ cell if cell is not None else 0.0
     r = torch.sqrt(((x[nb.j] - x[nb.i] + shift) ** 2).sum(-1))
-    ks = torch.arange(1, cfg.pair_rbf + 1, dtype=x.dtype)
-    basis = math.sqrt(2 / rc2) * torch.sin(ks * math.pi * r[:, None] / rc2) / r[:, None]
-    p, d = cfg.envelope_exponent, r / rc2
-    env = 1 - (p + 1) * (p + 2) / 2 * d**p + p * (p + 2) * d ** (p + 1) - p * (p + 1) / 2 * d ** (p + 2)
-    env = torch.where(d < 1, env, torch.zeros_like(env))
+    basis, env = _radial(r, rc2, cfg.pair_rbf, cfg.envelope_exponent)
     shares: list[list[Tensor]] = [[] for _ in range(x.shape[0])]
     phi = _mlp(basis, term.mlp)  # [P, n_species_pairs]
     for k in range(r.shape[0]):
