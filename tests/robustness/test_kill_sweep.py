@@ -311,7 +311,7 @@ def sweep_md(launcher: Launcher, tmp_path: pathlib.Path, rng) -> str:
         pid = launcher.start("md", config=cfg, log=str(log))
         wait_for(lambda: any(ln.startswith("ready") for ln in lines(log)), "the MD run", pid, log)
         start = int(next(ln for ln in lines(log) if ln.startswith("ready")).split()[1])
-        k = start + MD_CKPT + int(rng.integers(1, 80))  # past at least one checkpoint of this process
+        k = min(start + MD_CKPT + int(rng.integers(1, 80)), MD_STEPS)  # past a checkpoint of this process
         wait_for(lambda k=k: len(lines(run_dir / "md.csv")) > k + 1, f"step {k}", pid, log)
         time.sleep(float(rng.uniform(0, 0.03)))
         if not alive(pid):
