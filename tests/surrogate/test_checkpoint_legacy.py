@@ -199,3 +199,18 @@ def test_pre12_large_step_model_gives_the_old_codes_steps():
         want = torch.tensor(ref[want], dtype=torch.float64)
         err = float((out[key].detach() - want).abs().max() / want.abs().max())
         assert err <= 1e-10, f"{key}: relative difference {err:.2e} from the old code"
+
+
+def test_init_from_names_the_maths_settings_a_train_config_changes():
+    """``hyenamd train`` with ``init_from`` an old file: the config's defaults (circular conv,
+    learned ε from 1e-3) would silently change its maths, so the differences are reported."""
+    import dataclasses
+
+    from hyenamd.workflows.train import init_differences
+
+    old = load_old().cfg
+    assert init_differences(old, old) == []
+    changed = init_differences(
+        old, dataclasses.replace(old, conv="circular", norm_eps=1e-3, learn_norm_eps=True)
+    )
+    assert changed == ["conv='linear'", "norm_eps=1.0", "learn_norm_eps=False"]
