@@ -16,10 +16,11 @@ ROOT = pathlib.Path(__file__).parents[1]
 SRC = str(pathlib.Path(__import__("hyenamd").__file__).parents[1])
 
 
-def test_lines_every_ten_percent_and_at_the_end():
+def test_lines_every_ten_percent_and_at_the_end(monkeypatch):
+    monkeypatch.setenv("HYENAMD_PROGRESS", "lines")  # a StringIO is not a terminal: off by default
     out = io.StringIO()
     bar = progress_bar(total=1000, desc="md", unit="step", file=out)
-    assert isinstance(bar, LineProgress)  # a StringIO is not a terminal
+    assert isinstance(bar, LineProgress)
     for _ in range(100):
         bar.update(10)
         bar.set_postfix(ns_per_day=1.25, refresh=False)
@@ -31,7 +32,8 @@ def test_lines_every_ten_percent_and_at_the_end():
     assert lines[-1].startswith("md: 100% (1000/1000 step)") and lines[-1].endswith("ns_per_day=1.25")
 
 
-def test_iterable_initial_reset_and_disable():
+def test_iterable_initial_reset_and_disable(monkeypatch):
+    monkeypatch.setenv("HYENAMD_PROGRESS", "lines")
     out = io.StringIO()
     assert list(progress_bar(range(4), desc="x", file=out, every_percent=50)) == [0, 1, 2, 3]
     assert len(out.getvalue().splitlines()) == 2  # 50 %, then the end
@@ -56,7 +58,7 @@ def test_mode_follows_the_stream_and_the_environment(monkeypatch):
             return True
 
     monkeypatch.delenv("HYENAMD_PROGRESS", raising=False)
-    assert progress_mode(io.StringIO()) == "lines" and progress_mode(Tty()) == "bar"
+    assert progress_mode(io.StringIO()) == "off" and progress_mode(Tty()) == "bar"
     monkeypatch.setenv("HYENAMD_PROGRESS", "off")
     out = io.StringIO()
     bar = progress_bar(total=2, file=out)
@@ -67,9 +69,11 @@ def test_mode_follows_the_stream_and_the_environment(monkeypatch):
     assert progress_mode(Tty()) == "lines"
 
 
-def _run(args, log: pathlib.Path, cwd: pathlib.Path) -> int:
+def _run(args, log: pathlib.Path, cwd: pathlib.Path, progress: str | None = "lines") -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
     env.pop("HYENAMD_PROGRESS", None)
+    if progress is not None:
+        env["HYENAMD_PROGRESS"] = progress
     env["OMP_NUM_THREADS"] = "1"
     with open(log, "w") as fh:  # stdout and stderr redirected, as in `hyenamd ... > log 2>&1`
         return subprocess.run(
@@ -109,3 +113,17 @@ def test_redirected_train_log_has_plain_lines(tmp_path):
     text = log.read_text()
     assert rc == 0, text[-2000:]
     assert "\r" not in text and "train force_field: 100%" in text
+
+
+def test_redirected_log_has_no_progress_by_default(tmp_path):
+    """Not a terminal and no HYENAMD_PROGRESS: progress is off (the results are still printed)."""
+    log = tmp_path / "reference.log"
+    rc = _run(
+        ["reference", str(ROOT / "configs/reference/tiny.yaml"), "--set", "progress=true",
+         "--set", "n_steps=100", "--set", "output=tiny.h5md"],
+        log, tmp_path, progress=None,
+    )  # fmt: skip
+    text = log.read_text()
+    assert rc == 0, text[-2000:]
+    assert "%" not in text and "\r" not in text
+    assert (tmp_path / "tiny.h5md").exists()

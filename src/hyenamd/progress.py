@@ -1,9 +1,11 @@
-"""Progress bars that behave in logs: a tqdm bar on a terminal, plain lines when redirected.
+"""Progress bars: a tqdm bar on a terminal, nothing when the output is not a terminal.
 
 Every progress display of hyenamd goes through :func:`progress_bar`. On a terminal it is a
-tqdm bar. When the stream is not a TTY (a log file, a pipe, a batch job, CI) tqdm would write
-~10 carriage-return updates a second into the log; instead a :class:`LineProgress` writes one
-plain line every ``every_percent`` percent (default 10) and one at the end::
+tqdm bar. When the stream is not a TTY (a log file, a pipe, a batch job, CI) progress is off by
+default (the project's rule: long work shows progress, auto-off when output is not a terminal;
+a redirected validation run used to log ~30 lines of percentages). ``HYENAMD_PROGRESS=lines``
+asks for a :class:`LineProgress` instead, one plain line every ``every_percent`` percent
+(default 10) and one at the end, e.g. for a batch job whose log should show it is alive::
 
     reference argon: 40% (4000/10000 step) 812.3 step/s, ns/day=0.351
 
@@ -23,15 +25,15 @@ __all__ = ["LineProgress", "progress_bar", "progress_mode"]
 
 
 def progress_mode(file: IO[str] | None = None) -> str:
-    """``"bar"`` on a TTY, ``"lines"`` otherwise; ``HYENAMD_PROGRESS`` overrides."""
+    """``"bar"`` on a TTY, ``"off"`` otherwise; ``HYENAMD_PROGRESS`` overrides."""
     forced = os.environ.get("HYENAMD_PROGRESS", "").strip().lower()
     if forced in ("bar", "lines", "off"):
         return forced
     stream = file if file is not None else sys.stderr
     try:
-        return "bar" if stream.isatty() else "lines"
+        return "bar" if stream.isatty() else "off"
     except (AttributeError, ValueError):  # closed or exotic streams
-        return "lines"
+        return "off"
 
 
 class LineProgress:

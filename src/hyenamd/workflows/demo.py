@@ -68,9 +68,9 @@ class RolloutStage:
     embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
     in-process)."""
 
-    md_steps: int = 1250
+    md_steps: int = 6250
     report_interval: int = 10
-    large_steps: int = 100
+    large_steps: int = 500
     skin: float = 1.0
     use_ray: bool = True
     ray_cpus: int = 1
@@ -123,7 +123,7 @@ class DemoConfig:
 
     output_dir: str = "demo_output"
     reuse_reference: bool = True
-    heldout_steps: int = 2500
+    heldout_steps: int = 50000
     torch_threads: int = 1
     seed: int = 0
     large_step_max_diffusion_rel_error: float | None = 0.15
@@ -167,6 +167,8 @@ class DemoConfig:
             rg_selection="none",
             align_selection="none",
             temperature_k=90.0,
+            msd_fit_ps=(0.5, 2.0),
+            msd_origins=100,
             thresholds=Thresholds(max_diffusion_rel_error=0.10, max_vacf_mae=0.05),
         )
     )
