@@ -59,6 +59,8 @@ VARIANTS: dict[str, tuple[str, bool]] = {
     "ghyena_lg": ("LGLG", False),
     "ghyena_lg_aug": ("LGLG", True),
     "local": ("LLLL", False),
+    "ghyena_eg_aug": ("EGEG", True),
+    "edge": ("EEEE", False),
 }
 LINEAR = ("linear_tv", "linear_eq")
 LABELS = {
@@ -72,6 +74,8 @@ LABELS = {
     "ghyena_lg": "G-Hyena local+global (LGLG)",
     "ghyena_lg_aug": "G-Hyena local+global + perm. aug.",
     "local": "Local blocks only (LLLL), ablation",
+    "ghyena_eg_aug": "G-Hyena EGNN-style local (q_i q_j) + global (EGEG) + perm. aug.",
+    "edge": "EGNN-style local blocks only (EEEE), ablation",
 }
 #: published anchors (EGNN's data setting; SE(3)-Hyena's data differ)
 PUBLISHED = {
@@ -151,7 +155,14 @@ def predict(model: NBodyNet, t: dict, *, k_orders: int = 0, seed: int = 0, batch
 
 def build_model(name: str, args) -> NBodyNet:
     pattern, _ = VARIANTS[name]
-    return NBodyNet(pattern, n_scalar=args.n_scalar, n_vector=args.n_vector, wide=args.wide)
+    return NBodyNet(
+        pattern,
+        n_scalar=args.n_scalar,
+        n_vector=args.n_vector,
+        wide=args.wide,
+        length_scale=args.length_scale,
+        dropout=args.dropout,
+    )
 
 
 def run_linear(name: str, train: dict, val: dict, test: dict) -> dict:
@@ -214,6 +225,7 @@ def run_model(name: str, seed: int, train: dict, val: dict, test: dict, args) ->
         n_steps=n_steps,
         lr=args.lr,
         weight_decay=args.wd,
+        decoupled=args.adamw,
         clip=args.clip if args.clip > 0 else None,
         desc=f"nbody {name} s{seed}",
         progress=sys.stderr.isatty(),
@@ -374,7 +386,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=5, help="validation every this many epochs")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--wd", type=float, default=0.0)
+    p.add_argument("--wd", type=float, default=0.0, help="weight decay (Adam's L2, or AdamW's with --adamw)")
+    p.add_argument("--adamw", action="store_true", help="decoupled weight decay (AdamW) instead of Adam + L2")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of each block's residual increment")
+    p.add_argument("--length-scale", type=float, default=16.0, help="pair features' length scale r_c")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
     p.add_argument("--n-scalar", type=int, default=32)
     p.add_argument("--n-vector", type=int, default=16)
