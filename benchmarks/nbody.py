@@ -85,6 +85,21 @@ PUBLISHED = {
     "SE(3)-Hyena (Moskalev et al. 2024)": (0.0018, "published, different (easier) data setup"),
 }
 LINEAR_SEED_OFFSET = 1_000_003
+#: training/model options whose non-default values make a merged run its own row (``name~opt=value``)
+TUNED = {
+    "lr": 1e-3,
+    "wd": 0.0,
+    "adamw": False,
+    "dropout": 0.0,
+    "length_scale": 16.0,
+    "n_scalar": 32,
+    "n_vector": 16,
+}
+
+
+def option_suffix(config: dict) -> str:
+    """``"~dropout=0.1~wd=0.01"``: the :data:`TUNED` options of a run's config that differ from their defaults."""
+    return "".join(f"~{k}={config[k]}" for k in TUNED if k in config and config[k] != TUNED[k])
 
 
 def load_data(n_total: int, seed: int, cache_dir: pathlib.Path | None, **gen_kw) -> dict[str, np.ndarray]:
@@ -277,10 +292,12 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def label_of(key: str) -> str:
-    """Row label of a summary key ``name[@<E>ep][+avg<K>]``."""
+    """Row label of a summary key ``name[@<E>ep][~opt=value...][+avg<K>]``."""
     base, _, avg = key.partition("+")
+    base, *opts = base.split("~")
     base, _, ep = base.partition("@")
     label = LABELS.get(base, base) + (f", {ep.removesuffix('ep')} epochs" if ep else "")
+    label += "".join(f", {o.replace('=', ' ')}" for o in opts)
     return label + (f", {avg.removeprefix('avg')}-order test-time average" if avg else "")
 
 
@@ -354,9 +371,10 @@ def merge(paths: list[pathlib.Path], args) -> int:
     runs: dict[str, list[dict]] = {}
     for pl in payloads:
         for name, rs in pl["runs"].items():
-            # a longer/shorter training of a variant is its own row, never pooled with the others
+            # a longer/shorter training, or other options, of a variant is its own row, never pooled
             ep = pl["config"]["epochs"]
             key = name if name in LINEAR or ep == base_epochs else f"{name}@{ep}ep"
+            key += "" if name in LINEAR else option_suffix(pl["config"])
             runs.setdefault(key, []).extend({**r, "source": pl["command"]} for r in rs)
     return publish_merged(
         "nbody.py",

@@ -20,7 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 from ear import attention_bytes, memory_limits, train_batch  # noqa: E402
 from ear_data import ear_dataset, random_rotations, recall_oracle  # noqa: E402
-from nbody import fit_linear_tv, to_tokens  # noqa: E402
+from nbody import fit_linear_tv, label_of, option_suffix, to_tokens  # noqa: E402
 from nbody_model import NBodyNet, complete_graph, load_task_model, random_orders, save_task_model  # noqa: E402
 from nbody_sim import (  # noqa: E402
     coulomb_forces,
@@ -448,3 +448,10 @@ def test_bench_writes_only_where_told(tmp_path, monkeypatch):
         ["--quick", "--n", "3"],
         _pathlib.Path("x"),
     )
+
+
+def test_nbody_merge_keys_keep_non_default_options_apart():
+    assert option_suffix({"epochs": 100, "dropout": 0.0, "wd": 0.0, "lr": 1e-3}) == ""
+    assert option_suffix({"dropout": 0.1, "adamw": True, "n_scalar": 32}) == "~adamw=True~dropout=0.1"
+    label = label_of("ghyena_eg_aug@200ep~dropout=0.1+avg32")
+    assert label.startswith("G-Hyena EGNN-style") and "200 epochs, dropout 0.1, 32-order" in label
