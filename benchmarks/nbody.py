@@ -375,7 +375,8 @@ def merge(paths: list[pathlib.Path], args) -> int:
             ep = pl["config"]["epochs"]
             key = name if name in LINEAR or ep == base_epochs else f"{name}@{ep}ep"
             key += "" if name in LINEAR else option_suffix(pl["config"])
-            runs.setdefault(key, []).extend({**r, "source": pl["command"]} for r in rs)
+            # a run's own "source" (from an earlier merge) wins over the merged file's command
+            runs.setdefault(key, []).extend({"source": pl["command"], **r} for r in rs)
     return publish_merged(
         "nbody.py",
         paths,
