@@ -325,7 +325,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
 
     summ = payload["summary"]
     keys = sorted(summ, key=lambda k: -summ[k]["test_mse_mean"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(keys))
     ax1.barh(y, [summ[k]["test_mse_mean"] for k in keys], xerr=[summ[k]["test_mse_std"] for k in keys])
     ax1.set_yticks(y, [label_of(k) for k in keys], fontsize=7)
@@ -334,15 +334,16 @@ def plot(payload: dict, path: pathlib.Path) -> None:
         ax1.text(val, len(keys) - 0.5, label.split(" (")[0], rotation=90, fontsize=7, va="top")
     ax1.set_xscale("log")
     ax1.set_xlabel("test MSE (dashed: published)")
-    for name, rs in payload["runs"].items():
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(payload["runs"]), 1)))
+    for color, (name, rs) in zip(colors, payload["runs"].items()):
         curves = [np.array(r["val_curve"]) for r in rs if r.get("val_curve")]
         if curves:
             c = curves[0]
-            ax2.plot(c[:, 0], c[:, 1], label=label_of(name))
+            ax2.plot(c[:, 0], c[:, 1], label=label_of(name), color=color)
     ax2.set_yscale("log")
     ax2.set_xlabel("training step")
     ax2.set_ylabel("validation MSE (first seed)")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     fig.suptitle(f"n-body (EGNN setting), {payload['config']['n_train']} training samples")
     save_figure(fig, path)
 
