@@ -156,29 +156,37 @@ def evaluate(model, system: System, order: torch.Tensor) -> tuple[float, torch.T
 def force_sensitivity(model, systems, f_ref_rms: float, ks=(1,)) -> dict:
     """RMS force change between two valid K-order sets (module docstring), relative to the reference
     force RMS (``*_rel_rms``) and to the model's own force RMS (``*_rel_model_rms``; the meaningful
-    scale for a random model). The K = 1 numbers are at the top level, every K under ``by_k``."""
+    scale for a random model); ``*_energy_ev_per_atom``: RMS over frames of the energy change per
+    atom between the two sets (to compare with the refresh jump, which also contains staleness).
+    The K = 1 numbers are at the top level, every K under ``by_k``."""
     g = torch.Generator().manual_seed(0)
     k_max = max(ks)
-    d = {k: {"var": [], "rand": []} for k in ks}
+    d = {k: {x: [] for x in ("var", "rand", "e_var", "e_rand")} for k in ks}
     own = []
     for s in systems:
-        _, f_det = evaluate_orders(model, s, order_samples(s, "hilbert", 2 * k_max))
+        e_det, f_det = evaluate_orders(model, s, order_samples(s, "hilbert", 2 * k_max))
         rand = torch.stack([random_order(s, "hilbert", g) for _ in range(k_max)])
-        _, f_rand = evaluate_orders(model, s, rand)
+        e_rand, f_rand = evaluate_orders(model, s, rand)
         own.append(f_det[0].pow(2).mean())
         for k in ks:
-            fa = f_det[:k].mean(0)
+            fa, ea = f_det[:k].mean(0), e_det[:k].mean()
             d[k]["var"].append((f_det[k : 2 * k].mean(0) - fa).pow(2).mean())
             d[k]["rand"].append((f_rand[:k].mean(0) - fa).pow(2).mean())
+            d[k]["e_var"].append(((e_det[k : 2 * k].mean() - ea) / s.n_atoms) ** 2)
+            d[k]["e_rand"].append(((e_rand[:k].mean() - ea) / s.n_atoms) ** 2)
     own_rms = float(torch.stack(own).mean().sqrt())
     by_k = {}
     for k in ks:
-        var, rnd = (float(torch.stack(d[k][x]).mean().sqrt()) for x in ("var", "rand"))
+        var, rnd, e_var, e_rnd = (
+            float(torch.stack(d[k][x]).mean().sqrt()) for x in ("var", "rand", "e_var", "e_rand")
+        )
         by_k[str(k)] = {
             "variant_rel_rms": var / f_ref_rms,
             "random_frame_rel_rms": rnd / f_ref_rms,
             "variant_rel_model_rms": var / own_rms,
             "random_frame_rel_model_rms": rnd / own_rms,
+            "variant_energy_ev_per_atom": e_var,
+            "random_frame_energy_ev_per_atom": e_rnd,
         }
     return {**by_k[str(min(ks))], "by_k": by_k} if len(ks) > 1 else by_k[str(ks[0])]
 
@@ -263,6 +271,7 @@ def main() -> None:
         help="learned two-body term: 'none' (default), 'ref' (the reference cutoff: argon 8, water 6 Å) or Å",
     )  # fmt: skip
     ap.add_argument("--order-samples", default="1", help="comma list of K (inference over K orders)")
+    ap.add_argument("--save-models", default=None, help="keep the trained checkpoints in this folder")
     ap.add_argument("--name", default="ordering", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -303,6 +312,11 @@ def main() -> None:
                 model, info = train(
                     template, frames, augment=augment, epochs=epochs, out_dir=d, pair_cutoff=pair_cutoff
                 )
+            if args.save_models:
+                from hyenamd.surrogate import save_model
+
+                os.makedirs(args.save_models, exist_ok=True)
+                save_model(model, os.path.join(args.save_models, f"{args.name}_{name}_{label}.safetensors"))
             vs = [x.system for x in info["valid"]]
             mae = energy_mae_per_atom(model, info["valid"])
             t_eval = time.process_time()
