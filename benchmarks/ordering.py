@@ -29,10 +29,13 @@ Levers (issue #12 item 3), each an option; the defaults reproduce the original r
   comparison (canonical vs variant 1, canonical vs one random order). The refresh jump for K
   is ``|mean_A E(x_t; A(x_0)) − mean_A E(x_t; A(x_t))| / N`` (the K orders fixed at t = 0 vs
   recomputed at t), what ``Integrator.refresh_order`` reports with ``order_samples=K``; for the
-  argon NVE trajectory (run with K = 1) the same is evaluated on its frames at 1 ps / 10 ps.
+  argon NVE trajectory (run with K = 1) the same is evaluated on its frames at 1 ps / 10 ps;
+* ``--jump-origins M``: the reference trajectory is M − 1 ps longer and the jumps are also
+  measured from M starts 1 ps apart (RMS and largest over starts): one start is one sample.
 
     OMP_NUM_THREADS=1 python benchmarks/ordering.py [--quick] [--ablation] [--pair-cutoff ref]
-        [--frames 80] [--epochs 10] [--order-samples 1,4,8,16] [--name ordering]
+        [--frames 80] [--epochs 10] [--order-samples 1,4,8,16] [--jump-origins 1]
+        [--save-models DIR] [--name ordering]
 
 Writes ``benchmarks/results/<name>.json`` (default ``ordering``). CPU time
 (``time.process_time``) is reported per training; wall-clock numbers are not (the machine is
@@ -235,6 +238,27 @@ def trajectory_frames(traj, dt_fs: float, times_ps=(1.0, 10.0)) -> dict:
     return out
 
 
+def jumps_over_origins(model, template: System, traj, dt_fs: float, n_origins: int, ks=(1,)) -> dict:
+    """Refresh jumps from ``n_origins`` starts 1 ps apart (t₀ = 0, 1, ... ps) of one trajectory:
+    per K and lag, the RMS and the largest ``|ΔE| / N`` over origins and every value. One origin
+    is one sample of a random quantity; several give its typical size."""
+    per: dict = {str(k): {} for k in ks}
+    step = round(1000 / dt_fs)
+    for m in range(n_origins):
+        res = refresh_jumps(model, template, trajectory_frames(traj[m * step :], dt_fs), ks)
+        by_k = res.get("by_k") or {str(ks[0]): res}
+        for k, lags in by_k.items():
+            for lag, v in lags.items():
+                per[k].setdefault(lag, []).append(v)
+    return {
+        k: {
+            lag: {"rms": float(np.sqrt(np.mean(np.square(v)))), "max": max(v), "values": v}
+            for lag, v in lags.items()
+        }
+        for k, lags in per.items()
+    }
+
+
 def surrogate_nve_frames(model, template: System, frame, dt_fs=5.0, times_ps=(1.0, 10.0)):
     """NVE (K = 1, velocity Verlet) with the trained model from a reference frame: positions at 0
     and at each time, and the temperatures there."""
@@ -271,6 +295,10 @@ def main() -> None:
         help="learned two-body term: 'none' (default), 'ref' (the reference cutoff: argon 8, water 6 Å) or Å",
     )  # fmt: skip
     ap.add_argument("--order-samples", default="1", help="comma list of K (inference over K orders)")
+    ap.add_argument(
+        "--jump-origins", type=int, default=1,
+        help="refresh jumps from this many trajectory starts 1 ps apart (RMS/max reported; default 1)",
+    )  # fmt: skip
     ap.add_argument("--save-models", default=None, help="keep the trained checkpoints in this folder")
     ap.add_argument("--name", default="ordering", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args()
@@ -287,6 +315,7 @@ def main() -> None:
         "epochs": epochs,
         "pair_cutoff": args.pair_cutoff,
         "order_samples": list(ks),
+        "jump_origins": args.jump_origins,
         "model": "F=32, C=8, L G L G, r_c 4.5 Å, conv and norms: GHyenaConfig defaults",
         "random_model": "initial weights + N(0, 0.1²) on every parameter",
     }
@@ -297,7 +326,9 @@ def main() -> None:
         pair_cutoff = pair_cutoff_for(name, args.pair_cutoff)
         t0 = time.process_time()
         template, frames, _dt_fs = reference_frames(name, n_frames, every)
-        traj_tmpl, traj = reference_trajectory(name, 1.0 if args.quick else 10.0, traj_every)
+        traj_tmpl, traj = reference_trajectory(
+            name, (1.0 if args.quick else 10.0) + args.jump_origins - 1, traj_every
+        )
         entry: dict = {"n_atoms": template.n_atoms, "reference_cpu_s": time.process_time() - t0}
         entry["pair_cutoff"] = pair_cutoff
         f_rms = float(np.sqrt(np.mean([np.mean(f[2] ** 2) for f in frames])))
@@ -331,6 +362,10 @@ def main() -> None:
                     model, traj_tmpl, trajectory_frames(traj, traj_every, (1.0, 10.0)), ks
                 ),
             }
+            if args.jump_origins > 1:
+                res["refresh_jump_ev_per_atom_reference_md_origins"] = jumps_over_origins(
+                    model, traj_tmpl, traj, traj_every, args.jump_origins, ks
+                )
             if name == "argon":
                 nve, temps = surrogate_nve_frames(
                     model, template, frames[-1][0], times_ps=(1.0,) if args.quick else (1.0, 10.0)
