@@ -116,14 +116,21 @@ def perturbed(model: GHyena, std: float = 0.1, seed: int = 0) -> GHyena:
     return model
 
 
-def train(
-    template: System, frames, *, augment: bool, epochs: int, out_dir: str, pair_cutoff: float | None = None
-) -> tuple[GHyena, dict]:
+def train_split(template: System, frames) -> dict:
+    """The training/held-out split of :func:`train` (segments of 10 frames, 20 % held out, seed 0)."""
     samples = [
         Sample(template.replace(positions=torch.tensor(x)), e, torch.tensor(f), segment=k // 10)
         for k, (x, e, f) in enumerate(frames)
     ]
     tr, va = split_by_segment(samples, 0.2, seed=0)
+    return {"train": tr, "valid": va}
+
+
+def train(
+    template: System, frames, *, augment: bool, epochs: int, out_dir: str, pair_cutoff: float | None = None
+) -> tuple[GHyena, dict]:
+    split = train_split(template, frames)
+    tr, va = split["train"], split["valid"]
     model = GHyena(model_config(sorted(set(template.species.tolist())), pair_cutoff=pair_cutoff))
     settings = TrainSettings(
         epochs=epochs, batch_size=2, lr=3e-3, warmup_steps=10, patience=0, progress=False,
@@ -156,17 +163,19 @@ def evaluate(model, system: System, order: torch.Tensor) -> tuple[float, torch.T
     return float(e[0]), f[0]
 
 
-def force_sensitivity(model, systems, f_ref_rms: float, ks=(1,)) -> dict:
+def force_sensitivity(model, systems, f_ref_rms: float, ks=(1,), samples=None) -> dict:
     """RMS force change between two valid K-order sets (module docstring), relative to the reference
     force RMS (``*_rel_rms``) and to the model's own force RMS (``*_rel_model_rms``; the meaningful
     scale for a random model); ``*_energy_ev_per_atom``: RMS over frames of the energy change per
     atom between the two sets (to compare with the refresh jump, which also contains staleness).
+    With reference ``samples`` (same frames as ``systems``): the accuracy of the K-averaged model
+    (set A): ``energy_mae_ev_per_atom`` and ``force_rmse_rel`` (RMSE / reference force RMS).
     The K = 1 numbers are at the top level, every K under ``by_k``."""
     g = torch.Generator().manual_seed(0)
     k_max = max(ks)
-    d = {k: {x: [] for x in ("var", "rand", "e_var", "e_rand")} for k in ks}
+    d = {k: {x: [] for x in ("var", "rand", "e_var", "e_rand", "e_err", "f_err")} for k in ks}
     own = []
-    for s in systems:
+    for i, s in enumerate(systems):
         e_det, f_det = evaluate_orders(model, s, order_samples(s, "hilbert", 2 * k_max))
         rand = torch.stack([random_order(s, "hilbert", g) for _ in range(k_max)])
         e_rand, f_rand = evaluate_orders(model, s, rand)
@@ -177,6 +186,9 @@ def force_sensitivity(model, systems, f_ref_rms: float, ks=(1,)) -> dict:
             d[k]["rand"].append((f_rand[:k].mean(0) - fa).pow(2).mean())
             d[k]["e_var"].append(((e_det[k : 2 * k].mean() - ea) / s.n_atoms) ** 2)
             d[k]["e_rand"].append(((e_rand[:k].mean() - ea) / s.n_atoms) ** 2)
+            if samples is not None:
+                d[k]["e_err"].append(abs(float(ea) - samples[i].energy) / s.n_atoms)
+                d[k]["f_err"].append(float((fa - samples[i].forces).pow(2).mean()))
     own_rms = float(torch.stack(own).mean().sqrt())
     by_k = {}
     for k in ks:
@@ -191,6 +203,9 @@ def force_sensitivity(model, systems, f_ref_rms: float, ks=(1,)) -> dict:
             "variant_energy_ev_per_atom": e_var,
             "random_frame_energy_ev_per_atom": e_rnd,
         }
+        if samples is not None:
+            by_k[str(k)]["energy_mae_ev_per_atom"] = float(np.mean(d[k]["e_err"]))
+            by_k[str(k)]["force_rmse_rel"] = float(np.sqrt(np.mean(d[k]["f_err"]))) / f_ref_rms
     return {**by_k[str(min(ks))], "by_k": by_k} if len(ks) > 1 else by_k[str(ks[0])]
 
 
@@ -299,6 +314,14 @@ def main() -> None:
         "--jump-origins", type=int, default=1,
         help="refresh jumps from this many trajectory starts 1 ps apart (RMS/max reported; default 1)",
     )  # fmt: skip
+    ap.add_argument(
+        "--load-models", default=None,
+        help="PREFIX: evaluate PREFIX_<system>_<label>.safetensors (saved by --save-models) instead of training",
+    )  # fmt: skip
+    ap.add_argument(
+        "--sens-frames", type=int, default=None,
+        help="at most this many held-out frames (evenly spaced) for the order-set measures (default all)",
+    )  # fmt: skip
     ap.add_argument("--save-models", default=None, help="keep the trained checkpoints in this folder")
     ap.add_argument("--name", default="ordering", help="results file benchmarks/results/<name>.json")
     args = ap.parse_args()
@@ -316,6 +339,8 @@ def main() -> None:
         "pair_cutoff": args.pair_cutoff,
         "order_samples": list(ks),
         "jump_origins": args.jump_origins,
+        "load_models": args.load_models,
+        "sens_frames": args.sens_frames,
         "model": "F=32, C=8, L G L G, r_c 4.5 Å, conv and norms: GHyenaConfig defaults",
         "random_model": "initial weights + N(0, 0.1²) on every parameter",
     }
@@ -339,25 +364,39 @@ def main() -> None:
         entry["random_model"] = force_sensitivity(random_model, valid_sys, f_rms)
         variants = [("augmented", True)] + ([("not_augmented", False)] if args.ablation else [])
         for label, augment in variants:
-            with tempfile.TemporaryDirectory() as d:
-                model, info = train(
-                    template, frames, augment=augment, epochs=epochs, out_dir=d, pair_cutoff=pair_cutoff
-                )
+            if args.load_models:  # evaluate a model trained by an earlier run (same data, split, settings)
+                from hyenamd.surrogate import load_model
+
+                path = f"{args.load_models}_{name}_{label}.safetensors"
+                model, info = load_model(path), train_split(template, frames)
+                info.update(cpu_s=None, epochs=None, loaded_from=path)
+            else:
+                with tempfile.TemporaryDirectory() as d:
+                    model, info = train(
+                        template, frames, augment=augment, epochs=epochs, out_dir=d, pair_cutoff=pair_cutoff
+                    )
             if args.save_models:
                 from hyenamd.surrogate import save_model
 
                 os.makedirs(args.save_models, exist_ok=True)
                 save_model(model, os.path.join(args.save_models, f"{args.name}_{name}_{label}.safetensors"))
-            vs = [x.system for x in info["valid"]]
+            valid = (
+                info["valid"][:: max(1, -(-len(info["valid"]) // args.sens_frames))]
+                if args.sens_frames
+                else info["valid"]
+            )
+            vs = [x.system for x in valid]
             mae = energy_mae_per_atom(model, info["valid"])
             t_eval = time.process_time()
             res = {
+                **({"loaded_from": info["loaded_from"]} if "loaded_from" in info else {}),
                 "train_cpu_s": info["cpu_s"],
                 "epochs": info["epochs"],
                 "n_train_frames": len(info["train"]),
                 "n_valid_frames": len(info["valid"]),
                 "energy_mae_ev_per_atom": mae,
-                "force_sensitivity": force_sensitivity(model, vs, f_rms, ks),
+                "force_sensitivity": force_sensitivity(model, vs, f_rms, ks, samples=valid),
+                "n_sensitivity_frames": len(vs),
                 "refresh_jump_ev_per_atom_reference_md": refresh_jumps(
                     model, traj_tmpl, trajectory_frames(traj, traj_every, (1.0, 10.0)), ks
                 ),

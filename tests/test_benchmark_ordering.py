@@ -15,6 +15,7 @@ import torch
 
 from hyenamd.surrogate import GHyena, GHyenaConfig
 from hyenamd.surrogate.ordering import order_samples
+from hyenamd.surrogate.training import Sample
 from hyenamd.testing import lj_argon, perturb_parameters
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -71,6 +72,15 @@ def test_order_sets_are_the_documented_rows(bench):
     assert fs["by_k"]["2"]["variant_rel_rms"] == pytest.approx(want_k2, rel=1e-10)
     e_want = abs(float(e[2:4].mean() - e[:2].mean())) / s.n_atoms
     assert fs["by_k"]["2"]["variant_energy_ev_per_atom"] == pytest.approx(e_want, rel=1e-10)
+    # accuracy of the K-averaged model (set A) against reference samples
+    ref = Sample(s, 1.5, torch.ones(s.n_atoms, 3, dtype=torch.float64))
+    acc = bench.force_sensitivity(model, [s], 2.0, ks=(2,), samples=[ref])
+    assert acc["energy_mae_ev_per_atom"] == pytest.approx(
+        abs(float(e[:2].mean()) - 1.5) / s.n_atoms, rel=1e-10
+    )
+    assert acc["force_rmse_rel"] == pytest.approx(
+        float((f[:2].mean(0) - 1).pow(2).mean().sqrt()) / 2.0, rel=1e-10
+    )
 
 
 def test_jump_of_k_orders_and_one_origin(bench):
