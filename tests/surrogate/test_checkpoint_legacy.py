@@ -177,3 +177,40 @@ def test_a_pre12_file_keeps_explicit_settings(tmp_path):
     assert all(
         float(m.log_eps.exp()[0]) == pytest.approx(0.5) for m in model.modules() if hasattr(m, "log_eps")
     )
+
+
+def test_pre12_large_step_model_gives_the_old_codes_steps():
+    """A dynamics-head checkpoint of the old code (velocity embedding, ballistic step plus
+    learned corrections; every layer randomly initialised as the old code did)."""
+    ref = json.loads((DATA / "pre12_dynamics_reference.json").read_text())
+    with pytest.warns(UserWarning, match="written before issue 12"):
+        model = load_model(DATA / ref["checkpoint"])
+    box = REFERENCE["labelled_box"]
+    system = system_of(box, with_order=True).replace(
+        velocities=torch.tensor(ref["velocities"], dtype=torch.float64)
+    )
+    out = compute_forces(model, Batch.from_system(system))
+    assert float(out["energy"][0]) == pytest.approx(ref["energy"], rel=1e-10, abs=0)
+    for key, want in (
+        ("forces", "forces"),
+        ("displacement", "displacement"),
+        ("velocities", "velocities_out"),
+    ):
+        want = torch.tensor(ref[want], dtype=torch.float64)
+        err = float((out[key].detach() - want).abs().max() / want.abs().max())
+        assert err <= 1e-10, f"{key}: relative difference {err:.2e} from the old code"
+
+
+def test_init_from_names_the_maths_settings_a_train_config_changes():
+    """``hyenamd train`` with ``init_from`` an old file: the config's defaults (circular conv,
+    learned ε from 1e-3) would silently change its maths, so the differences are reported."""
+    import dataclasses
+
+    from hyenamd.workflows.train import init_differences
+
+    old = load_old().cfg
+    assert init_differences(old, old) == []
+    changed = init_differences(
+        old, dataclasses.replace(old, conv="circular", norm_eps=1e-3, learn_norm_eps=True)
+    )
+    assert changed == ["conv='linear'", "norm_eps=1.0", "learn_norm_eps=False"]

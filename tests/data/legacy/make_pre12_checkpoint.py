@@ -17,7 +17,11 @@ potential, so the weights move off their initial values). The training summary h
 ``hyenamd train`` wrote (``data.stores``; the data are synthetic, named as such). Then the best
 checkpoint is evaluated by the old code on two fixed systems: a labelled periodic box (8 Ar +
 3 H₂O, topology order) and an open unlabelled cluster (4 Ar + 2 H₂O, the old Hilbert order,
-recorded). Energies, per-atom energies, forces and direct forces go to the JSON.
+recorded). Energies, per-atom energies, forces and direct forces go to the JSON. A second,
+untrained large-step model (energy + dynamics heads, velocity inputs) goes to
+``pre12_dynamics.safetensors`` with its outputs on the labelled box in
+``pre12_dynamics_reference.json``. (safetensors orders its metadata differently on every write,
+so a regenerated ``.safetensors`` differs in bytes, never in tensors.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import tempfile
 import torch
 
 import hyenamd
-from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces, load_model
+from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces, load_model, save_model
 from hyenamd.surrogate.ordering import canonical_order
 from hyenamd.surrogate.training import Sample, Trainer, TrainSettings
 from hyenamd.system import Batch, Labels, System
@@ -115,6 +119,34 @@ def evaluate(model: GHyena, system: System) -> dict:
     }
 
 
+def write_dynamics_model(cfg: GHyenaConfig, commit: str) -> None:
+    """A large-step model (energy + dynamics heads; the old init, every layer random) and its outputs.
+
+    Untrained: the old initialisation already makes every layer non-trivial. Saved with the
+    metadata shape ``hyenamd train`` wrote for the dynamics task (``data.stores``)."""
+    import dataclasses
+
+    model = GHyena(dataclasses.replace(cfg, heads=("energy", "dynamics"), dynamics_horizon_fs=20.0, seed=11))
+    summary = {"stores": [{"path": "none: untrained", "n_frames": 0}], "task": "dynamics"}
+    save_model(model, HERE / "pre12_dynamics.safetensors", task="dynamics", data=summary)
+    model = load_model(HERE / "pre12_dynamics.safetensors")
+    system = build(8, 3, periodic=True, seed=2)
+    gen = torch.Generator().manual_seed(4)
+    system = system.replace(velocities=0.005 * torch.randn(system.positions.shape, generator=gen, dtype=DT))
+    out = compute_forces(model, Batch.from_system(system))
+    record = {
+        "written_by": f"hyenamd at commit {commit} (tests/data/legacy/make_pre12_checkpoint.py)",
+        "checkpoint": "pre12_dynamics.safetensors",
+        "system": "labelled_box of pre12_reference.json",
+        "velocities": system.velocities.tolist(),
+        "energy": float(out["energy"][0]),
+        "forces": out["forces"].tolist(),
+        "displacement": out["displacement"].tolist(),
+        "velocities_out": out["velocities"].tolist(),
+    }
+    (HERE / "pre12_dynamics_reference.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     src = pathlib.Path(hyenamd.__file__).parent
@@ -170,6 +202,7 @@ def main() -> None:
         },
     }
     (HERE / "pre12_reference.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_dynamics_model(cfg, commit)
     print(
         f"wrote {HERE / 'pre12.safetensors'} ({(HERE / 'pre12.safetensors').stat().st_size} bytes) and the JSON"
     )
