@@ -7,7 +7,9 @@ buffers, names as in PyTorch); the safetensors metadata (string → string) hold
 * ``"hyenamd"``: a JSON object with ``model`` (class name), ``config`` (the
   :class:`~hyenamd.surrogate.model.GHyenaConfig` as a mapping), ``species``, ``cutoff`` (Å),
   ``units``, ``dtype`` (of the saved tensors), ``ordering`` (the sequence-order rule, also in
-  ``config``; checkpoints without it load with :func:`legacy_ordering` and a warning),
+  ``config``; checkpoints without it load with :func:`legacy_ordering` and a warning;
+  files written before issue 12 load with the maths they were trained with, see
+  :mod:`hyenamd.surrogate.checkpoint_legacy`),
   ``hyenamd_version``, ``n_parameters`` and ``training`` (the ``**metadata`` given to
   :func:`save_model`: data set, steps, errors, ...; any JSON-able values).
 
@@ -33,6 +35,7 @@ import torch
 from hyenamd.config import ConfigError, from_dict, to_dict
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.errors import HyenaError
+from hyenamd.surrogate.checkpoint_legacy import legacy_ordering, migrate, pre12_fill_values
 from hyenamd.surrogate.model import GHyena, GHyenaConfig
 
 __all__ = [
@@ -147,18 +150,6 @@ def _read_header(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, tuple[in
     return info, shapes
 
 
-def legacy_ordering(info: dict[str, Any]) -> str:
-    """The ordering rule a checkpoint written before ``GHyenaConfig.ordering`` existed was trained with.
-
-    Those versions used topology order when the training systems had residue labels and a
-    Hilbert curve otherwise. Stores written by hyenamd (``reference_md``) always carry the
-    topology's labels, so a model whose training summary lists ``stores`` was trained in
-    topology order; any other model (trained on unlabelled samples) in Hilbert order.
-    """
-    training = info.get("training") or {}
-    return "topology" if isinstance(training, dict) and training.get("stores") else "hilbert"
-
-
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -178,21 +169,9 @@ def load_model(
     dtype = resolve_dtype(dtype)
     path = pathlib.Path(path)
     info, shapes = _read_header(path)
-    config = dict(info["config"]) if isinstance(info["config"], dict) else info["config"]
-    if isinstance(config, dict) and ordering is not None:
-        config["ordering"] = ordering
-    elif isinstance(config, dict) and "ordering" not in config:
-        config["ordering"] = legacy_ordering(info)
-        warnings.warn(
-            f"{path} was written before models recorded their ordering rule; loading it with "
-            f"ordering={config['ordering']!r} (the rule it was trained with: topology order when the "
-            "training systems had residue labels, as hyenamd's reference stores do, else a Hilbert "
-            "curve). Pass load_model(..., ordering='topology'|'hilbert') to choose.",
-            UserWarning,
-            stacklevel=2,
-        )
+    migration = migrate(info, ordering)  # files older than issue 12: the settings they were trained with
     try:
-        cfg = from_dict(GHyenaConfig, config, source=f"{path} (config)")
+        cfg = from_dict(GHyenaConfig, migration.config, source=f"{path} (config)")
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config does not fit this hyenamd: {e}") from e
     saved_dtype = {"float32": torch.float32, "float64": torch.float64}.get(info.get("dtype", cfg.dtype))
@@ -206,9 +185,14 @@ def load_model(
     # shapes and dtypes come from a model built on the meta device (no memory), so a header
     # claiming a huge model is refused before anything is allocated
     with torch.device("meta"):
-        expected_sd = GHyena(cfg).to(saved_dtype).state_dict()
+        meta_model = GHyena(cfg).to(saved_dtype)
+        expected_sd = meta_model.state_dict()
     expected = {k: tuple(v.shape) for k, v in expected_sd.items()}
-    missing = sorted(set(expected) - set(shapes))
+    # a pre-issue-12 file lacks the learned norm floors and pre-norm gains: filled with the
+    # values that make them the identity of its maths (checkpoint_legacy.py)
+    fill = pre12_fill_values(meta_model, cfg.norm_eps) if migration.pre12 else {}
+    fill = {k: v for k, v in fill.items() if k in expected and k not in shapes}
+    missing = sorted(set(expected) - set(shapes) - set(fill))
     extra = sorted(set(shapes) - set(expected))
     if missing or extra:
         raise CheckpointError(
@@ -216,17 +200,20 @@ def load_model(
             f"(missing: {missing[:8]}{' ...' if len(missing) > 8 else ''}; "
             f"unexpected: {extra[:8]}{' ...' if len(extra) > 8 else ''})"
         )
-    wrong = [f"{k}: file {shapes[k]} vs model {expected[k]}" for k in expected if shapes[k] != expected[k]]
+    wrong = [f"{k}: file {shapes[k]} vs model {expected[k]}" for k in shapes if shapes[k] != expected[k]]
     if wrong:
         raise CheckpointError(f"{path}: tensor shape mismatch: " + "; ".join(wrong[:8]))
     with safe_open(str(path), framework="pt", device="cpu") as f:
-        kinds = {k: f.get_slice(k).get_dtype() for k in expected}
+        kinds = {k: f.get_slice(k).get_dtype() for k in shapes}
         bad = [f"{k}: {kinds[k]} (expected {_ST_DTYPES.get(expected_sd[k].dtype)})"
-               for k in expected if kinds[k] != _ST_DTYPES.get(expected_sd[k].dtype)]  # fmt: skip
+               for k in shapes if kinds[k] != _ST_DTYPES.get(expected_sd[k].dtype)]  # fmt: skip
         if bad:
             raise CheckpointError(f"{path}: tensor dtype mismatch: " + "; ".join(bad[:8]))
-        state = {k: f.get_tensor(k) for k in expected}
+        state = {k: f.get_tensor(k) for k in shapes}
+    state.update({k: torch.full(expected[k], v, dtype=expected_sd[k].dtype) for k, v in fill.items()})
     check_state_values(path, cfg, state)
+    if migration.assumed:
+        warnings.warn(migration.warning(path), UserWarning, stacklevel=2)
     model = GHyena(cfg).to(saved_dtype)
     model.load_state_dict(state, strict=True)
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
@@ -289,6 +276,11 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         "  units        " + ", ".join(f"{k} {v}" for k, v in info.get("units", {}).items()),
         f"  ordering     {cfg.get('ordering', 'not recorded (legacy): ' + legacy_ordering(info))}",
     ]
+    if "conv" not in cfg:
+        lines.append(
+            "  maths        written before issue 12: loads as conv linear, frozen norm floors ε = 1, "
+            "no pre-norm gain (the maths it was trained with; see docs/model.md)"
+        )
     training = info.get("training") or {}
     if training:
         lines.append("  training")

@@ -198,6 +198,12 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
         src = load_model(cfg.init_from, dtype=model.dtype)
         missing, _ = model.load_state_dict(_init_state(src.state_dict(), model), strict=False)
         echo(f"train: initialised from {cfg.init_from} ({len(missing)} new tensors: the added heads)")
+        changed = init_differences(src.cfg, model_cfg)
+        if changed:
+            echo(
+                f"train: warning: {cfg.init_from} was trained with {', '.join(changed)}; its weights now "
+                "run with model's other values (set them in the model section to keep its maths)"
+            )
     train_s, valid_s = split_by_segment(samples, cfg.data.valid_fraction, cfg.data.split_seed)
     echo(
         f"train: {cfg.task} on {len(train_s)} training / {len(valid_s)} validation samples "
@@ -220,6 +226,19 @@ def train(cfg: TrainConfig, *, echo=print) -> TrainResult:
         + f"; checkpoint {result.best_path}; curve {result.curve_path}"
     )
     return result
+
+
+#: config fields that change a model's maths without changing its tensors' shapes
+_MATHS_FIELDS = (
+    "cutoff", "radial_basis", "envelope_exponent", "avg_neighbors", "filter_w_cap", "conv",
+    "ordering", "norm_eps", "learn_norm_eps", "pair_cutoff",
+)  # fmt: skip
+
+
+def init_differences(src: GHyenaConfig, cfg: GHyenaConfig) -> list[str]:
+    """``"field=value"`` of ``init_from``'s config for every maths setting ``cfg`` changes
+    (e.g. a checkpoint written before issue 12 loads with conv='linear', norm_eps=1.0)."""
+    return [f"{k}={getattr(src, k)!r}" for k in _MATHS_FIELDS if getattr(src, k) != getattr(cfg, k)]
 
 
 def _init_state(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
