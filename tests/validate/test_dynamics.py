@@ -110,3 +110,27 @@ def test_diffusion_is_compared_on_the_shorter_runs_lag_window():
     assert abs(own[1] / own[0] - 1) > 0.1  # the systematic error of fitting different windows
     d_ref, d_sur = _common_window_diffusion(ref, sur, "all", (0.2, 0.8), *own)
     assert d_ref == pytest.approx(d_sur, rel=1e-12)
+
+
+def test_diffusion_fit_window_in_picoseconds():
+    """fit_ps selects absolute lags (clipped to the longest lag); the fraction window is then ignored."""
+    t = np.arange(0, 10001, 40.0)  # fs
+    msd = np.where(t < 1000, 1e-3 * t, 6 * 2.5e-4 * t + 2.5)  # only lags >= 1 ps are a line of slope 6D
+    d, c = diffusion_coefficient(t, msd, fit=(0.0, 0.1), fit_ps=(1.0, 4.0))
+    assert d == pytest.approx(0.25) and c == pytest.approx(2.5)
+    short = diffusion_coefficient(t[:60], msd[:60], fit_ps=(1.0, 4.0))[0]  # a 2.36-ps run
+    assert short == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="too few lags"):
+        diffusion_coefficient(t[:20], msd[:20], fit_ps=(1.0, 4.0))  # shorter than the window's start
+    with pytest.raises(ValueError, match="fit_ps"):
+        diffusion_coefficient(t, msd, fit_ps=(4.0, 1.0))
+
+
+def test_msd_fit_ps_bounds_the_lags_and_is_validated(tmp_path):
+    from hyenamd.validate import ValidateConfig
+
+    with pytest.raises(ValueError, match="msd_fit_ps"):
+        ValidateConfig(msd_fit_ps=(2.0, 1.0))
+    with pytest.raises(ValueError, match="msd_fit_ps"):
+        ValidateConfig(msd_fit_ps=(0.0, float("inf")))
+    assert ValidateConfig(msd_fit_ps=(1.0, 4.0)).msd_fit_ps == (1.0, 4.0)

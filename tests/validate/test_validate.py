@@ -123,3 +123,13 @@ def test_no_diffusion_coefficient_without_periodicity(synth):
     assert not res.reference.diffusion and not any(m.name.startswith("diffusion") for m in res.metrics)
     assert res.reference.msd and res.metric("vacf_mae").value == 0.0  # MSD/VACF still computed
     assert not res.reference.rdf and any("not periodic" in n for n in res.notes)
+
+
+def test_msd_fit_ps_limits_the_lags_and_fits_in_picoseconds(synth):
+    """A 0.79-ps random walk (dt 10 fs): msd_fit_ps=(0.1, 0.3) keeps lags ≤ 0.3 ps and still finds D."""
+    traj = synth.water_liquid(n_frames=80)
+    cfg = dataclasses.replace(CFG, msd_fit_ps=(0.1, 0.3), msd_origins=100)
+    res = validate(traj, traj, cfg, echo=quiet)
+    assert float(np.max(res.reference.lag_times)) == pytest.approx(300.0)
+    assert res.metric("diffusion_rel_error[all]").value == 0.0
+    assert res.reference.diffusion["all"] > 0

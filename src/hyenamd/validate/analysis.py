@@ -137,6 +137,8 @@ def analyze_trajectory(
         notes.append(f"{name}: no MSD/VACF ({e})")
     if dt is not None:
         max_lag = max(1, int(cfg.msd_max_lag_fraction * (n_frames - 1)))
+        if cfg.msd_fit_ps is not None:  # lags beyond the fit window are not needed
+            max_lag = max(1, min(max_lag, math.ceil(1000.0 * cfg.msd_fit_ps[1] / dt - 1e-9)))
         every = max(1, max_lag // cfg.msd_origins)
         msd = CorrelationAccumulator("msd", groups, max_lag, every, masses=masses, remove_com=cfg.remove_com)
         if first.velocities is not None:
@@ -254,7 +256,7 @@ def _finish_correlations(st, msd, vacf, dt, groups, group_names, cfg, periodic: 
     st.msd = per_group
     for g, y in per_group.items() if periodic else ():
         try:
-            st.diffusion[g] = diffusion_coefficient(st.lag_times, y, cfg.msd_fit)[0]
+            st.diffusion[g] = diffusion_coefficient(st.lag_times, y, cfg.msd_fit, fit_ps=cfg.msd_fit_ps)[0]
         except ValueError as e:
             st.notes.append(f"no diffusion coefficient for {g}: {e}")
     if vacf is not None:

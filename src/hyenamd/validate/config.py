@@ -7,6 +7,7 @@ judging it. Units: Å, fs (ps where the name says so), eV (meV/atom where it say
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,7 +70,10 @@ class ValidateConfig:
     such as "O-O"; empty = all).
     msd_max_lag_fraction: longest MSD/VACF lag as a fraction of the analysed duration;
     msd_origins: time origins alive at once (memory = msd_origins + 1 frames of positions);
-    msd_fit: lag window of the diffusion fit (fractions of the longest lag); remove_com: remove
+    msd_fit: lag window of the diffusion fit (fractions of the longest lag); msd_fit_ps: the
+    window in picoseconds instead (``[start, end]``, None: use msd_fit); the longest lag is then
+    at most ``end``, so the fit's statistical error shrinks as the runs grow (a window that is a
+    fraction of the run does not: BENCHMARKS.md "What an exact run scores"); remove_com: remove
     the centre-of-mass drift before the MSD; diffusion_groups: judged groups, element symbols
     or "all" (empty = "all").
     rmsf_selection, align_selection (superposition atoms, "none" = no alignment), rg_selection:
@@ -99,6 +103,7 @@ class ValidateConfig:
     msd_max_lag_fraction: float = 0.5
     msd_origins: int = 20
     msd_fit: tuple[float, float] = (0.2, 0.8)
+    msd_fit_ps: tuple[float, float] | None = None
     remove_com: bool = True
     diffusion_groups: tuple[str, ...] = ()
     rmsf_selection: Selection = "solute"
@@ -132,6 +137,8 @@ class ValidateConfig:
         lo, hi = self.msd_fit
         if not 0 <= lo < hi <= 1:
             problems.append(f"msd_fit must satisfy 0 <= start < end <= 1, got {self.msd_fit}")
+        if self.msd_fit_ps is not None and not 0 <= self.msd_fit_ps[0] < self.msd_fit_ps[1] < math.inf:
+            problems.append(f"msd_fit_ps must satisfy 0 <= start < end (ps, finite), got {self.msd_fit_ps}")
         if self.torsion_bins < 2:
             problems.append(f"torsion_bins must be >= 2, got {self.torsion_bins}")
         if (

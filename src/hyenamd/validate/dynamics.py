@@ -106,21 +106,35 @@ class CorrelationAccumulator:
 
 
 def diffusion_coefficient(
-    lag_times: np.ndarray, msd: np.ndarray, fit: tuple[float, float] = (0.2, 0.8), dim: int = 3
+    lag_times: np.ndarray,
+    msd: np.ndarray,
+    fit: tuple[float, float] = (0.2, 0.8),
+    dim: int = 3,
+    *,
+    fit_ps: tuple[float, float] | None = None,
 ) -> tuple[float, float]:
     """Diffusion coefficient (Å²/ps) from a straight-line fit ``MSD = 2 d D τ + c``.
 
     lag_times: [n] fs; msd: [n] Å²; the fit uses lags between ``fit[0]`` and ``fit[1]`` of the
-    largest lag (skipping the ballistic start and the noisy end). Returns ``(D, intercept Å²)``.
+    largest lag (skipping the ballistic start and the noisy end), or, with ``fit_ps``, lags in
+    ``[fit_ps[0], min(fit_ps[1], largest lag)]`` picoseconds. Returns ``(D, intercept Å²)``.
     """
     t = np.asarray(lag_times, dtype=np.float64)
     y = np.asarray(msd, dtype=np.float64)
-    lo, hi = fit
-    if not 0 <= lo < hi <= 1:
-        raise ValueError(f"fit window must satisfy 0 <= start < end <= 1, got {fit}")
-    sel = (t >= lo * t.max()) & (t <= hi * t.max()) & np.isfinite(y)
+    if fit_ps is not None:
+        lo_fs, hi_fs = 1000.0 * fit_ps[0], 1000.0 * fit_ps[1]
+        if not 0 <= lo_fs < hi_fs:
+            raise ValueError(f"fit_ps must satisfy 0 <= start < end, got {fit_ps}")
+        sel = (t >= lo_fs - 1e-9) & (t <= hi_fs + 1e-9) & np.isfinite(y)
+        window = f"{fit_ps} ps"
+    else:
+        lo, hi = fit
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"fit window must satisfy 0 <= start < end <= 1, got {fit}")
+        sel = (t >= lo * t.max()) & (t <= hi * t.max()) & np.isfinite(y)
+        window = str(fit)
     if sel.sum() < 2:
-        raise ValueError(f"too few lags ({int(sel.sum())}) in the MSD fit window {fit}")
+        raise ValueError(f"too few lags ({int(sel.sum())}) in the MSD fit window {window}")
     slope, intercept = np.polyfit(t[sel], y[sel], 1)
     return float(slope / (2 * dim) * A2_PER_FS_TO_A2_PER_PS), float(intercept)
 

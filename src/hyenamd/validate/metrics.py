@@ -167,7 +167,9 @@ def pair_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig
     judged_groups = set(cfg.diffusion_groups) or {"all"}
     for g, d_ref in ref.diffusion.items():
         if g in sur.diffusion and d_ref > 0:
-            d_ref, d_sur = _common_window_diffusion(ref, sur, g, cfg.msd_fit, d_ref, sur.diffusion[g])
+            d_ref, d_sur = _common_window_diffusion(
+                ref, sur, g, cfg.msd_fit, d_ref, sur.diffusion[g], fit_ps=cfg.msd_fit_ps
+            )
             lim = th.max_diffusion_rel_error if g in judged_groups else None
             out.append(
                 _m(
@@ -188,7 +190,9 @@ def pair_metrics(ref: TrajectoryStats, sur: TrajectoryStats, cfg: ValidateConfig
     return out
 
 
-def _common_window_diffusion(ref, sur, g: str, fit, d_ref: float, d_sur: float) -> tuple[float, float]:
+def _common_window_diffusion(
+    ref, sur, g: str, fit, d_ref: float, d_sur: float, *, fit_ps: tuple[float, float] | None = None
+) -> tuple[float, float]:
     """Both diffusion coefficients fitted on the same lags: the fit window of the shorter run.
 
     Each run's own D is fitted on a window scaled to its own longest lag, so a 5-ps run and a
@@ -204,7 +208,9 @@ def _common_window_diffusion(ref, sur, g: str, fit, d_ref: float, d_sur: float) 
         sel = np.asarray(st.lag_times) <= t_max + 1e-9
         try:
             out.append(
-                diffusion_coefficient(np.asarray(st.lag_times)[sel], np.asarray(st.msd[g])[sel], fit)[0]
+                diffusion_coefficient(
+                    np.asarray(st.lag_times)[sel], np.asarray(st.msd[g])[sel], fit, fit_ps=fit_ps
+                )[0]
             )
         except ValueError:
             return d_ref, d_sur
