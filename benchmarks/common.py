@@ -95,7 +95,15 @@ def publish_merged(
     merged = {
         **header(f"python benchmarks/{script} --merge " + " ".join(map(str, paths))),
         "config": payloads[0]["config"],
-        "sources": [{k: pl[k] for k in ("date", "git_commit", "command", "config")} for pl in payloads],
+        # a merged input contributes its own sources too (merging a merge keeps the provenance)
+        "sources": [
+            src
+            for pl in payloads
+            for src in [
+                *pl.get("sources", []),
+                {k: pl[k] for k in ("date", "git_commit", "command", "config")},
+            ]
+        ],
         **extra,
         "runs": runs,
         "summary": summarise(runs),

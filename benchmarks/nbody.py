@@ -59,6 +59,8 @@ VARIANTS: dict[str, tuple[str, bool]] = {
     "ghyena_lg": ("LGLG", False),
     "ghyena_lg_aug": ("LGLG", True),
     "local": ("LLLL", False),
+    "ghyena_eg_aug": ("EGEG", True),
+    "edge": ("EEEE", False),
 }
 LINEAR = ("linear_tv", "linear_eq")
 LABELS = {
@@ -72,6 +74,8 @@ LABELS = {
     "ghyena_lg": "G-Hyena local+global (LGLG)",
     "ghyena_lg_aug": "G-Hyena local+global + perm. aug.",
     "local": "Local blocks only (LLLL), ablation",
+    "ghyena_eg_aug": "G-Hyena EGNN-style local (q_i q_j) + global (EGEG) + perm. aug.",
+    "edge": "EGNN-style local blocks only (EEEE), ablation",
 }
 #: published anchors (EGNN's data setting; SE(3)-Hyena's data differ)
 PUBLISHED = {
@@ -81,6 +85,21 @@ PUBLISHED = {
     "SE(3)-Hyena (Moskalev et al. 2024)": (0.0018, "published, different (easier) data setup"),
 }
 LINEAR_SEED_OFFSET = 1_000_003
+#: training/model options whose non-default values make a merged run its own row (``name~opt=value``)
+TUNED = {
+    "lr": 1e-3,
+    "wd": 0.0,
+    "adamw": False,
+    "dropout": 0.0,
+    "length_scale": 16.0,
+    "n_scalar": 32,
+    "n_vector": 16,
+}
+
+
+def option_suffix(config: dict) -> str:
+    """``"~dropout=0.1~wd=0.01"``: the :data:`TUNED` options of a run's config that differ from their defaults."""
+    return "".join(f"~{k}={config[k]}" for k in TUNED if k in config and config[k] != TUNED[k])
 
 
 def load_data(n_total: int, seed: int, cache_dir: pathlib.Path | None, **gen_kw) -> dict[str, np.ndarray]:
@@ -151,7 +170,14 @@ def predict(model: NBodyNet, t: dict, *, k_orders: int = 0, seed: int = 0, batch
 
 def build_model(name: str, args) -> NBodyNet:
     pattern, _ = VARIANTS[name]
-    return NBodyNet(pattern, n_scalar=args.n_scalar, n_vector=args.n_vector, wide=args.wide)
+    return NBodyNet(
+        pattern,
+        n_scalar=args.n_scalar,
+        n_vector=args.n_vector,
+        wide=args.wide,
+        length_scale=args.length_scale,
+        dropout=args.dropout,
+    )
 
 
 def run_linear(name: str, train: dict, val: dict, test: dict) -> dict:
@@ -214,6 +240,7 @@ def run_model(name: str, seed: int, train: dict, val: dict, test: dict, args) ->
         n_steps=n_steps,
         lr=args.lr,
         weight_decay=args.wd,
+        decoupled=args.adamw,
         clip=args.clip if args.clip > 0 else None,
         desc=f"nbody {name} s{seed}",
         progress=sys.stderr.isatty(),
@@ -265,10 +292,12 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def label_of(key: str) -> str:
-    """Row label of a summary key ``name[@<E>ep][+avg<K>]``."""
+    """Row label of a summary key ``name[@<E>ep][~opt=value...][+avg<K>]``."""
     base, _, avg = key.partition("+")
+    base, *opts = base.split("~")
     base, _, ep = base.partition("@")
     label = LABELS.get(base, base) + (f", {ep.removesuffix('ep')} epochs" if ep else "")
+    label += "".join(f", {o.replace('=', ' ')}" for o in opts)
     return label + (f", {avg.removeprefix('avg')}-order test-time average" if avg else "")
 
 
@@ -296,7 +325,7 @@ def plot(payload: dict, path: pathlib.Path) -> None:
 
     summ = payload["summary"]
     keys = sorted(summ, key=lambda k: -summ[k]["test_mse_mean"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(keys))
     ax1.barh(y, [summ[k]["test_mse_mean"] for k in keys], xerr=[summ[k]["test_mse_std"] for k in keys])
     ax1.set_yticks(y, [label_of(k) for k in keys], fontsize=7)
@@ -305,15 +334,16 @@ def plot(payload: dict, path: pathlib.Path) -> None:
         ax1.text(val, len(keys) - 0.5, label.split(" (")[0], rotation=90, fontsize=7, va="top")
     ax1.set_xscale("log")
     ax1.set_xlabel("test MSE (dashed: published)")
-    for name, rs in payload["runs"].items():
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(payload["runs"]), 1)))
+    for color, (name, rs) in zip(colors, payload["runs"].items()):
         curves = [np.array(r["val_curve"]) for r in rs if r.get("val_curve")]
         if curves:
             c = curves[0]
-            ax2.plot(c[:, 0], c[:, 1], label=label_of(name))
+            ax2.plot(c[:, 0], c[:, 1], label=label_of(name), color=color)
     ax2.set_yscale("log")
     ax2.set_xlabel("training step")
     ax2.set_ylabel("validation MSE (first seed)")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     fig.suptitle(f"n-body (EGNN setting), {payload['config']['n_train']} training samples")
     save_figure(fig, path)
 
@@ -342,10 +372,12 @@ def merge(paths: list[pathlib.Path], args) -> int:
     runs: dict[str, list[dict]] = {}
     for pl in payloads:
         for name, rs in pl["runs"].items():
-            # a longer/shorter training of a variant is its own row, never pooled with the others
+            # a longer/shorter training, or other options, of a variant is its own row, never pooled
             ep = pl["config"]["epochs"]
             key = name if name in LINEAR or ep == base_epochs else f"{name}@{ep}ep"
-            runs.setdefault(key, []).extend({**r, "source": pl["command"]} for r in rs)
+            key += "" if name in LINEAR else option_suffix(pl["config"])
+            # a run's own "source" (from an earlier merge) wins over the merged file's command
+            runs.setdefault(key, []).extend({"source": pl["command"], **r} for r in rs)
     return publish_merged(
         "nbody.py",
         paths,
@@ -374,7 +406,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=5, help="validation every this many epochs")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--wd", type=float, default=0.0)
+    p.add_argument("--wd", type=float, default=0.0, help="weight decay (Adam's L2, or AdamW's with --adamw)")
+    p.add_argument("--adamw", action="store_true", help="decoupled weight decay (AdamW) instead of Adam + L2")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of each block's residual increment")
+    p.add_argument("--length-scale", type=float, default=16.0, help="pair features' length scale r_c")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
     p.add_argument("--n-scalar", type=int, default=32)
     p.add_argument("--n-vector", type=int, default=16)

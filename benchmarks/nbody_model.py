@@ -15,10 +15,18 @@ letter  block                                                                   
 ``A``   :class:`hyenamd.surrogate.baselines.EquivariantAttentionBlock`                yes
 ``H``   :class:`hyenamd.surrogate.baselines.HyenaBlock` (flattened features)          no
 ``T``   :class:`hyenamd.surrogate.baselines.TransformerBlock` (flattened features)    no
+``E``   :class:`nbody_edge_block.EdgeBlock`: EGNN-style messages, an MLP of            yes
+        ``(s_i, s_j, b(r), q_i q_j)`` (complete graph, as ``L``)
 ======  ============================================================================  ============
 
 So ``"GG"`` is G-Hyena with global blocks only, ``"LGLG"`` the paper's local/global
-alternation, ``"LL"`` a PaiNN-like local-only model, ``"AA"`` the equivariant transformer.
+alternation, ``"LL"`` a PaiNN-like local-only model, ``"AA"`` the equivariant transformer,
+``"EGEG"`` the alternation with EGNN-style local blocks (the charges' product ``q_i q_j``, read
+from the input scalar column ``charge_index``, is their pair attribute).
+
+Regularisation: ``dropout`` > 0 drops each block's residual increment (scalars elementwise,
+vectors per channel: one invariant mask value multiplies all three components, so dropout
+keeps the equivariance) in training mode only.
 
 Pair features (radial "basis" of the local blocks), for the distance ``r`` of a pair:
 ``[(r_c/K) sin(kπr/r_c)/r (k = 1..K, Bessel), exp(-r/r_c), 1/(1 + r²)]`` with envelope 1: smooth,
@@ -41,6 +49,7 @@ import pathlib
 from typing import Any
 
 import torch
+from nbody_edge_block import EdgeBlock
 from torch import Tensor, nn
 
 from hyenamd.surrogate.baselines import EquivariantAttentionBlock, HyenaBlock, TransformerBlock
@@ -59,7 +68,7 @@ __all__ = [
     "save_task_model",
 ]
 
-BLOCK_LETTERS = "LGAHT"
+BLOCK_LETTERS = "LGAHTE"
 _META_KEY = "hyenamd_task_model"
 
 
@@ -97,7 +106,9 @@ class NBodyNet(nn.Module):
 
     n_scalar, n_vector: hidden widths F, C (the non-equivariant letters H/T run on ``wide``× them);
     filter_kw: :class:`GlobalBlock` keyword arguments (implicit-filter windows, in tokens);
-    length_scale, n_bessel: :class:`PairFeatures`; avg_neighbors: the local blocks' 1/ν.
+    length_scale, n_bessel: :class:`PairFeatures`; avg_neighbors: the local blocks' 1/ν;
+    dropout: the residual-increment dropout rate (module doc); charge_index: the column of ``s0``
+    holding the charge (``E`` blocks' pair attribute ``q_i q_j``).
     """
 
     def __init__(
@@ -113,12 +124,18 @@ class NBodyNet(nn.Module):
         n_bessel: int = 16,
         avg_neighbors: float = 4.0,
         filter_kw: dict | None = None,
+        dropout: float = 0.0,
+        charge_index: int = 0,
     ) -> None:
         super().__init__()
         if not pattern or any(ch not in BLOCK_LETTERS for ch in pattern):
             raise ValueError(f"pattern must be a non-empty string of {BLOCK_LETTERS!r}, got {pattern!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0 <= charge_index < s_in:
+            raise ValueError(f"charge_index must be in [0, {s_in}), got {charge_index}")
         equivariant = not any(ch in "HT" for ch in pattern)
-        if not equivariant and any(ch in "LGA" for ch in pattern):
+        if not equivariant and any(ch in "LGAE" for ch in pattern):
             raise ValueError(f"pattern {pattern!r} mixes equivariant and non-equivariant blocks")
         mult = 1 if equivariant else int(wide)
         f, c = n_scalar * mult, n_vector * mult
@@ -133,6 +150,8 @@ class NBodyNet(nn.Module):
             "n_bessel": n_bessel,
             "avg_neighbors": avg_neighbors,
             "filter_kw": dict(filter_kw or {"w_min": 1.0, "w_init": 4.0, "w_cap": 16.0}),
+            "dropout": float(dropout),
+            "charge_index": int(charge_index),
         }
         self.pattern, self.equivariant = pattern, equivariant
         self.embed_s = nn.Linear(s_in, f)
@@ -144,6 +163,8 @@ class NBodyNet(nn.Module):
                 blocks.append(LocalBlock(f, c, self.pairs, avg_neighbors=avg_neighbors))
             elif ch == "G":
                 blocks.append(GlobalBlock(f, c, **self.config["filter_kw"]))
+            elif ch == "E":
+                blocks.append(EdgeBlock(f, c, self.pairs, n_attr=1, avg_neighbors=avg_neighbors))
             elif ch == "A":
                 blocks.append(EquivariantAttentionBlock(f, c))
             elif ch == "H":
@@ -167,15 +188,34 @@ class NBodyNet(nn.Module):
         ptr = torch.arange(n_sys + 1, device=s0.device) * p
         if order is None:
             order = torch.arange(n, device=s0.device)
-        edges = None
-        if "L" in self.pattern:
+        edges = attr = None
+        if "L" in self.pattern or "E" in self.pattern:
             i, j = complete_graph(n_sys, p, s0.device)
             edges = Edges(i, j, x[j] - x[i])
+            q = s0[:, self.config["charge_index"]]
+            attr = (q[i] * q[j]).unsqueeze(-1)
         s, v = self.embed_s(s0), self.embed_v(v0)
+        rate = self.config["dropout"] if self.training else 0.0
         for ch, blk in zip(self.pattern, self.blocks):
-            s, v = blk(s, v, edges) if ch == "L" else blk(s, v, order, ptr)
+            if ch == "L":
+                s_new, v_new = blk(s, v, edges)
+            elif ch == "E":
+                s_new, v_new = blk(s, v, edges, attr)
+            else:
+                s_new, v_new = blk(s, v, order, ptr)
+            if rate > 0.0:
+                s_new, v_new = _drop_increment(s, v, s_new, v_new, rate)
+            s, v = s_new, v_new
         s, v = self.head(s, v)
         return self.out(v).squeeze(1)
+
+
+def _drop_increment(s: Tensor, v: Tensor, s_new: Tensor, v_new: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+    """Inverted dropout of a block's increments ``s_new − s`` ``[N, F]``, ``v_new − v`` ``[N, C, 3]`` (vectors per channel)."""
+    keep = 1.0 - rate
+    ms = torch.bernoulli(torch.full_like(s, keep)) / keep
+    mv = torch.bernoulli(torch.full_like(v[..., 0], keep)).unsqueeze(-1) / keep
+    return s + ms * (s_new - s), v + mv * (v_new - v)
 
 
 def save_task_model(model: NBodyNet, path: str | pathlib.Path, **summary: Any) -> pathlib.Path:

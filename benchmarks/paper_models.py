@@ -153,12 +153,14 @@ def train_model(
     weight_decay: float,
     cosine: bool = True,
     clip: float | None = None,
+    decoupled: bool = False,
     desc: str = "train",
     progress: bool = True,
 ) -> dict[str, object]:
     """Adam with L2 ``weight_decay`` (torch's Adam, as the papers) and a cosine learning-rate decay to 0.
 
     ``clip``: clip the gradient's global norm to this value (None: no clipping).
+    ``decoupled``: AdamW's decoupled weight decay instead of the L2 term.
 
     loss_fn(step) returns the scalar training loss of that step's mini-batch. Returns the loss
     curve (every step) and the wall time. Shows a tqdm bar when ``progress``, else a log line
@@ -166,7 +168,8 @@ def train_model(
     """
     from hyenamd.progress import progress_bar
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
     lam = (lambda k: 0.5 * (1.0 + math.cos(math.pi * k / max(n_steps, 1)))) if cosine else (lambda k: 1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
     losses: list[float] = []

@@ -20,7 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 from ear import attention_bytes, memory_limits, train_batch  # noqa: E402
 from ear_data import ear_dataset, random_rotations, recall_oracle  # noqa: E402
-from nbody import fit_linear_tv, to_tokens  # noqa: E402
+from nbody import fit_linear_tv, label_of, option_suffix, to_tokens  # noqa: E402
 from nbody_model import NBodyNet, complete_graph, load_task_model, random_orders, save_task_model  # noqa: E402
 from nbody_sim import (  # noqa: E402
     coulomb_forces,
@@ -33,6 +33,7 @@ from nbody_sim import (  # noqa: E402
 )
 from paper_models import SequenceModel, uniform_ptr  # noqa: E402
 
+from hyenamd.surrogate.local_block import Edges  # noqa: E402
 from hyenamd.testing import perturb_parameters  # noqa: E402
 
 CHECKPOINT = (
@@ -219,7 +220,7 @@ def _nbody_inputs(n_sys=3, p=5, seed=0):
     return to_tokens(d, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("pattern", ["LGLG", "AA", "LL"])
+@pytest.mark.parametrize("pattern", ["LGLG", "AA", "LL", "EGEG"])
 def test_nbody_model_is_equivariant(pattern):
     torch.manual_seed(0)
     # zero-initialised residual branches and output: perturb so every path is non-trivial
@@ -247,6 +248,46 @@ def test_nbody_local_blocks_are_permutation_equivariant_and_global_blocks_see_th
     assert float((a - b).abs().max()) > 1e-8
     i, j = complete_graph(2, 5)
     assert i.numel() == 2 * 20 and bool((i != j).all()) and bool((i // 5 == j // 5).all())
+
+
+def test_nbody_edge_blocks_are_permutation_equivariant_and_see_the_charge_product():
+    torch.manual_seed(4)
+    t = _nbody_inputs(n_sys=2)
+    perm = random_orders(2, 5, torch.Generator().manual_seed(5))
+    m = perturb_parameters(NBodyNet("EE", n_scalar=8, n_vector=4).double(), std=0.2)
+    out = m(t["s0"], t["v0"], t["x"], 5)
+    torch.testing.assert_close(m(t["s0"][perm], t["v0"][perm], t["x"][perm], 5), out[perm])
+    # the pair attribute is q_i q_j: flipping every charge leaves it (and nothing else) unchanged
+    s_flip = t["s0"].clone()
+    s_flip[:, 0] = -s_flip[:, 0]
+    e = m.blocks[0]
+    i, j = complete_graph(2, 5)
+    edges = Edges(i, j, t["x"][j] - t["x"][i])
+    s, v = m.embed_s(t["s0"]), m.embed_v(t["v0"])
+    q = t["s0"][:, 0]
+    a = e(s, v, edges, (q[i] * q[j]).unsqueeze(-1))[1]
+    b = e(s, v, edges, -(q[i] * q[j]).unsqueeze(-1))[1]
+    assert float((a - b).abs().max()) > 1e-6
+    with pytest.raises(ValueError, match="attr"):
+        e(s, v, edges, q.unsqueeze(-1))
+
+
+def test_nbody_dropout_is_equivariant_and_off_in_eval():
+    t = _nbody_inputs()
+    m = perturb_parameters(NBodyNet("EGLG", n_scalar=8, n_vector=4, dropout=0.3).double(), std=0.2)
+    q = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64))[0]
+    m.train()
+    torch.manual_seed(7)
+    out = m(t["s0"], t["v0"], t["x"], 5)
+    torch.manual_seed(7)  # the same masks: they are drawn per channel, not per component
+    rot = m(t["s0"], t["v0"] @ q.T, t["x"] @ q.T, 5)
+    torch.testing.assert_close(rot, out @ q.T, atol=1e-10, rtol=1e-9)
+    torch.manual_seed(8)
+    assert float((m(t["s0"], t["v0"], t["x"], 5) - out).abs().max()) > 1e-8  # masks differ per call
+    m.eval()
+    torch.testing.assert_close(m(t["s0"], t["v0"], t["x"], 5), m(t["s0"], t["v0"], t["x"], 5), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="dropout"):
+        NBodyNet("EG", dropout=1.0)
 
 
 def test_task_checkpoint_roundtrip_and_refusals(tmp_path):
@@ -407,3 +448,10 @@ def test_bench_writes_only_where_told(tmp_path, monkeypatch):
         ["--quick", "--n", "3"],
         _pathlib.Path("x"),
     )
+
+
+def test_nbody_merge_keys_keep_non_default_options_apart():
+    assert option_suffix({"epochs": 100, "dropout": 0.0, "wd": 0.0, "lr": 1e-3}) == ""
+    assert option_suffix({"dropout": 0.1, "adamw": True, "n_scalar": 32}) == "~adamw=True~dropout=0.1"
+    label = label_of("ghyena_eg_aug@200ep~dropout=0.1+avg32")
+    assert label.startswith("G-Hyena EGNN-style") and "200 epochs, dropout 0.1, 32-order" in label

@@ -57,7 +57,8 @@ def fill_range(
             st.append(x, step=k, time=0.5 * k, velocities=-x, potential_energy=0.25 * k)
             out.write(f"{k}\n")
             time.sleep(pace)
-        while hold is not None and not pathlib.Path(hold).exists():
+        deadline = time.monotonic() + 300  # never outlive a failed test by more than minutes
+        while hold is not None and not pathlib.Path(hold).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         st.close()
         out.write("closed\n")

@@ -86,6 +86,7 @@ class Launcher:
             [sys.executable, "-c", LAUNCHER, str(JOBS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, env=env,
         )  # fmt: skip
+        self.pids: list[int] = []
 
     def start(self, name: str, **kwargs) -> int:
         pathlib.Path(kwargs["log"]).unlink(missing_ok=True)
@@ -94,9 +95,14 @@ class Launcher:
         line = self.proc.stdout.readline()
         if not line:
             raise AssertionError(f"the launcher died (exit {self.proc.poll()})")
+        self.pids.append(int(line))
         return int(line)
 
     def close(self) -> None:
+        """Stop the launcher and SIGKILL any writer still running (a failed case leaves none behind)."""
+        for pid in self.pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
 

@@ -26,7 +26,7 @@ import sys
 __all__ = ["available", "benchmarks_dir"]
 
 #: helper modules in benchmarks/ that are not runnable benchmarks
-_NOT_BENCHMARKS = {"common", "paper_models", "nbody_sim", "nbody_model", "ear_data"}
+_NOT_BENCHMARKS = {"common", "paper_models", "nbody_sim", "nbody_model", "nbody_edge_block", "ear_data"}
 
 
 def benchmarks_dir() -> pathlib.Path:
