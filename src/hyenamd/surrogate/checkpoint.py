@@ -276,7 +276,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         "  units        " + ", ".join(f"{k} {v}" for k, v in info.get("units", {}).items()),
         f"  ordering     {cfg.get('ordering', 'not recorded (legacy): ' + legacy_ordering(info))}",
     ]
-    if "conv" not in cfg:
+    if migrate(info).pre12:  # the one definition of "written before issue 12"
         lines.append(
             "  maths        written before issue 12: loads as conv linear, frozen norm floors ε = 1, "
             "no pre-norm gain (the maths it was trained with; see docs/model.md)"
