@@ -63,7 +63,8 @@ class FoundationStage:
 @dataclass(frozen=True)
 class RolloutStage:
     """Stage 4: ``md_steps`` force-field Langevin steps (frames every ``report_interval``),
-    ``large_steps`` learned-propagator steps of Δτ each; ``skin`` Å of the Verlet lists.
+    ``large_steps`` learned-propagator steps of Δτ each (Δτ = ``large_step_substeps`` × the dynamics
+    model's horizon: Φ R applied that many times inside one O–Φ–O stride); ``skin`` Å of the Verlet lists.
     use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on a fresh
     embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
     in-process)."""
@@ -71,6 +72,7 @@ class RolloutStage:
     md_steps: int = 6250
     report_interval: int = 10
     large_steps: int = 500
+    large_step_substeps: int = 1
     skin: float = 1.0
     use_ray: bool = True
     ray_cpus: int = 1
@@ -80,11 +82,13 @@ class RolloutStage:
             self.md_steps < 2
             or self.report_interval < 1
             or self.large_steps < 2
+            or self.large_step_substeps < 1
             or self.skin < 0
             or self.ray_cpus < 1
         ):
             raise ValueError(
-                "need md_steps >= 2, report_interval >= 1, large_steps >= 2, skin >= 0, ray_cpus >= 1"
+                "need md_steps >= 2, report_interval >= 1, large_steps >= 2, large_step_substeps >= 1, "
+                "skin >= 0, ray_cpus >= 1"
             )
 
 
