@@ -45,15 +45,17 @@ KEYS = (
 def parse_mode(text: str) -> tuple[str, dict]:
     """``"name:substeps=5,rescale=false"`` → ``("name", {"substeps": 5, "rescale": False})``."""
     name, _, rest = text.partition(":")
-    opts: dict = {"substeps": 1, "rescale": True}
+    opts: dict = {"substeps": 1, "rescale": True, "every": "substep"}
     for kv in filter(None, rest.split(",")):
         k, _, v = kv.partition("=")
         if k == "substeps":
             opts[k] = int(v)
         elif k == "rescale":
             opts[k] = v.lower() in ("1", "true", "yes")
+        elif k == "every":
+            opts[k] = v
         else:
-            raise SystemExit(f"unknown mode option {k!r} (substeps, rescale)")
+            raise SystemExit(f"unknown mode option {k!r} (substeps, rescale, every)")
     return name, opts
 
 
@@ -77,6 +79,7 @@ def run_mode(run_dir: pathlib.Path, opts: dict, seed: int, strides: int, out: pa
         energy_model=load_model(ff_path, dtype=model.dtype) if opts["rescale"] else None,
         seed=seed,
         substeps=opts["substeps"],
+        rescale_every=opts["every"],
     )
     traj = out / f"traj_{seed}.h5"
     alphas = []
@@ -110,7 +113,12 @@ def run_mode(run_dir: pathlib.Path, opts: dict, seed: int, strides: int, out: pa
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=pathlib.Path, required=True)
-    ap.add_argument("--mode", action="append", required=True, help="name:substeps=K,rescale=true|false")
+    ap.add_argument(
+        "--mode",
+        action="append",
+        required=True,
+        help="name:substeps=K,rescale=true|false,every=substep|stride",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--strides", type=int, default=500)
     ap.add_argument("--name", default="large_step_rescale")

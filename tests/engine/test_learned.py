@@ -150,6 +150,18 @@ def test_substeps_compose_phi_r_inside_one_stride(make_ghyena, water_like):
     assert torch.allclose(b.velocities, a.velocities, rtol=0, atol=1e-12)
     assert b.time_fs == a.time_fs and b.step == 1
     assert torch.allclose(b.energy + b.kinetic_energy(), h0, rtol=0, atol=1e-10)  # R after every Φ
+    # R after the last Φ only: one energy evaluation per stride, H still kept exactly
+    with pytest.raises(ValueError, match="rescale_every"):
+        LearnedPropagator(dyn, energy_model=ff, rescale_every="step")
+    once = LearnedPropagator(dyn, energy_model=ff, substeps=3, rescale_every="stride")
+    st = once.init(water_like, temperature_k=300.0, seed=4)
+    n0 = once.evaluator.n_evaluations
+    c = once.step(st)
+    assert once.evaluator.n_evaluations - n0 == 3 + 1
+    assert torch.allclose(c.energy + c.kinetic_energy(), h0, rtol=0, atol=1e-10)
+    free = LearnedPropagator(dyn, substeps=3).step(st)  # the same Φ Φ Φ without R
+    assert torch.allclose(c.positions, free.positions, rtol=0, atol=1e-12)
+    assert torch.allclose(c.velocities, free.velocities * c.aux["alpha"][st.batch, None], rtol=0, atol=1e-12)
     # Langevin: the same as O, then the NVE composite on the half-kicked velocities, then O
     lang = LearnedPropagator(dyn, 300.0, 0.002, energy_model=ff, substeps=3, seed=7)
     st = lang.init(water_like, seed=4)

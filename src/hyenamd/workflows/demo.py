@@ -32,6 +32,7 @@ import json
 import pathlib
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -64,7 +65,8 @@ class FoundationStage:
 class RolloutStage:
     """Stage 4: ``md_steps`` force-field Langevin steps (frames every ``report_interval``),
     ``large_steps`` learned-propagator steps of Δτ each (Δτ = ``large_step_substeps`` × the dynamics
-    model's horizon: Φ R applied that many times inside one O–Φ–O stride); ``skin`` Å of the Verlet lists.
+    model's horizon: Φ R applied that many times inside one O–Φ–O stride; R after every Φ, or only
+    after the last with ``large_step_rescale_every: stride``); ``skin`` Å of the Verlet lists.
     use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on a fresh
     embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
     in-process)."""
@@ -73,6 +75,7 @@ class RolloutStage:
     report_interval: int = 10
     large_steps: int = 500
     large_step_substeps: int = 1
+    large_step_rescale_every: Literal["substep", "stride"] = "substep"
     skin: float = 1.0
     use_ray: bool = True
     ray_cpus: int = 1

@@ -265,6 +265,7 @@ def rollout_dynamics(
         energy_model=None if energy_model is None else load_model(energy_model, dtype=model.dtype),
         seed=cfg.seed,
         substeps=cfg.rollout.large_step_substeps,
+        rescale_every=cfg.rollout.large_step_rescale_every,
         skin=cfg.rollout.skin,
     )
     tau = prop.dt_fs  # the stride: substeps × the model's horizon
