@@ -49,6 +49,7 @@ def test_water_force_field_benchmark_quick(tmp_path):
     assert set(data["stages"]) == {"reference", "train", "accuracy", "md", "validate"}
     assert all(s["cpu_s"] >= 0 and len(s["load_average_start"]) == 3 for s in data["stages"].values())
     assert set(data["goals"]) == {"force_rel_rmse", "rdf_mae_O-O", "stable_ps"}
+    assert len(data["training"]["history_valid_loss"]) == data["training"]["epochs_run"]
     assert math.isfinite(data["heldout_accuracy"]["force_rel_rmse"])
     assert math.isfinite(data["goals"]["rdf_mae_O-O"]["value"])
     assert data["md"]["steps"] == data["md"]["steps_requested"] > 0 and data["md"]["dt_fs"] <= 0.5
