@@ -45,14 +45,50 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [kv for kv in rest.split(",") if kv]
 
 
-def run_variant(name: str, overrides: list[str], ff: pathlib.Path, out: pathlib.Path) -> dict:
+def _reuse_force_field_md(run_dir: pathlib.Path):
+    """A stand-in for the demo's stage 4a that copies the force-field MD of an earlier variant.
+
+    The force field is fixed across variants and its MD is seeded, so its trajectory is the same
+    for every variant that does not change ``reference``/``rollout.md_steps``; this saves the
+    25-ps run (2-4 CPU-min) per variant. The copied summary entry is marked ``reused_from``.
+    """
+    import json
+    import shutil
+
+    entry = json.loads((run_dir / "summary.json").read_text())["rollout_force_field"]
+
+    def stage(cfg, model_path, heldout, path, echo=print):
+        for suffix in ("", ".provenance.json"):
+            src = pathlib.Path(str(run_dir / "surrogate_md.h5") + suffix)
+            if src.exists():
+                shutil.copyfile(src, str(path) + suffix)
+        echo(f"      force-field MD reused from {run_dir} (same force field, same seed)")
+        return {**entry, "path": str(path), "reused_from": str(run_dir)}
+
+    return stage
+
+
+def run_variant(
+    name: str,
+    overrides: list[str],
+    ff: pathlib.Path,
+    out: pathlib.Path,
+    reuse_ff_md: pathlib.Path | None = None,
+) -> dict:
     from hyenamd.config import load_config
+    from hyenamd.workflows import demo_stages
     from hyenamd.workflows.demo import DemoConfig, run_demo
 
     sets = [f"output_dir={out / name}", f"force_field_checkpoint={ff}", "foundation.n_atoms=0", *overrides]
     cfg = load_config(None, DemoConfig, sets)
     c0 = time.process_time()
-    summary = run_demo(cfg, echo=lambda *a: print(f"[{name}]", *a, flush=True))
+    original = demo_stages.rollout_force_field
+    if reuse_ff_md is not None:
+        demo_stages.rollout_force_field = _reuse_force_field_md(reuse_ff_md)
+    try:
+        summary = run_demo(cfg, echo=lambda *a: print(f"[{name}]", *a, flush=True))
+    finally:
+        demo_stages.rollout_force_field = original
     ls = summary["validation"]["large_step"]["metrics"]
     ffmd = summary["validation"]["force_field_md"]["metrics"]
     row = {
@@ -65,6 +101,8 @@ def run_variant(name: str, overrides: list[str], ff: pathlib.Path, out: pathlib.
         "large_step_passed": summary["validation"]["large_step"].get("passed"),
         "force_field_md_diffusion_rel_error": ffmd.get("diffusion_rel_error[all]"),
         "rescale_guarded_strides": summary["rollout_dynamics"]["rescale_guarded_strides"],
+        "dynamics_settings": summary["config"]["dynamics"],
+        "large_step_wall_s": summary["rollout_dynamics"]["wall_s"],
         "strides": summary["rollout_dynamics"]["steps"],
         "cpu_s": time.process_time() - c0,
         "load_avg_end": os.getloadavg(),
@@ -78,6 +116,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--variant", action="append", required=True, help="name:key=value,key=value")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/large_step_data"))
     ap.add_argument("--name", default="large_step_data")
+    ap.add_argument(
+        "--reuse-ff-md",
+        type=pathlib.Path,
+        default=None,
+        help="an earlier variant's output dir: copy its force-field MD instead of re-running it",
+    )
     args = ap.parse_args(argv)
     payload = header(
         "python benchmarks/large_step_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -85,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload.update({"force_field": str(args.ff), "load_avg_start": os.getloadavg(), "variants": {}})
     for text in args.variant:
         name, overrides = parse_variant(text)
-        payload["variants"][name] = run_variant(name, overrides, args.ff, args.out)
+        payload["variants"][name] = run_variant(name, overrides, args.ff, args.out, args.reuse_ff_md)
         write_json(args.name, payload)  # after every variant: partial results survive
         r = payload["variants"][name]
         print(

@@ -55,6 +55,38 @@ def test_overrides(tmp_path):
     assert cfg.inner.width == 32 and cfg.flag is True and cfg.sizes == (5,)
 
 
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    inner: Inner = dataclasses.field(default_factory=lambda: Inner(width=64, act="tanh"))
+    deep: Outer = dataclasses.field(default_factory=lambda: Outer("d", lr=0.5, inner=Inner(4, "tanh")))
+
+
+def test_partial_section_keeps_the_parents_defaults(tmp_path):
+    """``--set inner.width=3`` (or a YAML section naming only some keys) changes those keys only:
+    the rest stay the parent's default for that section, not the nested class's own defaults."""
+    assert load_config(None, Parent, ["inner.width=3"]).inner == Inner(3, "tanh")
+    cfg = load_config(None, Parent, ["deep.inner.act=silu", "deep.flag=true"])
+    assert cfg.deep == Outer("d", lr=0.5, inner=Inner(4, "silu"), flag=True)
+    assert load_config(write(tmp_path, "inner: {act: silu}\n"), Parent).inner == Inner(64, "silu")
+    assert load_config(None, Parent) == Parent()
+    with pytest.raises(ConfigError, match=r"unknown key 'deep\.inner\.wdth'"):
+        load_config(None, Parent, ["deep.inner.wdth=1"])
+    with pytest.raises(ConfigError, match=r"'deep\.lr' .* must be a number"):
+        load_config(None, Parent, ["deep.lr=fast"])
+
+
+def test_demo_overrides_keep_the_demo_section_defaults():
+    """The bug this guards: ``--set dynamics.epochs=20`` without a YAML reset the demo's
+    dynamics settings (noise 0.05 Å, task dynamics) to TrainSettings' class defaults."""
+    from hyenamd.workflows.demo import DemoConfig
+
+    base = DemoConfig()
+    cfg = load_config(None, DemoConfig, ["dynamics.epochs=20", "reference.n_steps=40000"])
+    assert cfg.dynamics == dataclasses.replace(base.dynamics, epochs=20)
+    assert cfg.reference == dataclasses.replace(base.reference, n_steps=40000)
+    assert cfg.reference.segments == "nve" and cfg.dynamics.noise_std == base.dynamics.noise_std
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

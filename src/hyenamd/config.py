@@ -139,8 +139,25 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")  # a bug in the dataclass
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, checking keys and types (see module doc)."""
+def _field_default(f: dataclasses.Field) -> Any:
+    """The value a field takes when absent (``dataclasses.MISSING`` for a required field)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def from_dict(
+    cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", prefix: str = "", base: Any = None
+) -> T:
+    """Build dataclass ``cls`` from a mapping, checking keys and types (see module doc).
+
+    A nested section given in part (``dynamics: {epochs: 20}`` or ``--set dynamics.epochs=20``)
+    changes only the keys it names: the others keep the *parent's* default for that section
+    (its ``default_factory`` instance, e.g. the demo's dynamics settings), not the nested
+    class's own defaults. ``base``: an instance of ``cls`` whose values fill absent keys.
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
@@ -156,11 +173,19 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", 
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
+        default = getattr(base, name) if base is not None else dataclasses.MISSING
         if name in data:
             if _is_default_infinity(data[name], f):  # e.g. max_temperature: .inf (no limit)
                 kwargs[name] = float(data[name])
                 continue
+            if default is dataclasses.MISSING and dataclasses.is_dataclass(hints[name]):
+                default = _field_default(f)
+            if dataclasses.is_dataclass(default) and isinstance(data[name], Mapping):
+                kwargs[name] = from_dict(type(default), data[name], source=source, prefix=key, base=default)
+                continue
             kwargs[name] = _convert(data[name], hints[name], key, source)
+        elif default is not dataclasses.MISSING:
+            kwargs[name] = default
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{key}' in {source} ({cls.__name__})")
     try:

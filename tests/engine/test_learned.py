@@ -129,6 +129,53 @@ def test_energy_rescale_conserves_total_energy_exactly(make_ghyena, water_like):
         st = new
 
 
+def test_substeps_compose_phi_r_inside_one_stride(make_ghyena, water_like):
+    """substeps=k: one stride of k·Δτ is k (Φ, R) pairs; in NVE it equals k strides of substeps=1,
+    and with the OU steps only the two half-steps at the stride's ends are added."""
+    dyn = make_ghyena(heads=("energy", "dynamics"), energy_scale=0.05, seed=1)
+    ff = make_ghyena(energy_scale=0.05, seed=2)
+    with pytest.raises(ValueError, match="substeps"):
+        LearnedPropagator(dyn, energy_model=ff, substeps=0)
+    one = LearnedPropagator(dyn, energy_model=ff)
+    three = LearnedPropagator(dyn, energy_model=ff, substeps=3)
+    assert three.dt_fs == 3 * one.dt_fs and three.describe()["substeps"] == 3
+    st1 = one.init(water_like, temperature_k=300.0, seed=4)
+    st3 = three.init(water_like, temperature_k=300.0, seed=4)
+    h0 = st3.energy + st3.kinetic_energy()
+    a = one.run(st1, 3)
+    n0 = three.evaluator.n_evaluations
+    b = three.step(st3)
+    assert three.evaluator.n_evaluations - n0 == 3 * 2  # (Φ, U) per substep
+    assert torch.allclose(b.positions, a.positions, rtol=0, atol=1e-12)
+    assert torch.allclose(b.velocities, a.velocities, rtol=0, atol=1e-12)
+    assert b.time_fs == a.time_fs and b.step == 1
+    assert torch.allclose(b.energy + b.kinetic_energy(), h0, rtol=0, atol=1e-10)  # R after every Φ
+    # R after the last Φ only: one energy evaluation per stride, H still kept exactly
+    with pytest.raises(ValueError, match="rescale_every"):
+        LearnedPropagator(dyn, energy_model=ff, rescale_every="step")
+    once = LearnedPropagator(dyn, energy_model=ff, substeps=3, rescale_every="stride")
+    st = once.init(water_like, temperature_k=300.0, seed=4)
+    n0 = once.evaluator.n_evaluations
+    c = once.step(st)
+    assert once.evaluator.n_evaluations - n0 == 3 + 1
+    assert torch.allclose(c.energy + c.kinetic_energy(), h0, rtol=0, atol=1e-10)
+    free = LearnedPropagator(dyn, substeps=3).step(st)  # the same Φ Φ Φ without R
+    assert torch.allclose(c.positions, free.positions, rtol=0, atol=1e-12)
+    assert torch.allclose(c.velocities, free.velocities * c.aux["alpha"][st.batch, None], rtol=0, atol=1e-12)
+    # Langevin: the same as O, then the NVE composite on the half-kicked velocities, then O
+    lang = LearnedPropagator(dyn, 300.0, 0.002, energy_model=ff, substeps=3, seed=7)
+    st = lang.init(water_like, seed=4)
+    gen = lang._generator(st)
+    sd = lang._noise_scale(st)
+    xi1 = torch.randn(st.velocities.shape, generator=gen, dtype=st.velocities.dtype)
+    xi2 = torch.randn(st.velocities.shape, generator=gen, dtype=st.velocities.dtype)
+    mid = three.step(st.replace(velocities=ou_half_step(st.velocities, lang.c1, sd, xi1)))
+    want = ou_half_step(mid.velocities, lang.c1, sd, xi2)
+    got = lang.step(st)
+    assert torch.allclose(got.positions, mid.positions, rtol=0, atol=1e-12)
+    assert torch.allclose(got.velocities, want, rtol=0, atol=1e-12)
+
+
 def test_energy_rescale_factor_guards():
     dof = torch.tensor([30.0, 30.0, 30.0, 30.0])
     u_new = torch.tensor([1.0, 5.0, 1.0, 1.0], dtype=torch.float64)

@@ -35,3 +35,16 @@ def test_pairs_stay_inside_nve_segments(tmp_path):
     assert summary["horizon_fs"] == 2 * 10 * cfg.dt_fs
     assert summary["reference_segments"] == ["nve: 3 NVE segments started from NVT states"]
     assert float(samples[0].displacement.abs().max()) < 5.0  # an 80 fs stride of argon
+    # time reversal: every pair also reversed — (x', −v') → (x, −v), same split segment
+    both, _ = load_samples(
+        DataConfig(stores=(str(path),), horizon_frames=2, n_segments=2, time_reversal=True), "dynamics"
+    )
+    assert len(both) == 2 * len(samples)
+    for fwd, (a, b) in zip(samples, zip(both[0::2], both[1::2])):
+        assert a.system.positions.equal(fwd.system.positions) and a.displacement.equal(fwd.displacement)
+        assert b.segment == a.segment
+        assert b.displacement.equal(-a.displacement)
+        assert b.next_velocities.equal(-a.system.velocities)
+        assert b.system.velocities.equal(-a.next_velocities)
+        x_back = b.system.positions + b.displacement  # the reversed pair ends where the forward one began
+        assert float((x_back - a.system.positions).abs().max()) < 1e-9

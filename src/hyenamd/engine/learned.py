@@ -32,6 +32,14 @@ reference's Langevin thermostat and an energy-conserving momentum rescale (Flash
     c         ``ACC``: (eV/Å)/amu → Å/fs²                          —
     ========  ===================================================  =====================
 
+Sub-strides (``substeps = k > 1``): one stride is O, then k pairs (Φ, R), then O, so
+``Δτ = k × model.cfg.dynamics_horizon_fs`` and H is the energy after the first O. A map Φ
+trained on a k-times shorter horizon is far easier to learn than one over the whole stride
+(argon, 90 K: 0.55 % of the 40-fs velocity variance unexplained against 38 % at 200 fs;
+BENCHMARKS.md), at k times the evaluations per stride. In NVE (γ = 0) a k-substep stride is
+exactly k strides of ``substeps=1``. ``rescale_every="stride"`` applies R after the last Φ only
+(Φ, Φ, …, Φ R: one energy evaluation per stride).
+
 Why this shape. Over 200 fs a quarter of the velocity variance of a Langevin trajectory is
 thermostat noise that no function of ``(x, v)`` can predict; a deterministic head trained by
 MSE on Langevin pairs learns the conditional mean and cools the system. A head trained on NVE
@@ -133,6 +141,9 @@ class LearnedPropagator(Integrator):
     rescale (None: no rescale). alpha_min/alpha_max: clamp of α. seed: RNG of the noise and of
     initial velocities. forces: ``"none"`` or ``"conservative"`` (needs ``energy_model``).
     sample: draw Φ from the stochastic head's Gaussians (needs ``heads: [..., stochastic_dynamics]``).
+    substeps: Φ R pairs per stride (the stride ``dt_fs`` is ``substeps`` × the model's horizon).
+    rescale_every: ``"substep"`` (R after every Φ) or ``"stride"`` (R after the last Φ only: one
+    energy evaluation per stride instead of ``substeps``).
     """
 
     name = "learned_propagator"
@@ -149,6 +160,8 @@ class LearnedPropagator(Integrator):
         seed: int = 0,
         forces: Literal["none", "conservative"] = "none",
         sample: bool = False,
+        substeps: int = 1,
+        rescale_every: Literal["substep", "stride"] = "substep",
         skin: float = 1.0,
         remove_com: bool = False,
         wrap: bool = False,
@@ -188,8 +201,16 @@ class LearnedPropagator(Integrator):
                     f"the dynamics model and the energy_model order atoms by different rules {sorted(rules)}; "
                     "they share one sequence order (GHyenaConfig.ordering must match)"
                 )
+        if not (isinstance(substeps, int) and substeps >= 1):
+            raise ValueError(f"substeps must be an integer >= 1, got {substeps!r}")
+        self.substeps = int(substeps)
+        if rescale_every not in ("substep", "stride"):
+            raise ValueError(f"rescale_every must be 'substep' or 'stride', got {rescale_every!r}")
+        self.rescale_every = rescale_every
         horizon = float(model.cfg.dynamics_horizon_fs)
-        super().__init__(model, horizon, skin=skin, remove_com=remove_com, wrap=wrap, profile=profile)
+        super().__init__(
+            model, horizon * self.substeps, skin=skin, remove_com=remove_com, wrap=wrap, profile=profile
+        )
         self.evaluator._fast = False  # never the analytic path: the model is evaluated below
         self.energy_model = energy_model
         self.forces = forces
@@ -226,6 +247,8 @@ class LearnedPropagator(Integrator):
             "seed": self.seed,
             "forces": self.forces,
             "sample": self.sample,
+            "substeps": self.substeps,
+            "rescale_every": self.rescale_every,
         }
 
     # ------------------------------------------------------------------ evaluations
@@ -326,23 +349,28 @@ class LearnedPropagator(Integrator):
             xi = torch.randn(v.shape, generator=gen, dtype=v.dtype, device=v.device)
             v = ou_half_step(v, self.c1, sd, xi)
         total = state.energy + kinetic_energy(state.masses, v, state.batch, state.n_systems)
-        disp, v_new, ref = self._phi(state, state.positions, v, gen)
-        x = state.positions + disp
-        if self.wrap:
-            x = self._wrap(state, x)
-        if self.rescale:  # U(x') on the same Verlet list (rebuilt if x' moved beyond skin/2)
-            with torch.enable_grad():
-                u_new, forces, ref = self._potential(state.replace(nl_ref=ref), x)
-        else:
-            u_new, forces = torch.zeros_like(state.energy), torch.zeros_like(x)
+        x, ref, u_new = state.positions, state.nl_ref, state.energy
+        forces = state.forces
         alpha, guarded = state.aux["alpha"], state.aux["rescale_guarded"]
-        if self.rescale:
-            k_new = kinetic_energy(state.masses, v_new, state.batch, state.n_systems)
-            alpha, hit = energy_rescale_factor(
-                u_new, k_new, total, state.dof, alpha_min=self.alpha_min, alpha_max=self.alpha_max
-            )
-            v_new = v_new * alpha[state.batch].unsqueeze(-1)
-            guarded = guarded + hit.to(guarded.dtype)
+        for k in range(self.substeps):  # Φ R, Φ R, ... (one Φ R unless substeps > 1)
+            disp, v_new, ref = self._phi(state.replace(nl_ref=ref), x, v, gen)
+            x = x + disp
+            if self.wrap:
+                x = self._wrap(state, x)
+            last = k == self.substeps - 1
+            if self.rescale and (last or self.rescale_every == "substep"):
+                # U(x') on the same Verlet list (rebuilt if x' moved beyond skin/2)
+                with torch.enable_grad():
+                    u_new, forces, ref = self._potential(state.replace(nl_ref=ref), x)
+                k_new = kinetic_energy(state.masses, v_new, state.batch, state.n_systems)
+                alpha, hit = energy_rescale_factor(
+                    u_new, k_new, total, state.dof, alpha_min=self.alpha_min, alpha_max=self.alpha_max
+                )
+                v_new = v_new * alpha[state.batch].unsqueeze(-1)
+                guarded = guarded + hit.to(guarded.dtype)
+            elif not self.rescale:
+                u_new, forces = torch.zeros_like(state.energy), torch.zeros_like(x)
+            v = v_new
         if self.langevin:
             xi = torch.randn(v.shape, generator=gen, dtype=v.dtype, device=v.device)
             v_new = ou_half_step(v_new, self.c1, sd, xi)

@@ -32,6 +32,7 @@ import json
 import pathlib
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -63,7 +64,9 @@ class FoundationStage:
 @dataclass(frozen=True)
 class RolloutStage:
     """Stage 4: ``md_steps`` force-field Langevin steps (frames every ``report_interval``),
-    ``large_steps`` learned-propagator steps of Δτ each; ``skin`` Å of the Verlet lists.
+    ``large_steps`` learned-propagator steps of Δτ each (Δτ = ``large_step_substeps`` × the dynamics
+    model's horizon: Φ R applied that many times inside one O–Φ–O stride; R after every Φ, or only
+    after the last with ``large_step_rescale_every: stride``); ``skin`` Å of the Verlet lists.
     use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on a fresh
     embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
     in-process)."""
@@ -71,6 +74,8 @@ class RolloutStage:
     md_steps: int = 6250
     report_interval: int = 10
     large_steps: int = 500
+    large_step_substeps: int = 1
+    large_step_rescale_every: Literal["substep", "stride"] = "substep"
     skin: float = 1.0
     use_ray: bool = True
     ray_cpus: int = 1
@@ -80,11 +85,13 @@ class RolloutStage:
             self.md_steps < 2
             or self.report_interval < 1
             or self.large_steps < 2
+            or self.large_step_substeps < 1
             or self.skin < 0
             or self.ray_cpus < 1
         ):
             raise ValueError(
-                "need md_steps >= 2, report_interval >= 1, large_steps >= 2, skin >= 0, ray_cpus >= 1"
+                "need md_steps >= 2, report_interval >= 1, large_steps >= 2, large_step_substeps >= 1, "
+                "skin >= 0, ray_cpus >= 1"
             )
 
 

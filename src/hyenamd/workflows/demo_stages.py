@@ -256,7 +256,6 @@ def rollout_dynamics(
     from hyenamd.surrogate import load_model
 
     model = load_model(model_path)
-    tau = float(model.cfg.dynamics_horizon_fs)
     system, _ = _first_frame(heldout, model.dtype)
     ref = cfg.reference
     prop = LearnedPropagator(
@@ -265,8 +264,11 @@ def rollout_dynamics(
         ref.friction_per_ps / 1000.0,
         energy_model=None if energy_model is None else load_model(energy_model, dtype=model.dtype),
         seed=cfg.seed,
+        substeps=cfg.rollout.large_step_substeps,
+        rescale_every=cfg.rollout.large_step_rescale_every,
         skin=cfg.rollout.skin,
     )
+    tau = prop.dt_fs  # the stride: substeps × the model's horizon
     n = cfg.rollout.large_steps
     rep = TrajectoryReporter(path, 1, forces=False, overwrite=True)
     t = time.perf_counter()
@@ -283,6 +285,7 @@ def rollout_dynamics(
         "path": str(path),
         "steps": steps,
         "horizon_fs": tau,
+        "substeps": prop.substeps,
         "wall_s": wall,
         "blowup": blowup,
         "model_evaluations": n_eval,

@@ -43,7 +43,10 @@ class DataConfig:
     stride: use every stride-th frame; max_frames: at most this many per store (None: all).
     horizon_frames: dynamics pairs are (t, t + horizon_frames · stride) in stored frames.
     n_segments: contiguous segments per store (the split unit); valid_fraction: share of
-    segments held out for validation; split_seed: which ones.
+    segments held out for validation; split_seed: which ones. time_reversal (dynamics; for NVE
+    data — a thermostatted run is not reversible): each pair (x_t, v_t) → (x_t+τ, v_t+τ) is also used reversed, (x_t+τ, −v_t+τ) →
+    (x_t, −v_t) — an exact symmetry of Hamiltonian dynamics that pushes the learned map towards
+    reversibility (less systematic energy loss); the two share a segment, so never split.
     """
 
     stores: tuple[str, ...] = ()
@@ -54,6 +57,7 @@ class DataConfig:
     n_segments: int = 5
     valid_fraction: float = 0.2
     split_seed: int = 0
+    time_reversal: bool = False
 
     def __post_init__(self) -> None:
         if self.skip_frames < 0 or self.stride < 1 or self.horizon_frames < 1 or self.n_segments < 2:
@@ -143,6 +147,11 @@ def load_samples(d: DataConfig, task: str) -> tuple[list[Sample], dict[str, Any]
                     a, b = st[k], st[j]
                     disp = minimum_image(b.positions - a.positions, a.cell, a.pbc)
                     samples.append(Sample(a, displacement=disp, next_velocities=b.velocities, segment=seg[k]))
+                    if d.time_reversal:
+                        back = b.replace(velocities=-b.velocities)
+                        samples.append(
+                            Sample(back, displacement=-disp, next_velocities=-a.velocities, segment=seg[k])
+                        )
                     summary["horizon_fs"] = float(times[j] - times[k])
                 summary.setdefault("reference_segments", []).append(
                     "none (one continuous run)"
