@@ -59,7 +59,14 @@ def parse_mode(text: str) -> tuple[str, dict]:
     return name, opts
 
 
-def run_mode(run_dir: pathlib.Path, opts: dict, seed: int, strides: int, out: pathlib.Path) -> dict:
+def run_mode(
+    run_dir: pathlib.Path,
+    opts: dict,
+    seed: int,
+    strides: int,
+    out: pathlib.Path,
+    report: pathlib.Path | None = None,
+) -> dict:
     from hyenamd.engine import LearnedPropagator, Simulation, TrajectoryReporter
     from hyenamd.surrogate import load_model
     from hyenamd.validate import validate
@@ -92,7 +99,7 @@ def run_mode(run_dir: pathlib.Path, opts: dict, seed: int, strides: int, out: pa
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     demo_validate = DemoConfig().validate
     vcfg = dataclasses.replace(demo_validate, temperature_k=ref["temperature_k"])  # no model: no accuracy
-    res = validate(heldout, traj, vcfg, out_dir=out / f"report_{seed}", echo=lambda m: None)
+    res = validate(heldout, traj, vcfg, out_dir=report or out / f"report_{seed}", echo=lambda m: None)
     metrics = {m.name: m.value for m in res.metrics}
     a = torch.tensor(alphas, dtype=torch.float64)
     d_rows = [m for m in res.metrics if m.name == "diffusion_rel_error[all]"]
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--strides", type=int, default=500)
     ap.add_argument("--name", default="large_step_rescale")
+    ap.add_argument(
+        "--report-dir",
+        type=pathlib.Path,
+        default=None,
+        help="keep each run's validation report (PNG plots) here",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     payload = header(
@@ -135,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in args.seeds:
                 out = pathlib.Path(tmp) / name
                 out.mkdir(exist_ok=True)
-                rows.append({"seed": seed, **run_mode(args.run_dir, opts, seed, args.strides, out)})
+                rep = None if args.report_dir is None else args.report_dir / f"{name}_seed{seed}"
+                rows.append({"seed": seed, **run_mode(args.run_dir, opts, seed, args.strides, out, rep)})
                 r = rows[-1]
                 print(
                     f"{name} seed {seed}: T {r['mean_temperature']:.2f} K, KS p {r['kinetic_ks_p']:.3g}, "
