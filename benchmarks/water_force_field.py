@@ -122,7 +122,7 @@ def train_model(args, out: pathlib.Path, train_store: str):
         "epochs_run": res.epochs_run,
         "optimizer_steps": res.steps,
         "valid_metrics": res.best_metrics,
-        "history_valid_force_rmse": res.history.get("valid_force_rmse"),
+        "history_valid_loss": res.history.get("valid_loss"),  # ≈ (force RMSE / σ(F))² per epoch
     }
     return summary, cfg
 
