@@ -216,7 +216,7 @@ def merge(paths: list[pathlib.Path], args) -> int:
     import json
 
     payloads = [json.loads(p.read_text()) for p in paths]
-    runs = [{**r, "source": pl["command"]} for pl in payloads for r in pl["runs"]]
+    runs = [{**r, "source": r.get("source", pl["command"])} for pl in payloads for r in pl["runs"]]
     return publish_merged(
         "ear.py",
         paths,

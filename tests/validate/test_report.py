@@ -93,3 +93,34 @@ def test_format_value():
     assert format_value(float("nan")) == "n/a"
     assert format_value(0.123456, "Å") == "0.1235 Å"
     assert format_value(3.0) == "3"
+
+
+def test_kinetic_histogram_draws_the_canonical_gamma_density():
+    """The energy figure's third panel: K histograms against Gamma(3N/2, k_B T), a normalised density."""
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hyenamd.units import BOLTZMANN_EV_PER_K
+    from hyenamd.validate.plots import _kinetic_histogram
+
+    n, t = 108, 90.0
+    rng = np.random.default_rng(0)
+    ke = rng.gamma(1.5 * n, BOLTZMANN_EV_PER_K * t, size=4000)
+    run = SimpleNamespace(kinetic_energy=ke, n_atoms=n, n_frames=len(ke))
+    fig, ax = plt.subplots()
+    _kinetic_histogram(ax, [("surrogate", run)], t)
+    (curve,) = [ln for ln in ax.lines if "Gamma" in ln.get_label()]
+    x, y = curve.get_xdata(), curve.get_ydata()
+    assert (
+        abs(float(np.sum(0.5 * (y[1:] + y[:-1]) * np.diff(x))) - 1) < 0.01
+    )  # the sample's range holds ~all mass
+    mode = (1.5 * n - 1) * BOLTZMANN_EV_PER_K * t
+    assert abs(x[np.argmax(y)] / mode - 1) < 0.02
+    heights = [p.get_xy() for p in ax.patches]
+    assert heights  # the histogram was drawn
+    plt.close(fig)

@@ -108,7 +108,14 @@ def plot_energy(result, out: Path) -> Path | None:
     if not runs:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    t_target = result.config.temperature_k
+    if t_target is None and result.reference.temperature is not None:
+        t_target = float(np.nanmean(result.reference.temperature))
+    ke_runs = [(n, st) for n, st in runs if st.kinetic_energy is not None and st.n_frames >= 2]
+    histogram = bool(ke_runs) and t_target is not None and t_target > 0
+    fig, axes = plt.subplots(1, 3 if histogram else 2, figsize=(15 if histogram else 10, 3.8))
+    if histogram:
+        _kinetic_histogram(axes[2], ke_runs, float(t_target))
     for name, st in runs:
         t = st.times / 1000
         if st.potential_energy is not None and st.kinetic_energy is not None:
@@ -129,10 +136,28 @@ def plot_energy(result, out: Path) -> Path | None:
             axes[1].plot(t, st.temperature, lw=1, label=name, **STYLE[name])
     axes[0].set(title="total energy drift", xlabel="time (ps)", ylabel="E − E(0) (meV/atom)")
     axes[1].set(title="temperature", xlabel="time (ps)", ylabel="T (K)")
-    for ax in axes:
+    for ax in axes[:2]:
         if ax.lines:
             ax.legend(frameon=False, fontsize=8)
     return _save(fig, out / "energy.png")
+
+
+def _kinetic_histogram(ax, runs, temperature_k: float) -> None:
+    """Histograms of the kinetic energy per frame (eV) against the canonical Gamma(3N/2, k_B T) density."""
+    from hyenamd.units import BOLTZMANN_EV_PER_K
+
+    lo, hi = np.inf, -np.inf
+    for name, st in runs:
+        ke = np.asarray(st.kinetic_energy, dtype=np.float64)
+        ke = ke[np.isfinite(ke)]
+        lo, hi = min(lo, ke.min()), max(hi, ke.max())
+        ax.hist(ke, bins=40, density=True, histtype="step", lw=1.2, label=name, color=STYLE[name]["color"])
+    shape, scale = 1.5 * runs[-1][1].n_atoms, BOLTZMANN_EV_PER_K * temperature_k
+    x = np.linspace(lo, hi, 200)
+    logpdf = (shape - 1) * np.log(x / scale) - x / scale - math.lgamma(shape) - np.log(scale)
+    ax.plot(x, np.exp(logpdf), color="0.3", lw=1, ls=":", label=f"Gamma(3N/2, k_B·{temperature_k:.4g} K)")
+    ax.set(title="kinetic energy distribution", xlabel="K (eV)", ylabel="density (1/eV)")
+    ax.legend(frameon=False, fontsize=8)
 
 
 def plot_rmsf(result, out: Path) -> Path | None:
