@@ -30,16 +30,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import header, write_json
-
-KEYS = (
-    "mean_temperature",
-    "temperature_rel_error",
-    "kinetic_ks_p",
-    "rdf_mae[Ar-Ar]",
-    "diffusion_rel_error[all]",
-    "vacf_mae",
-    "stable_time",
-)
+from large_step_data import KEYS
 
 
 def parse_mode(text: str) -> tuple[str, dict]:

@@ -250,6 +250,17 @@ def foundation_stage(cfg: FoundationStage, seed: int, echo=print) -> dict[str, f
     return out
 
 
+def _trained(res) -> dict:
+    """The summary entry of one training stage (a :class:`~hyenamd.workflows.train.TrainResult`)."""
+    return {
+        "best": str(res.best_path),
+        "valid_metrics": res.best_metrics,
+        "epochs": res.epochs_run,
+        "steps": res.steps,
+        "curve": str(res.curve_path),
+    }
+
+
 def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     """Run every stage of ``cfg``; returns the summary that is also written to ``summary.json``."""
     from hyenamd.workflows.demo_stages import (
@@ -297,13 +308,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     )
     if cfg.force_field_checkpoint is None:
         ff = timed("train_force_field", train, ff_cfg, echo=echo)
-        summary["force_field"] = {
-            "best": str(ff.best_path),
-            "valid_metrics": ff.best_metrics,
-            "epochs": ff.epochs_run,
-            "steps": ff.steps,
-            "curve": str(ff.curve_path),
-        }
+        summary["force_field"] = _trained(ff)
         ff_path = ff.best_path
     else:
         ff_path = pathlib.Path(cfg.force_field_checkpoint)
@@ -323,13 +328,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, echo=print) -> dict:
     def large_step() -> None:
         """Stage 3 and the large-step half of stage 4 (Φ's training, then its rollout)."""
         dyn = timed("train_dynamics", train, dyn_cfg, echo=echo)
-        summary["dynamics"] = {
-            "best": str(dyn.best_path),
-            "valid_metrics": dyn.best_metrics,
-            "epochs": dyn.epochs_run,
-            "steps": dyn.steps,
-            "curve": str(dyn.curve_path),
-        }
+        summary["dynamics"] = _trained(dyn)
         summary["rollout_dynamics"] = timed(
             "rollout_dynamics",
             rollout_dynamics,
