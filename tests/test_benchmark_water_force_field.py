@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
@@ -32,19 +29,9 @@ def test_water_train_config_loads_with_the_recipe():
 
 
 @pytest.mark.slow  # ~15 s wall: two tiny OpenMM runs, one training epoch, 100 MD steps, validation
-def test_water_force_field_benchmark_quick(tmp_path):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT / "src"),
-        OMP_NUM_THREADS="1",
-        HYENAMD_BENCH_RESULTS=str(tmp_path / "res"),
-        HYENAMD_BENCH_FIGURES=str(tmp_path / "fig"),
-    )
-    script = ROOT / "benchmarks" / "water_force_field.py"
+def test_water_force_field_benchmark_quick(tmp_path, run_benchmark):
     args = ["--quick", "--out", str(tmp_path / "run"), "--name", "tiny"]
-    subprocess.run(
-        [sys.executable, str(script), *args], env=env, cwd=ROOT, check=True, capture_output=True, timeout=600
-    )
+    run_benchmark("water_force_field.py", *args)
     data = json.loads((tmp_path / "res" / "tiny.json").read_text())
     assert {"date", "git_commit", "machine", "command", "load_average_start", "total_cpu_s"} <= set(data)
     assert set(data["stages"]) == {"reference", "train", "accuracy", "md", "validate"}
@@ -58,9 +45,7 @@ def test_water_force_field_benchmark_quick(tmp_path):
     # a second run reuses the stores and skips training with --model
     model = data["training"]["best_path"]
     args2 = [*args[:-1], "tiny2", "--model", model]
-    subprocess.run(
-        [sys.executable, str(script), *args2], env=env, cwd=ROOT, check=True, capture_output=True, timeout=600
-    )
+    run_benchmark("water_force_field.py", *args2)
     again = json.loads((tmp_path / "res" / "tiny2.json").read_text())
     assert again["reference"]["train"]["reused"] and again["training"] is None
     assert "train" not in again["stages"]
