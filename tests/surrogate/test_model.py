@@ -292,8 +292,8 @@ def test_superset_neighbour_list_gives_the_results_of_the_pairs_within_cutoff(dt
     seen = []
     original = local_block.local_message
     try:
-        local_block.local_message = lambda s, v, edges, *a, **k: seen.append(len(edges)) or original(
-            s, v, edges, *a, **k
+        local_block.local_message = lambda s, v, edges, *a, **k: (
+            seen.append(len(edges)) or original(s, v, edges, *a, **k)
         )
         a = compute_forces(model, batch, stress=True, neighbors=inner)
         b = compute_forces(model, batch, stress=True, neighbors=wide)
