@@ -141,11 +141,23 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(json.dumps(row), flush=True)
     payload["rows"], payload["failed"] = rows, failed
+    payload["alpha"] = {mode: fit_alpha(rows, mode) for mode in args.modes}
     payload["load_avg_end"] = os.getloadavg()
     write_json(args.name, payload)
     if args.plot:
         plot(args.name)
     return payload
+
+
+def fit_alpha(rows: list[dict], mode: str = "ef") -> dict | None:
+    """Least-squares exponent α of CPU time ∝ N^α over the rows of ``mode`` (None below 2 sizes)."""
+    import numpy as np
+
+    pts = sorted((r["n_atoms"], r["cpu_s"]) for r in rows if r["mode"] == mode)
+    if len(pts) < 2:
+        return None
+    n, t = np.log(np.array(pts, dtype=float)).T
+    return {"alpha": float(np.polyfit(n, t, 1)[0]), "sizes": [int(p[0]) for p in pts]}
 
 
 def plot(*names: str) -> pathlib.Path:
@@ -154,7 +166,7 @@ def plot(*names: str) -> pathlib.Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
     for name in names:
         data = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
         for mode in ("ef", "fwd"):
@@ -166,12 +178,25 @@ def plot(*names: str) -> pathlib.Path:
                     "o-",
                     label=f"{name}: {'energy+forces' if mode == 'ef' else 'forward'}",
                 )
+                fit = fit_alpha(rows, mode)
+                ax_t.plot(
+                    [r["n_atoms"] for r in rows],
+                    [r["cpu_us_per_atom"] for r in rows],
+                    "o-",
+                    label=f"{name}: {mode}" + (f", α = {fit['alpha']:.2f}" if fit else ""),
+                )
     ax.axhline(6, color="grey", ls="--", lw=0.8, label="goal E+F (6 KB/atom)")
     ax.set_xscale("log")
     ax.set_xlabel("atoms")
     ax.set_ylabel("peak RSS above baseline, KB/atom")
     ax.set_title("G-Hyena preset S, argon density, float32, 1 thread")
     ax.legend(fontsize=7)
+    ax_t.axhline(40, color="grey", ls="--", lw=0.8, label="goal E+F (40 µs/atom)")
+    ax_t.set_xscale("log")
+    ax_t.set_xlabel("atoms")
+    ax_t.set_ylabel("CPU µs per atom (one thread)")
+    ax_t.set_title("time per atom; α: CPU time ∝ N^α")
+    ax_t.legend(fontsize=7)
     return save_figure(fig, FIGURE)
 
 
