@@ -41,9 +41,18 @@ def _rel(a, b):
     return float((a - b).detach().abs().max() / b.detach().abs().max())
 
 
+@pytest.fixture(params=["fft", "dft"])
+def conv_path(request, monkeypatch):
+    """Both fast paths of a single small system: the FFT kernels and the DFT matrices."""
+    from hyenamd.surrogate import dft_conv
+
+    monkeypatch.setattr(dft_conv, "MAX_TOKENS", 0 if request.param == "fft" else 1 << 20)
+    return request.param
+
+
 @pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("sizes", [[1], [2], [17], [31, 8, 1, 12]])
-def test_fast_equals_reference(sizes, conv):
+def test_fast_equals_reference(sizes, conv, conv_path):
     gen = torch.Generator().manual_seed(len(sizes))
     blk = _block(conv=conv)
     s, v, order, ptr = _inputs(sizes, 8, 4, gen)
@@ -53,12 +62,13 @@ def test_fast_equals_reference(sizes, conv):
 
 
 @pytest.mark.parametrize("conv", CONVS)
-def test_fast_equals_reference_with_truncated_filter(conv):
+@pytest.mark.parametrize("sizes", [[131, 70], [131]])
+def test_fast_equals_reference_with_truncated_filter(conv, sizes, conv_path):
     # w_cap small enough that the filter is cut (K < n/2) inside the sequence
     gen = torch.Generator().manual_seed(3)
     blk = _block(w_min=1.0, w_init=1.5, w_cap=2.0, conv=conv)
     assert blk.filter.k_max == 60
-    s, v, order, ptr = _inputs([131, 70], 8, 4, gen)
+    s, v, order, ptr = _inputs(sizes, 8, 4, gen)
     so, vo = blk(s, v, order, ptr)
     sr, vr = reference_global_block(blk, s, v, order, ptr)
     assert _rel(so, sr) <= 1e-10 and _rel(vo, vr) <= 1e-10
@@ -163,10 +173,11 @@ def test_activation_scale_at_init(n):
 
 
 @pytest.mark.parametrize("conv", CONVS)
-def test_gradients_and_double_backward(conv):
+@pytest.mark.parametrize("sizes", [[4, 3], [5]])
+def test_gradients_and_double_backward(conv, sizes, conv_path):
     gen = torch.Generator().manual_seed(10)
     blk = _block(f=3, c=1, conv=conv)
-    s, v, order, ptr = _inputs([4, 3], 3, 1, gen)
+    s, v, order, ptr = _inputs(sizes, 3, 1, gen)
     v.requires_grad_(True)
     s.requires_grad_(True)
 

@@ -273,3 +273,56 @@ def test_inference_records_no_parameter_graph_and_matches_training_path():
     assert torch.allclose(infer["forces"], train["forces"].detach(), rtol=0, atol=1e-13)
     assert all(p.grad is None for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())  # the model itself is untouched
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_superset_neighbour_list_gives_the_results_of_the_pairs_within_cutoff(dtype):
+    """A Verlet list's skin pairs are dropped before the local blocks: the same energies and
+    forces, bit for bit, as the list of its pairs within the cutoff (same order), and the exact
+    list's results to rounding."""
+    from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
+    from hyenamd.surrogate import local_block
+
+    model = tiny(("local", "global", "local", "global"), dtype=dtype)
+    batch = Batch.from_system(lj_argon(2, rattle=0.15, seed=3, dtype=model.dtype))
+    exact = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff)
+    wide = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff + 1.5)
+    keep = edge_vectors(batch.positions, batch.cell, wide, batch.batch).norm(dim=-1) < model.cutoff
+    inner = Neighbors(wide.i[keep], wide.j[keep], wide.shifts[keep], wide.full)
+    assert inner.i.shape[0] == exact.i.shape[0] and wide.i.shape[0] > 1.5 * exact.i.shape[0]
+    seen = []
+    original = local_block.local_message
+    try:
+        local_block.local_message = lambda s, v, edges, *a, **k: (
+            seen.append(len(edges)) or original(s, v, edges, *a, **k)
+        )
+        a = compute_forces(model, batch, stress=True, neighbors=inner)
+        b = compute_forces(model, batch, stress=True, neighbors=wide)
+    finally:
+        local_block.local_message = original
+    c = compute_forces(model, batch, stress=True, neighbors=exact)
+    assert seen == [exact.i.shape[0]] * 4  # two local blocks, two calls
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for key in ("energy", "forces", "stress"):
+        if key != "stress":  # the cell gradient is a matrix product over all listed pairs
+            assert torch.equal(a[key], b[key]), key  # (the dropped ones' zero rows change its rounding)
+        assert torch.allclose(a[key], b[key], rtol=tol, atol=tol * 1e-2), key
+        assert torch.allclose(b[key], c[key], rtol=tol, atol=tol), key
+
+
+@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_small_system_dft_path_equals_fft_path(conv, dtype, monkeypatch):
+    """One small system's global blocks by DFT matrices == by the FFT kernels (fresh evaluations)."""
+    from hyenamd.surrogate import dft_conv
+
+    model = tiny(("local", "global", "local", "global"), dtype=dtype, conv=conv)
+    batch = Batch.from_system(rattled_cu(seed=4)).to(dtype=model.dtype)
+    outs = []
+    for max_tokens in (0, 1 << 20):  # FFT kernels, then DFT matrices
+        monkeypatch.setattr(dft_conv, "MAX_TOKENS", max_tokens)
+        outs.append(compute_forces(model, batch, stress=True))
+    tol = 1e-10 if dtype == "float64" else 2e-5
+    for key in ("energy", "forces", "stress"):
+        a, b = outs[0][key], outs[1][key]
+        assert float((a - b).abs().max()) <= tol * max(1.0, float(a.abs().max())), key

@@ -39,6 +39,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from hyenamd.surrogate.dft_conv import dft_geometric_convs, use_dft
 from hyenamd.surrogate.equivariant import NORM_EPS_INIT, GatedEquivariantMLP, SmoothNorm, VectorLinear
 from hyenamd.surrogate.fftconv import lengths_from_ptr, pad_tokens, unpad_tokens
 from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
@@ -123,6 +124,24 @@ def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, d
     return values
 
 
+def _small_convs(block: GlobalBlock, p: dict[str, Tensor], lengths: Tensor, n: int) -> tuple[Tensor, ...]:
+    """The four convolutions of one unpadded system of ``n`` tokens by DFT matrices
+    (:mod:`hyenamd.surrogate.dft_conv`); same maths as the FFT path of :func:`global_block_forward`."""
+    f = block.n_scalar
+    lo, hi = block.filter.lag_range(n)
+    h = filter_on_tokens(_filter_values(block, lo, hi, p["q_s"].device, p["q_s"].dtype), lo, lengths, n)[0]
+    circular = block.conv == "circular"
+    return dft_geometric_convs(
+        p["q_s"],
+        h[:, :f] * p["k_s"],
+        p["q_m"],
+        p["q_v"],
+        h[:, f:].unsqueeze(-1) * p["k_v"],
+        circular=circular,
+        support=None if circular else block.filter.k_max,
+    )
+
+
 def global_block_forward(
     block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -130,11 +149,19 @@ def global_block_forward(
 
     Atoms are permuted into canonical order once on the way in and back once on the way out;
     every per-atom step runs on tokens, so only the convolutions see the padded ``[B, L]`` layout.
+    One system of at most :data:`hyenamd.surrogate.dft_conv.MAX_TOKENS` tokens takes the
+    DFT-matrix convolutions instead of the FFT kernels (same maths, fewer ops; not under
+    ``torch.func`` transforms, whose committee path keeps the FFT kernels' vmap rule).
     """
     f = block.n_scalar
     lengths = lengths_from_ptr(ptr)
     s_t, v_t = s[order], v[order]  # tokens, system by system
     p = _split_projections(block, s_t, v_t)
+    if use_dft(ptr.shape[0] - 1, s.shape[0]) and not torch._C._functorch.is_functorch_wrapped_tensor(s):
+        convs = _small_convs(block, p, lengths, s.shape[0])  # one small system: DFT matrices
+        ds, dv = _integrate(block, p, *convs)
+        s_o, v_o = block.mlp(s_t + ds, v_t + dv)
+        return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
     q_s = pad_tokens(p["q_s"], ptr)
     length = q_s.shape[1]
     # keys become data-controlled filters, modulated by the implicit positional filter

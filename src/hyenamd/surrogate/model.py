@@ -325,16 +325,22 @@ class GHyena(nn.Module):
         vectors = edge_vectors(batch.positions, batch.cell, neighbors, batch.batch)
         pi, pj = neighbors.i.long(), neighbors.j.long()  # int64: fast index_add_
         pair_energies = None
+        # messages only within the local cutoff: pairs beyond it (a Verlet list's skin, or the
+        # two-body term's longer range) would add exact zeros (the envelope is 0 there), so
+        # dropping them gives bit-identical energies and forces with fewer pairs. Skipped under
+        # torch.func.vmap (committee members: per-member distances, all pairs stay, same
+        # result), under torch.export (a data-dependent size), and on accelerators when the
+        # list has no extra range (a host sync per call would cost more than the zeros).
+        drop = not torch._C._functorch.is_functorch_wrapped_tensor(vectors) and (
+            (self.cfg.pair_cutoff is not None and self.cfg.pair_cutoff > self.cfg.cutoff)
+            or (vectors.device.type == "cpu" and not torch.compiler.is_exporting())
+        )
+        r = torch.linalg.vector_norm(vectors, dim=-1) if self.pair_term is not None or drop else None
         if self.pair_term is not None:
-            r = torch.linalg.vector_norm(vectors, dim=-1)
             pair_energies = self.pair_term(r, pi, pj, idx, self.energy_head.energy_scale)
-            # messages only within the local cutoff; under torch.func.vmap (committee members)
-            # the distances are per member, so all pairs stay: beyond the cutoff the envelope
-            # makes every message an exact zero (same result, more work)
-            if self.cfg.pair_cutoff > self.cfg.cutoff and not torch._C._functorch.is_functorch_wrapped_tensor(
-                r
-            ):
-                keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
+        if drop:
+            keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
+            if keep.shape[0] < r.shape[0]:
                 pi, pj, vectors = pi[keep], pj[keep], vectors[keep]
         edges = Edges(pi, pj, vectors)
 
