@@ -142,20 +142,28 @@ def run_one(kind: str, variant: str, n_context: int, seed: int, args) -> dict[st
     }
 
 
+def run_lr(r: dict) -> float:
+    """A run's learning rate (runs recorded before the per-model rates trained at 1e-3)."""
+    return float(r.get("lr", 1e-3))
+
+
 def summarise(runs: list[dict]) -> list[dict]:
+    """Mean/std over seeds per (variant, N, model, learning rate)."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["variant"], r["n_context"], r["model"]), []).append(r)
+        groups.setdefault((r["variant"], r["n_context"], r["model"], run_lr(r)), []).append(r)
     out = []
-    for (v, n, m), rs in sorted(groups.items()):
+    for (v, n, m, lr), rs in sorted(groups.items()):
         x = [r["test_mse"] for r in rs]
         out.append(
             {
                 "variant": v,
                 "n_context": n,
                 "model": m,
+                "lr": lr,
                 "test_mse_mean": float(np.mean(x)),
                 "test_mse_std": float(np.std(x, ddof=1)) if len(x) > 1 else 0.0,
+                "test_mse_seeds": x,
                 "test_over_train_mean": float(np.mean([r.get("test_over_train", np.nan) for r in rs])),
                 "zero_predictor_test_mse": float(np.mean([r["zero_predictor_test_mse"] for r in rs])),
                 "steps": sorted({r.get("steps") for r in rs if r.get("steps")}),
@@ -181,12 +189,12 @@ def memory_limits(batch: int, budgets: dict[str, float]) -> dict[str, dict]:
 
 def table(payload: dict) -> str:
     lines = [
-        "| variant | N | model | test MSE (mean ± std) | test/train | seeds | steps | predict-0 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | N | model | lr | test MSE (mean ± std) | test/train | seeds | steps | predict-0 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["summary"]:
         lines.append(
-            f"| {r['variant']} | {r['n_context']} | {r['model']} | {r['test_mse_mean']:.4f} ± "
+            f"| {r['variant']} | {r['n_context']} | {r['model']} | {r.get('lr', 1e-3):g} | {r['test_mse_mean']:.4f} ± "
             f"{r['test_mse_std']:.4f} | {r['test_over_train_mean']:.2f} | {r['n_seeds']} | "
             f"{'/'.join(map(str, r['steps']))} | {r['zero_predictor_test_mse']:.2f} |"
         )
@@ -201,15 +209,35 @@ def plot(payload: dict, path: pathlib.Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     kinds = sorted({r["model"] for r in payload["summary"]}, key=list(LABELS).index)
+    # one colour per (model, learning rate) in both panels
+    keys = sorted(
+        {(r["model"], r.get("lr", 1e-3)) for r in payload["summary"]}, key=lambda x: (kinds.index(x[0]), x[1])
+    )
+    colour = {key: f"C{i}" for i, key in enumerate(keys)}
     for ax, variant in zip(axes, ("fixed", "random")):
         rows = [r for r in payload["summary"] if r["variant"] == variant]
         for kind in kinds:
-            pts = sorted(
-                (r["n_context"], r["test_mse_mean"], r["test_mse_std"]) for r in rows if r["model"] == kind
-            )
-            if pts:
-                n, m, s = map(np.array, zip(*pts))
-                ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label=LABELS[kind])
+            lrs = sorted({r.get("lr", 1e-3) for r in payload["summary"] if r["model"] == kind})
+            for lr in lrs:
+                pts = sorted(
+                    (r["n_context"], r["test_mse_mean"], r["test_mse_std"])
+                    for r in rows
+                    if r["model"] == kind and r.get("lr", 1e-3) == lr
+                )
+                if pts:
+                    n, m, s = map(np.array, zip(*pts))
+                    label = LABELS[kind] + (f", lr {lr:g}" if len(lrs) > 1 else "")
+                    lower = np.minimum(s, 0.9 * m)  # a log axis: keep the bar above zero
+                    ax.errorbar(
+                        n,
+                        m,
+                        yerr=[lower, s],
+                        marker="o",
+                        capsize=3,
+                        label=label,
+                        color=colour[(kind, lr)],
+                        ls="-" if lr == lrs[-1] else ":",
+                    )
         zero = [r["zero_predictor_test_mse"] for r in rows]
         if zero:
             ax.axhline(float(np.mean(zero)), color="grey", ls="--", lw=1, label="predict 0")
