@@ -341,8 +341,11 @@ class GHyena(nn.Module):
         if drop:
             keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
             if keep.shape[0] < r.shape[0]:
-                pi, pj, vectors = pi[keep], pj[keep], vectors[keep]
+                pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
         edges = Edges(pi, pj, vectors)
+        if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
+            # one chunk: r̂ and the enveloped basis once for all local blocks
+            edges = edges.with_geometry(self.radial, r)
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:
