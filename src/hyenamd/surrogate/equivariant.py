@@ -44,8 +44,13 @@ def vector_linear(v: Tensor, weight: Tensor) -> Tensor:
     """Mix vector channels without bias: ``[..., C_in, 3] -> [..., C_out, 3]``; weight ``[C_out, C_in]``.
 
     Equivariant because it acts on the channel axis only (no bias, no nonlinearity).
+    One matrix product ``W [C_out, C_in] @ v [C_in, (..., 3)]`` (channels moved to the front,
+    one copy) and a view back: the same numbers as ``einsum("oc,...cx->...ox")``, with a
+    third of its dispatched ops (the 108-atom MD step runs 12 of these per call).
     """
-    return torch.einsum("oc,...cx->...ox", weight, v)
+    lead = v.shape[:-2]
+    out = weight @ v.movedim(-2, 0).reshape(v.shape[-2], -1)  # [C_out, (..., 3)]
+    return out.view(weight.shape[0], *lead, v.shape[-1]).movedim(0, -2)
 
 
 def vector_norm(v: Tensor, eps: float | Tensor = 1e-8) -> Tensor:
