@@ -138,5 +138,5 @@ class GatedEquivariantMLP(nn.Module):
         # a positive floor keeps ⟨w⟩ smooth at w = 0 (a vanishing one puts a cone |w| in the
         # energy of symmetric environments, i.e. a jump of the forces there)
         a = self.mlp(torch.cat([self.norm(s), self.vnorm(w)], dim=-1))
-        a_s, a_v = a[..., : self.n_scalar], a[..., self.n_scalar :]
+        a_s, a_v = torch.split(a, [self.n_scalar, a.shape[-1] - self.n_scalar], dim=-1)
         return s + a_s, v + a_v.unsqueeze(-1) * u

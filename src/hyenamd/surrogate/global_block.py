@@ -68,16 +68,11 @@ def _split_projections(block: GlobalBlock, s: Tensor, v: Tensor) -> dict[str, Te
     sn = block.norm_s(s)
     ps = block.proj_s(sn)
     pv = block.proj_v(vector_rms_norm(v, block.prenorm_eps, block.prenorm_gain))
-    return {
-        "sn": sn,
-        "q_s": ps[:, :f],
-        "k_s": ps[:, f : 2 * f],
-        "u_s": ps[:, 2 * f : 3 * f],
-        "q_m": ps[:, 3 * f : 3 * f + c],
-        "q_v": pv[:, :c],
-        "k_v": pv[:, c : 2 * c],
-        "u_v": pv[:, 2 * c :],
-    }
+    # torch.split: one backward node that concatenates the pieces' gradients (slices would
+    # each scatter into a zero tensor of the whole projection)
+    q_s, k_s, u_s, q_m = torch.split(ps, [f, f, f, c], dim=1)
+    q_v, k_v, u_v = torch.split(pv, [c, c, c], dim=1)
+    return {"sn": sn, "q_s": q_s, "k_s": k_s, "u_s": u_s, "q_m": q_m, "q_v": q_v, "k_v": k_v, "u_v": u_v}
 
 
 def _integrate(
@@ -93,9 +88,9 @@ def _integrate(
     w = torch.cat(
         [torch.linalg.cross(cross, u_v, dim=-1), z_m, z_d.unsqueeze(-1) * u_v], dim=1
     )  # true vectors
-    g = torch.sigmoid(block.gate(p["sn"]))
-    ds = g[:, : block.n_scalar] * block.out_s(a)
-    dv = g[:, block.n_scalar :].unsqueeze(-1) * block.out_v(w)
+    g_s, g_v = torch.split(torch.sigmoid(block.gate(p["sn"])), [block.n_scalar, block.n_vector], dim=1)
+    ds = g_s * block.out_s(a)
+    dv = g_v.unsqueeze(-1) * block.out_v(w)
     return ds, dv
 
 
