@@ -362,6 +362,10 @@ def test_quick_run_writes_valid_json(tmp_path, script, keys):
     assert (tmp_path / f"{name}.png").stat().st_size > 1000
     if script == "ear.py":
         assert all(np.isfinite(r["test_mse"]) for r in data["runs"]) and len(data["runs"]) == 8
+        from ear import LEARNING_RATES
+
+        # each model trains at its own learning rate unless --lr sets one for all
+        assert {r["model"]: r["lr"] for r in data["runs"]} == LEARNING_RATES
     elif script == "nbody.py":
         assert set(data["summary"]) == {
             "linear_tv",
