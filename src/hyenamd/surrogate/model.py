@@ -285,6 +285,11 @@ class GHyena(nn.Module):
         """
         if torch.compiler.is_exporting():
             return  # not traced into an exported program (see docs/engine.md, "Export")
+        # an MD run passes the same species tensor every step: checked once (and again after
+        # any in-place change, which bumps its version counter); saves a host sync per call
+        seen = self.__dict__.get("_species_checked")
+        if seen is not None and seen[0] is species and seen[1] == species._version:
+            return
         known = torch.tensor(self.cfg.species, dtype=species.dtype, device=species.device)
         bad = ~torch.isin(species, known)
         if bool(bad.any()):
@@ -292,6 +297,8 @@ class GHyena(nn.Module):
             raise ValueError(
                 f"species {unknown} are not known to this model (it knows {list(self.cfg.species)})"
             )
+        if not torch._C._functorch.is_functorch_wrapped_tensor(species):
+            self.__dict__["_species_checked"] = (species, species._version)
 
     def species_index(self, species: Tensor, *, check: bool = True) -> Tensor:
         """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species.
