@@ -50,7 +50,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from hyenamd.surrogate.equivariant import ScalarMLP, SmoothNorm, VectorLinear, zero_last_layer_
+from hyenamd.surrogate.equivariant import (
+    ScalarMLP,
+    SmoothNorm,
+    VectorLinear,
+    vector_linear_pair,
+    zero_last_layer_,
+)
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
 
@@ -245,7 +251,7 @@ def local_update(
     ``norm``: the smooth vector norm ``[N, C, 3] -> [N, C]`` (a :class:`SmoothNorm`).
     """
     n_f, n_c = s.shape[1], v.shape[1]
-    uv, vv = u_lin(v), v_lin(v)
+    uv, vv = vector_linear_pair(v, u_lin.weight, v_lin.weight)
     a = mlp(torch.cat([s, norm(vv)], dim=-1))
     a_ss, a_sv, a_vv = torch.split(a, [n_f, n_c, n_c], dim=-1)
     s = s + a_ss + mix(a_sv * (uv * vv).sum(-1))
