@@ -234,7 +234,7 @@ def local_message(
         acc_s = add_at(acc_s, edges.i[sl], ds)
         acc_v = add_at(acc_v, edges.i[sl], dv)
     scale = 1.0 / avg_neighbors
-    return s + scale * acc_s, v + scale * acc_v
+    return torch.add(s, acc_s, alpha=scale), torch.add(v, acc_v, alpha=scale)
 
 
 def local_update(
