@@ -104,12 +104,17 @@ def _parameters_of(model: nn.Module) -> list[nn.Parameter]:
 
     A stale list could only leave a parameter unfrozen (a parameter graph recorded, the same
     results), never change an output: freezing affects what autograd records, not the values.
+    So it serves :func:`_frozen_parameters` only; nothing keys a cached value on it. Not used
+    (nor filled) under ``torch.func`` transforms or with swapped-in functorch tensors.
     """
+    if torch._C._are_functorch_transforms_active():
+        return list(model.parameters())  # swapped-in, vmap-stacked tensors: never cached
     cached = model.__dict__.get("_hyenamd_parameters")
     if cached is not None and cached[0] == _GENERATION[0]:
         return cached[1]
     params = list(model.parameters())
-    model.__dict__["_hyenamd_parameters"] = (_GENERATION[0], params)
+    if not any(torch._C._functorch.is_functorch_wrapped_tensor(p) for p in params):
+        model.__dict__["_hyenamd_parameters"] = (_GENERATION[0], params)
     return params
 
 

@@ -108,9 +108,9 @@ def _weights_cached(block: GlobalBlock, tag: tuple, fn):
     every in-place update (optimiser step, ``load_state_dict``) bumps, and ``.to()`` replaces.
     A few tags are kept per block (oldest dropped first).
     """
-    from hyenamd.surrogate.forces import _parameters_of
-
-    params = _parameters_of(block.filter)
+    # the live parameters (never a cached list): under torch.func.functional_call they are the
+    # swapped-in (possibly vmap-stacked) tensors, which must not hit a cache keyed on others
+    params = list(block.filter.parameters())
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
     # weights stacked over committee members under torch.func.vmap have no storage to key on
     stacked = any(torch._C._functorch.is_functorch_wrapped_tensor(p) for p in params)
