@@ -150,4 +150,4 @@ class GatedEquivariantMLP(nn.Module):
         # energy of symmetric environments, i.e. a jump of the forces there)
         a = self.mlp(torch.cat([self.norm(s), self.vnorm(w)], dim=-1))
         a_s, a_v = torch.split(a, [self.n_scalar, a.shape[-1] - self.n_scalar], dim=-1)
-        return s + a_s, v + a_v.unsqueeze(-1) * u
+        return s + a_s, torch.addcmul(v, a_v.unsqueeze(-1), u)

@@ -193,7 +193,7 @@ def _pair_messages(
     ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
     dv = dvs.unsqueeze(-1) * unit.unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
     if v is not None:
-        dv = dv + dvv.unsqueeze(-1) * v[j]
+        dv = torch.addcmul(dv, dvv.unsqueeze(-1), v[j])
     return ds, dv
 
 
@@ -255,7 +255,7 @@ def local_update(
     a = mlp(torch.cat([s, norm(vv)], dim=-1))
     a_ss, a_sv, a_vv = torch.split(a, [n_f, n_c, n_c], dim=-1)
     s = s + a_ss + mix(a_sv * (uv * vv).sum(-1))
-    v = v + a_vv.unsqueeze(-1) * uv
+    v = torch.addcmul(v, a_vv.unsqueeze(-1), uv)
     return s, v
 
 
