@@ -224,15 +224,24 @@ def local_message(
     use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled()
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
     for a in range(0, n_pairs, pair_chunk):
-        sl = slice(a, a + pair_chunk)
-        geom = (None, None) if edges.unit is None else (edges.unit[sl], edges.rbf[sl])
-        args = (phi, v_in, edges.vectors[sl], edges.j[sl], weight, radial, n_c, *geom)
+        if n_pairs <= pair_chunk:  # one chunk: the tensors themselves (no slice views to dispatch)
+            e = edges
+        else:
+            sl = slice(a, a + pair_chunk)
+            e = Edges(
+                edges.i[sl],
+                edges.j[sl],
+                edges.vectors[sl],
+                None if edges.unit is None else edges.unit[sl],
+                None if edges.rbf is None else edges.rbf[sl],
+            )
+        args = (phi, v_in, e.vectors, e.j, weight, radial, n_c, e.unit, e.rbf)
         if use_ckpt:
             ds, dv = checkpoint(_pair_messages, *args, use_reentrant=False)
         else:
             ds, dv = _pair_messages(*args)
-        acc_s = add_at(acc_s, edges.i[sl], ds)
-        acc_v = add_at(acc_v, edges.i[sl], dv)
+        acc_s = add_at(acc_s, e.i, ds)
+        acc_v = add_at(acc_v, e.i, dv)
     scale = 1.0 / avg_neighbors
     return torch.add(s, acc_s, alpha=scale), torch.add(v, acc_v, alpha=scale)
 
