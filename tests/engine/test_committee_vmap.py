@@ -139,3 +139,25 @@ def test_vmap_with_the_two_body_term(make_ghyena, water_like):
     loop = c.statistics(batch, vectorize=False)
     _assert_same(vec, loop, ("energy", "forces", "energy_var", "forces_var"))
     assert float(vec["forces_var"].max()) > 1e-8
+
+
+def test_vmap_after_plain_calls_ignores_the_members_inference_caches(make_ghyena, water_like):
+    """Plain inference first (it caches parameter lists and filter values on the modules), then
+    the vmapped pass: still each member's own results; the models still deep-copy."""
+    import copy
+
+    members = [make_ghyena(seed=k) for k in range(3)]
+    batch = Batch.from_system(water_like)
+    fresh = [compute_forces(m, batch, stress=True) for m in members]
+    fresh = [compute_forces(m, batch, stress=True) for m in members]  # cached paths
+    c = Committee(members)
+    assert c.vectorized
+    vec = c.statistics(batch, stress=True)
+    for k in ("energy", "forces", "stress"):
+        assert torch.allclose(vec[f"{k}_comm"], torch.stack([o[k] for o in fresh]), rtol=1e-12, atol=1e-15)
+    again = [compute_forces(m, batch, stress=True) for m in members]  # and plain calls after vmap
+    for a, b in zip(again, fresh):
+        assert torch.equal(a["forces"], b["forces"])
+    copy.deepcopy(c)
+    for m in members:
+        copy.deepcopy(m)

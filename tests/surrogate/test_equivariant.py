@@ -89,3 +89,20 @@ def test_vector_path_is_alive_at_initialisation_on_a_water_box(conv):
         assert float(torch.cat(vals).median()) >= 0.1, name
     assert len(prenorm_rms) == 2 and all(0.3 <= r <= 3.0 for r in prenorm_rms), prenorm_rms
     assert float(out["forces"].abs().max()) > 1e-4  # a fresh model is a non-trivial potential
+
+
+@pytest.mark.parametrize("lead", [(), (7,), (2, 5)])
+def test_vector_linear_equals_the_channel_contraction(lead):
+    from hyenamd.surrogate.equivariant import vector_linear, vector_linear_pair
+
+    g = torch.Generator().manual_seed(len(lead))
+    v = torch.randn(*lead, 4, 3, dtype=torch.float64, generator=g).requires_grad_(True)
+    w = torch.randn(6, 4, dtype=torch.float64, generator=g)
+    out = vector_linear(v, w)
+    ref = torch.einsum("oc,...cx->...ox", w, v)
+    assert out.shape == (*lead, 6, 3) and torch.allclose(out, ref, rtol=0, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x: vector_linear(x, w), (v,))
+    w2 = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    a, b = vector_linear_pair(v, w, w2)
+    assert torch.allclose(a, out, rtol=0, atol=1e-14)
+    assert torch.allclose(b, vector_linear(v, w2), rtol=0, atol=1e-14)

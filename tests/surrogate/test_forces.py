@@ -135,3 +135,34 @@ def test_inference_freezes_parameters_only_for_the_call_even_when_it_raises():
     assert model.w.requires_grad and not model.fixed.requires_grad
     compute_forces(model, Batch.from_system(system(5)), create_graph=True)
     assert model.seen == (True, False)  # training differentiates the parameters
+
+
+def test_frozen_parameter_list_is_rebuilt_when_the_model_gains_parameters():
+    """The cached parameter list follows parameters and submodules registered after a call."""
+
+    class Scaled(SoftPair):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones((), dtype=DT))
+            self.seen = ()
+
+        def forward(self, batch, neighbors=None):
+            extra = [p for n, p in self.named_parameters() if n != "w"]
+            self.seen = tuple(p.requires_grad for p in (self.w, *extra))
+            out = super().forward(batch, neighbors)
+            scale = self.w * (1.0 + sum(p.sum() for p in extra))
+            return {k: v * scale for k, v in out.items()}
+
+    model = Scaled()
+    batch = Batch.from_system(system(5))
+    compute_forces(model, batch)
+    assert model.seen == (False,)
+    model.extra = nn.Parameter(torch.zeros((), dtype=DT))  # a new parameter
+    compute_forces(model, batch)
+    assert model.seen == (False, False) and model.extra.requires_grad
+    model.sub = nn.Linear(1, 1, dtype=DT)  # a new submodule with two parameters
+    out = compute_forces(model, batch)
+    assert model.seen == (False, False, False, False)
+    assert all(p.requires_grad for p in model.parameters())
+    ref = compute_forces(model, batch, create_graph=True)  # the training path: same forces
+    assert torch.allclose(out["forces"], ref["forces"].detach(), rtol=0, atol=1e-14)

@@ -234,3 +234,31 @@ def test_filter_cache_is_used_without_gradients_and_invalidated_by_updates():
     assert torch.equal(b, fresh)
     c = _filter_values(blk, -5, 5, torch.device("cpu"), DT)  # gradients on: never cached
     assert c.requires_grad and c is not b
+
+
+def test_token_filter_cache_follows_size_dtype_and_weights():
+    """The DFT path's on-token filter is cached per (size, dtype, weights version), never with gradients."""
+    from hyenamd.surrogate.filters import filter_on_tokens
+    from hyenamd.surrogate.global_block import _filter_values, _token_filter
+
+    blk = _block()
+    cpu = torch.device("cpu")
+
+    def fresh(n):
+        lo, hi = blk.filter.lag_range(n)
+        vals = blk.filter(torch.arange(lo, hi + 1)).detach()
+        return filter_on_tokens(vals, lo, torch.tensor([n]), n)[0]
+
+    with torch.no_grad():
+        a = _token_filter(blk, 9, cpu, DT)
+        assert _token_filter(blk, 9, cpu, DT) is a
+        assert torch.equal(torch.cat([a[0], a[1].squeeze(-1)], 1), fresh(9))
+        b = _token_filter(blk, 10, cpu, DT)  # another size: its own entry
+        assert b[0].shape == (10, 8) and _token_filter(blk, 9, cpu, DT) is a
+        assert _token_filter(blk, 9, cpu, torch.float32)[0].dtype == torch.float32
+        _filter_values(blk, -2, 2, cpu, DT)
+        blk.filter.log_rate.add_(0.1)  # a weight update invalidates every entry
+        c = _token_filter(blk, 9, cpu, DT)
+    assert c is not a and torch.equal(torch.cat([c[0], c[1].squeeze(-1)], 1), fresh(9))
+    d = _token_filter(blk, 9, cpu, DT)  # gradients on: computed, never cached
+    assert d[0].requires_grad and d is not c

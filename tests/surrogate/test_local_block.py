@@ -133,3 +133,24 @@ def test_zero_vectors_in_skips_an_exactly_zero_term_and_vmaps():
     for k, b in enumerate(blocks):
         s_ref, v_ref = b(s, v, edges)
         assert (sk[k] - s_ref).abs().max() < 1e-13 and (vk[k] - v_ref).abs().max() < 1e-13
+
+
+def test_precomputed_edge_geometry_equals_per_block_geometry_including_double_backward():
+    """``Edges.with_geometry`` (r̂ and the enveloped basis once per forward) == each block's own."""
+    x, s, v, block = setup(seed=5)
+    nb = brute_force_neighbor_list(x, None, None, RC)
+    outs = []
+    for shared in (False, True):
+        xg = x.clone().requires_grad_(True)
+        edges = Edges(nb.i, nb.j, xg[nb.j] - xg[nb.i])
+        if shared:
+            edges = edges.with_geometry(block.radial)
+            assert edges.unit.shape == (len(nb), 3) and edges.rbf.shape == (len(nb), K)
+        s1, v1 = block(s, v, edges)
+        s2, v2 = block(s1, v1, edges)  # two blocks share the edges, as in the model
+        e = s2.pow(2).sum() + v2.pow(2).sum()
+        (g,) = torch.autograd.grad(e, xg, create_graph=True)
+        (gg,) = torch.autograd.grad(g.pow(2).sum(), xg)
+        outs.append((s2, v2, g, gg))
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -326,3 +326,20 @@ def test_small_system_dft_path_equals_fft_path(conv, dtype, monkeypatch):
     for key in ("energy", "forces", "stress"):
         a, b = outs[0][key], outs[1][key]
         assert float((a - b).abs().max()) <= tol * max(1.0, float(a.abs().max())), key
+
+
+def test_species_check_is_skipped_only_for_the_same_unchanged_tensor():
+    """The species check is cached per tensor and version: an in-place change is re-checked."""
+    model = tiny()
+    batch = Batch.from_system(water_trimer())
+    model(batch)
+    assert model.__dict__["_species_checked"][0] is batch.species
+    batch.species[6] = 7  # in place: the version counter moves, the check runs again
+    with pytest.raises(ValueError, match=r"species \[7\] are not known"):
+        model(batch)
+    batch.species[6] = 8
+    model(batch)
+    other = batch.replace(species=batch.species.clone())
+    other.species[0] = 6  # another tensor: checked
+    with pytest.raises(ValueError, match=r"species \[6\] are not known"):
+        model(other)

@@ -125,9 +125,8 @@ def dft_geometric_convs(
     m = fwd.shape[1] // 2
     x = torch.cat([q_s, k_s, q_m, q_v.flatten(1), k_v.flatten(1)], dim=1).to(dt)  # [n, 2F + 7C]
     spec = torch.view_as_complex((x.T @ fwd).view(-1, m, 2))  # [2F + 7C, m], channel-first
-    ss, ks, sm = spec[:f], spec[f : 2 * f], spec[2 * f : 2 * f + c]
-    sv = spec[2 * f + c : 2 * f + 4 * c].view(c, 3, m)
-    kv = spec[2 * f + 4 * c :].view(c, 3, m)
+    ss, ks, sm, sv, kv = torch.split(spec, [f, f, c, 3 * c, 3 * c])
+    sv, kv = sv.view(c, 3, m), kv.view(c, 3, m)
     prod = torch.cat(
         [
             ss * ks,  # scalar ⊛ scalar
@@ -137,8 +136,5 @@ def dft_geometric_convs(
         ]
     )  # [F + 7C, m]
     out = (torch.view_as_real(prod).view(-1, 2 * m) @ inv).to(out_dt)  # [F + 7C, n]
-    z_s = out[:f].T
-    cross = out[f : f + 3 * c].view(c, 3, n).permute(2, 0, 1)
-    z_m = out[f + 3 * c : f + 6 * c].view(c, 3, n).permute(2, 0, 1)
-    z_d = out[f + 6 * c :].T
-    return z_s, cross, z_m, z_d
+    z_s, cross, z_m, z_d = torch.split(out, [f, 3 * c, 3 * c, c])
+    return z_s.T, cross.view(c, 3, n).permute(2, 0, 1), z_m.view(c, 3, n).permute(2, 0, 1), z_d.T

@@ -28,6 +28,7 @@ __all__ = [
     "SmoothNorm",
     "VectorLinear",
     "vector_linear",
+    "vector_linear_pair",
     "vector_norm",
     "zero_last_layer_",
 ]
@@ -44,8 +45,23 @@ def vector_linear(v: Tensor, weight: Tensor) -> Tensor:
     """Mix vector channels without bias: ``[..., C_in, 3] -> [..., C_out, 3]``; weight ``[C_out, C_in]``.
 
     Equivariant because it acts on the channel axis only (no bias, no nonlinearity).
+    One matrix product ``W [C_out, C_in] @ v [C_in, (..., 3)]`` (channels moved to the front,
+    one copy) and a view back: the same numbers as ``einsum("oc,...cx->...ox")``, with a
+    third of its dispatched ops (the 108-atom MD step runs 12 of these per call).
     """
-    return torch.einsum("oc,...cx->...ox", weight, v)
+    lead = v.shape[:-2]
+    out = weight @ v.movedim(-2, 0).reshape(v.shape[-2], -1)  # [C_out, (..., 3)]
+    return out.view(weight.shape[0], *lead, v.shape[-1]).movedim(0, -2)
+
+
+def vector_linear_pair(v: Tensor, w1: Tensor, w2: Tensor) -> tuple[Tensor, Tensor]:
+    """``(vector_linear(v, w1), vector_linear(v, w2))`` by one matrix product (stacked weights).
+
+    Two channel mixings of the same vectors (the local update's ``U v, V v``, the gated MLP's
+    ``U v, W v``) share the copy of ``v`` and the product: fewer ops forward and backward.
+    """
+    both = vector_linear(v, torch.cat([w1, w2]))
+    return torch.split(both, [w1.shape[0], w2.shape[0]], dim=-2)
 
 
 def vector_norm(v: Tensor, eps: float | Tensor = 1e-8) -> Tensor:
@@ -129,9 +145,9 @@ class GatedEquivariantMLP(nn.Module):
         self.n_scalar = n_scalar
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        u, w = self.u(v), self.w(v)
+        u, w = vector_linear_pair(v, self.u.weight, self.w.weight)
         # a positive floor keeps ⟨w⟩ smooth at w = 0 (a vanishing one puts a cone |w| in the
         # energy of symmetric environments, i.e. a jump of the forces there)
         a = self.mlp(torch.cat([self.norm(s), self.vnorm(w)], dim=-1))
-        a_s, a_v = a[..., : self.n_scalar], a[..., self.n_scalar :]
-        return s + a_s, v + a_v.unsqueeze(-1) * u
+        a_s, a_v = torch.split(a, [self.n_scalar, a.shape[-1] - self.n_scalar], dim=-1)
+        return s + a_s, torch.addcmul(v, a_v.unsqueeze(-1), u)

@@ -68,16 +68,11 @@ def _split_projections(block: GlobalBlock, s: Tensor, v: Tensor) -> dict[str, Te
     sn = block.norm_s(s)
     ps = block.proj_s(sn)
     pv = block.proj_v(vector_rms_norm(v, block.prenorm_eps, block.prenorm_gain))
-    return {
-        "sn": sn,
-        "q_s": ps[:, :f],
-        "k_s": ps[:, f : 2 * f],
-        "u_s": ps[:, 2 * f : 3 * f],
-        "q_m": ps[:, 3 * f : 3 * f + c],
-        "q_v": pv[:, :c],
-        "k_v": pv[:, c : 2 * c],
-        "u_v": pv[:, 2 * c :],
-    }
+    # torch.split: one backward node that concatenates the pieces' gradients (slices would
+    # each scatter into a zero tensor of the whole projection)
+    q_s, k_s, u_s, q_m = torch.split(ps, [f, f, f, c], dim=1)
+    q_v, k_v, u_v = torch.split(pv, [c, c, c], dim=1)
+    return {"sn": sn, "q_s": q_s, "k_s": k_s, "u_s": u_s, "q_m": q_m, "q_v": q_v, "k_v": k_v, "u_v": u_v}
 
 
 def _integrate(
@@ -93,50 +88,85 @@ def _integrate(
     w = torch.cat(
         [torch.linalg.cross(cross, u_v, dim=-1), z_m, z_d.unsqueeze(-1) * u_v], dim=1
     )  # true vectors
-    g = torch.sigmoid(block.gate(p["sn"]))
-    ds = g[:, : block.n_scalar] * block.out_s(a)
-    dv = g[:, block.n_scalar :].unsqueeze(-1) * block.out_v(w)
+    g_s, g_v = torch.split(torch.sigmoid(block.gate(p["sn"])), [block.n_scalar, block.n_vector], dim=1)
+    ds = g_s * block.out_s(a)
+    dv = g_v.unsqueeze(-1) * block.out_v(w)
     return ds, dv
 
 
-def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The implicit filter at lags ``lo..hi`` ``[M, F + C]``, cached when no gradient can flow to it.
+#: entries per block of the no-gradient filter cache (lag ranges / token layouts of a few sizes)
+_FILTER_CACHE_MAX = 4
 
-    It depends only on the lags and the filter's weights, so without parameter gradients
-    (inference switches the parameters' requires_grad off, :func:`hyenamd.surrogate.forces.compute_forces`)
-    it is computed once per (lags, dtype, weights version): the key holds each weight's storage
-    pointer and version counter, which every in-place update (optimiser step,
-    ``load_state_dict``) bumps, and ``.to()`` replaces.
+
+def _weights_cached(block: GlobalBlock, tag: tuple, fn):
+    """``fn()`` (a function of the implicit filter's weights only), cached when no gradient can
+    flow to the weights.
+
+    Without parameter gradients (inference switches the parameters' requires_grad off,
+    :func:`hyenamd.surrogate.forces.compute_forces`) the value is computed once per (``tag``,
+    weights version): the key holds each weight's storage pointer and version counter, which
+    every in-place update (optimiser step, ``load_state_dict``) bumps, and ``.to()`` replaces.
+    A few tags are kept per block (oldest dropped first).
     """
+    # the live parameters (never a cached list): under torch.func.functional_call they are the
+    # swapped-in (possibly vmap-stacked) tensors, which must not hit a cache keyed on others
     params = list(block.filter.parameters())
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
     # weights stacked over committee members under torch.func.vmap have no storage to key on
     stacked = any(torch._C._functorch.is_functorch_wrapped_tensor(p) for p in params)
     if grad or stacked:
-        return block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype)
-    key = (lo, hi, str(device), dtype, tuple((p.data_ptr(), p._version) for p in params))
-    cached = block.__dict__.get("_filter_cache")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+        return fn()
+    key = tuple((p.data_ptr(), p._version) for p in params)
+    cache = block.__dict__.setdefault("_filter_cache", {})
+    hit = cache.get(tag)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     with torch.no_grad():
-        values = block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype)
-    block.__dict__["_filter_cache"] = (key, values)
-    return values
+        value = fn()
+    cache.pop(tag, None)
+    if len(cache) >= _FILTER_CACHE_MAX:
+        cache.pop(next(iter(cache)))
+    cache[tag] = (key, value)
+    return value
 
 
-def _small_convs(block: GlobalBlock, p: dict[str, Tensor], lengths: Tensor, n: int) -> tuple[Tensor, ...]:
+def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The implicit filter at lags ``lo..hi`` ``[M, F + C]``, cached when no gradient can flow to it
+    (per lags, dtype and weights version; see :func:`_weights_cached`)."""
+    return _weights_cached(
+        block,
+        ("values", lo, hi, str(device), dtype),
+        lambda: block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype),
+    )
+
+
+def _token_filter(
+    block: GlobalBlock, n: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """One unpadded system's normalised filter on its ``n`` tokens, split into the scalar part
+    ``[n, F]`` and the vector part ``[n, C, 1]`` (:func:`filter_on_tokens`); cached as
+    :func:`_filter_values` is (per size, dtype and weights version)."""
+
+    def make() -> tuple[Tensor, Tensor]:
+        lo, hi = block.filter.lag_range(n)
+        lengths = torch.tensor([n], device=device)
+        h = filter_on_tokens(_filter_values(block, lo, hi, device, dtype), lo, lengths, n)[0]
+        return h[:, : block.n_scalar], h[:, block.n_scalar :].unsqueeze(-1)
+
+    return _weights_cached(block, ("tokens", n, str(device), dtype), make)
+
+
+def _small_convs(block: GlobalBlock, p: dict[str, Tensor], n: int) -> tuple[Tensor, ...]:
     """The four convolutions of one unpadded system of ``n`` tokens by DFT matrices
     (:mod:`hyenamd.surrogate.dft_conv`); same maths as the FFT path of :func:`global_block_forward`."""
-    f = block.n_scalar
-    lo, hi = block.filter.lag_range(n)
-    h = filter_on_tokens(_filter_values(block, lo, hi, p["q_s"].device, p["q_s"].dtype), lo, lengths, n)[0]
+    h_s, h_v = _token_filter(block, n, p["q_s"].device, p["q_s"].dtype)
     circular = block.conv == "circular"
     return dft_geometric_convs(
         p["q_s"],
-        h[:, :f] * p["k_s"],
+        h_s * p["k_s"],
         p["q_m"],
         p["q_v"],
-        h[:, f:].unsqueeze(-1) * p["k_v"],
+        h_v * p["k_v"],
         circular=circular,
         support=None if circular else block.filter.k_max,
     )
@@ -154,14 +184,14 @@ def global_block_forward(
     ``torch.func`` transforms, whose committee path keeps the FFT kernels' vmap rule).
     """
     f = block.n_scalar
-    lengths = lengths_from_ptr(ptr)
     s_t, v_t = s[order], v[order]  # tokens, system by system
     p = _split_projections(block, s_t, v_t)
     if use_dft(ptr.shape[0] - 1, s.shape[0]) and not torch._C._functorch.is_functorch_wrapped_tensor(s):
-        convs = _small_convs(block, p, lengths, s.shape[0])  # one small system: DFT matrices
+        convs = _small_convs(block, p, s.shape[0])  # one small system: DFT matrices
         ds, dv = _integrate(block, p, *convs)
         s_o, v_o = block.mlp(s_t + ds, v_t + dv)
         return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
+    lengths = lengths_from_ptr(ptr)
     q_s = pad_tokens(p["q_s"], ptr)
     length = q_s.shape[1]
     # keys become data-controlled filters, modulated by the implicit positional filter

@@ -50,7 +50,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from hyenamd.surrogate.equivariant import ScalarMLP, SmoothNorm, VectorLinear, zero_last_layer_
+from hyenamd.surrogate.equivariant import (
+    ScalarMLP,
+    SmoothNorm,
+    VectorLinear,
+    vector_linear_pair,
+    zero_last_layer_,
+)
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
 
@@ -68,9 +74,26 @@ class Edges:
     i: Tensor
     j: Tensor
     vectors: Tensor
+    #: optional per-pair geometry shared by every local block of a forward pass (see
+    #: :meth:`with_geometry`): unit vectors ``r̂`` ``[P, 3]`` and the enveloped radial basis
+    #: ``b(r) u(r)`` ``[P, K]``; None: each block computes them from ``vectors``
+    unit: Tensor | None = None
+    rbf: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.i.shape[0])
+
+    def with_geometry(self, radial: nn.Module, r: Tensor | None = None) -> Edges:
+        """These edges with ``r̂`` and ``b(r) u(r)`` computed once (``r`` ``[P]`` Å: the lengths, if known).
+
+        Every local block then reads them instead of recomputing them (same values; the
+        gradients of the blocks are summed before they reach the pair vectors). Costs
+        ``(3 + K)`` numbers per pair for the whole forward pass: meant for lists that fit in one
+        chunk (larger ones recompute per chunk under checkpointing).
+        """
+        r = torch.linalg.vector_norm(self.vectors, dim=-1) if r is None else r
+        basis, env = radial(r)
+        return Edges(self.i, self.j, self.vectors, self.vectors / r.unsqueeze(-1), basis * env.unsqueeze(-1))
 
 
 class _AddAt(torch.autograd.Function):
@@ -115,6 +138,34 @@ class _AddAt(torch.autograd.Function):
         return _AddAt.apply(acc_b, index, source, dim + 1), 0
 
 
+class _AddAtEager(torch.autograd.Function):
+    """:class:`_AddAt` outside ``torch.func`` transforms: the same maths, ``forward(ctx, ...)`` style.
+
+    ``Function.apply`` binds the arguments of a ``setup_context``-style Function to its
+    signature on every call (``inspect.signature``: ~30 µs, four calls per local block pair);
+    functorch needs that style, plain autograd does not.
+    """
+
+    @staticmethod
+    def forward(ctx, acc: Tensor, index: Tensor, source: Tensor, dim: int) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.dim = dim
+        ctx.mark_dirty(acc)
+        return acc.index_add_(dim, index, source)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        return grad, None, grad.index_select(ctx.dim, index), None
+
+
+def add_at(acc: Tensor, index: Tensor, source: Tensor, dim: int = 0) -> Tensor:
+    """``acc[index] += source`` along ``dim``, in place, saving only ``index`` (see :class:`_AddAt`)."""
+    if torch._C._are_functorch_transforms_active():
+        return _AddAt.apply(acc, index, source, dim)
+    return _AddAtEager.apply(acc, index, source, dim)
+
+
 def _pair_messages(
     phi: Tensor,
     v: Tensor | None,
@@ -123,20 +174,26 @@ def _pair_messages(
     weight: Tensor,
     radial: nn.Module,
     n_c: int,
+    unit: Tensor | None = None,
+    rbf: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Messages of one chunk of pairs, per pair: ``Δs`` ``[p, F]`` and ``Δv`` ``[p, C, 3]``.
 
     ``phi`` ``[N, F + 2C]``; ``v`` ``[N, C, 3]``, or None when the vectors are known to be zero;
-    ``weight`` ``[F + 2C, K]`` (the bias-free filter); ``vectors``, ``j`` the chunk's pairs.
+    ``weight`` ``[F + 2C, K]`` (the bias-free filter); ``vectors``, ``j`` the chunk's pairs;
+    ``unit`` ``[p, 3]`` and ``rbf`` ``[p, K]``: ``r̂`` and ``b(r) u(r)`` if precomputed
+    (:meth:`Edges.with_geometry`), else computed here.
     """
     n_f = phi.shape[1] - 2 * n_c
-    r = vectors.norm(dim=-1)
-    basis, env = radial(r)
-    x = phi[j] * ((basis * env.unsqueeze(-1)) @ weight.T)  # [p, F + 2C]
+    if unit is None or rbf is None:
+        r = vectors.norm(dim=-1)
+        basis, env = radial(r)
+        unit, rbf = vectors / r.unsqueeze(-1), basis * env.unsqueeze(-1)
+    x = phi[j] * (rbf @ weight.T)  # [p, F + 2C]
     ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
-    dv = dvs.unsqueeze(-1) * (vectors / r.unsqueeze(-1)).unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
+    dv = dvs.unsqueeze(-1) * unit.unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
     if v is not None:
-        dv = dv + dvv.unsqueeze(-1) * v[j]
+        dv = torch.addcmul(dv, dvv.unsqueeze(-1), v[j])
     return ds, dv
 
 
@@ -167,16 +224,26 @@ def local_message(
     use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled()
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
     for a in range(0, n_pairs, pair_chunk):
-        sl = slice(a, a + pair_chunk)
-        args = (phi, v_in, edges.vectors[sl], edges.j[sl], weight, radial, n_c)
+        if n_pairs <= pair_chunk:  # one chunk: the tensors themselves (no slice views to dispatch)
+            e = edges
+        else:
+            sl = slice(a, a + pair_chunk)
+            e = Edges(
+                edges.i[sl],
+                edges.j[sl],
+                edges.vectors[sl],
+                None if edges.unit is None else edges.unit[sl],
+                None if edges.rbf is None else edges.rbf[sl],
+            )
+        args = (phi, v_in, e.vectors, e.j, weight, radial, n_c, e.unit, e.rbf)
         if use_ckpt:
             ds, dv = checkpoint(_pair_messages, *args, use_reentrant=False)
         else:
             ds, dv = _pair_messages(*args)
-        acc_s = _AddAt.apply(acc_s, edges.i[sl], ds)
-        acc_v = _AddAt.apply(acc_v, edges.i[sl], dv)
+        acc_s = add_at(acc_s, e.i, ds)
+        acc_v = add_at(acc_v, e.i, dv)
     scale = 1.0 / avg_neighbors
-    return s + scale * acc_s, v + scale * acc_v
+    return torch.add(s, acc_s, alpha=scale), torch.add(v, acc_v, alpha=scale)
 
 
 def local_update(
@@ -193,11 +260,11 @@ def local_update(
     ``norm``: the smooth vector norm ``[N, C, 3] -> [N, C]`` (a :class:`SmoothNorm`).
     """
     n_f, n_c = s.shape[1], v.shape[1]
-    uv, vv = u_lin(v), v_lin(v)
+    uv, vv = vector_linear_pair(v, u_lin.weight, v_lin.weight)
     a = mlp(torch.cat([s, norm(vv)], dim=-1))
     a_ss, a_sv, a_vv = torch.split(a, [n_f, n_c, n_c], dim=-1)
     s = s + a_ss + mix(a_sv * (uv * vv).sum(-1))
-    v = v + a_vv.unsqueeze(-1) * uv
+    v = torch.addcmul(v, a_vv.unsqueeze(-1), uv)
     return s, v
 
 

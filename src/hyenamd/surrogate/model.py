@@ -285,6 +285,11 @@ class GHyena(nn.Module):
         """
         if torch.compiler.is_exporting():
             return  # not traced into an exported program (see docs/engine.md, "Export")
+        # an MD run passes the same species tensor every step: checked once (and again after
+        # any in-place change, which bumps its version counter); saves a host sync per call
+        seen = self.__dict__.get("_species_checked")
+        if seen is not None and seen[0] is species and seen[1] == species._version:
+            return
         known = torch.tensor(self.cfg.species, dtype=species.dtype, device=species.device)
         bad = ~torch.isin(species, known)
         if bool(bad.any()):
@@ -292,6 +297,8 @@ class GHyena(nn.Module):
             raise ValueError(
                 f"species {unknown} are not known to this model (it knows {list(self.cfg.species)})"
             )
+        if not torch._C._functorch.is_functorch_wrapped_tensor(species):
+            self.__dict__["_species_checked"] = (species, species._version)
 
     def species_index(self, species: Tensor, *, check: bool = True) -> Tensor:
         """Atomic numbers ``[N]`` -> embedding rows ``[N]``; ValueError naming unknown species.
@@ -341,8 +348,11 @@ class GHyena(nn.Module):
         if drop:
             keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
             if keep.shape[0] < r.shape[0]:
-                pi, pj, vectors = pi[keep], pj[keep], vectors[keep]
+                pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
         edges = Edges(pi, pj, vectors)
+        if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
+            # one chunk: r̂ and the enveloped basis once for all local blocks
+            edges = edges.with_geometry(self.radial, r)
 
         s = self.embedding(idx)
         if self.velocity_embedding is not None:
