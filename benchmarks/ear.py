@@ -246,7 +246,8 @@ def plot(payload: dict, path: pathlib.Path) -> None:
         ax.set_xlabel("context length N (tokens before the query)")
         ax.set_title(f"{variant} vocabulary")
     axes[0].set_ylabel("test MSE (mean ± std over seeds)")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()  # the random panel's low half is empty
+    axes[1].legend(handles, labels, fontsize=8, loc="lower right")
     steps = sorted({s for r in payload["summary"] for s in r["steps"]})
     fig.suptitle(f"EAR, {'/'.join(map(str, steps))} training steps per run, fresh data every step (CPU cut)")
     save_figure(fig, path)
