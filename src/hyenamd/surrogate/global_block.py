@@ -172,32 +172,17 @@ def _small_convs(block: GlobalBlock, p: dict[str, Tensor], n: int) -> tuple[Tens
     )
 
 
-def global_block_forward(
-    block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths.
-
-    Atoms are permuted into canonical order once on the way in and back once on the way out;
-    every per-atom step runs on tokens, so only the convolutions see the padded ``[B, L]`` layout.
-    One system of at most :data:`hyenamd.surrogate.dft_conv.MAX_TOKENS` tokens takes the
-    DFT-matrix convolutions instead of the FFT kernels (same maths, fewer ops; not under
-    ``torch.func`` transforms, whose committee path keeps the FFT kernels' vmap rule).
-    """
+def _fft_convs(block: GlobalBlock, p: dict[str, Tensor], ptr: Tensor) -> tuple[Tensor, ...]:
+    """The four convolutions of any batch on the padded ``[B, L]`` layout by the FFT kernels of
+    :mod:`hyenamd.surrogate.geometric_conv`; returned per token, as :func:`_small_convs` does."""
     f = block.n_scalar
-    s_t, v_t = s[order], v[order]  # tokens, system by system
-    p = _split_projections(block, s_t, v_t)
-    if use_dft(ptr.shape[0] - 1, s.shape[0]) and not torch._C._functorch.is_functorch_wrapped_tensor(s):
-        convs = _small_convs(block, p, s.shape[0])  # one small system: DFT matrices
-        ds, dv = _integrate(block, p, *convs)
-        s_o, v_o = block.mlp(s_t + ds, v_t + dv)
-        return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
     lengths = lengths_from_ptr(ptr)
     q_s = pad_tokens(p["q_s"], ptr)
     length = q_s.shape[1]
     # keys become data-controlled filters, modulated by the implicit positional filter
     lo, hi = block.filter.lag_range(length)
     h = filter_on_tokens(
-        _filter_values(block, lo, hi, s.device, s.dtype), lo, lengths, length
+        _filter_values(block, lo, hi, q_s.device, q_s.dtype), lo, lengths, length
     )  # [B, L, F + C]
     kap_s = h[..., :f] * pad_tokens(p["k_s"], ptr)
     kap_v = h[..., f:].unsqueeze(-1) * pad_tokens(p["k_v"], ptr)
@@ -213,7 +198,27 @@ def global_block_forward(
         support=None if circular else block.filter.k_max,
     )
     convs = (z_s.transpose(1, 2), cross.permute(0, 3, 1, 2), z_m.permute(0, 3, 1, 2), z_d.transpose(1, 2))
-    ds, dv = _integrate(block, p, *(unpad_tokens(z, ptr) for z in convs))
+    return tuple(unpad_tokens(z, ptr) for z in convs)
+
+
+def global_block_forward(
+    block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths.
+
+    Atoms are permuted into canonical order once on the way in and back once on the way out;
+    every per-atom step runs on tokens, so only the convolutions see the padded ``[B, L]`` layout.
+    One system of at most :data:`hyenamd.surrogate.dft_conv.MAX_TOKENS` tokens takes the
+    DFT-matrix convolutions instead of the FFT kernels (same maths, fewer ops; not under
+    ``torch.func`` transforms, whose committee path keeps the FFT kernels' vmap rule).
+    """
+    s_t, v_t = s[order], v[order]  # tokens, system by system
+    p = _split_projections(block, s_t, v_t)
+    if use_dft(ptr.shape[0] - 1, s.shape[0]) and not torch._C._functorch.is_functorch_wrapped_tensor(s):
+        convs = _small_convs(block, p, s.shape[0])  # one small system: DFT matrices
+    else:
+        convs = _fft_convs(block, p, ptr)
+    ds, dv = _integrate(block, p, *convs)
     s_o, v_o = block.mlp(s_t + ds, v_t + dv)
     return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
 

@@ -91,9 +91,14 @@ class Edges:
         ``(3 + K)`` numbers per pair for the whole forward pass: meant for lists that fit in one
         chunk (larger ones recompute per chunk under checkpointing).
         """
-        r = torch.linalg.vector_norm(self.vectors, dim=-1) if r is None else r
-        basis, env = radial(r)
-        return Edges(self.i, self.j, self.vectors, self.vectors / r.unsqueeze(-1), basis * env.unsqueeze(-1))
+        return Edges(self.i, self.j, self.vectors, *_pair_geometry(self.vectors, radial, r))
+
+
+def _pair_geometry(vectors: Tensor, radial: nn.Module, r: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``r̂`` ``[P, 3]`` and the enveloped radial basis ``b(r) u(r)`` ``[P, K]`` of pair vectors ``[P, 3]`` Å."""
+    r = torch.linalg.vector_norm(vectors, dim=-1) if r is None else r
+    basis, env = radial(r)
+    return vectors / r.unsqueeze(-1), basis * env.unsqueeze(-1)
 
 
 class _AddAt(torch.autograd.Function):
@@ -186,9 +191,7 @@ def _pair_messages(
     """
     n_f = phi.shape[1] - 2 * n_c
     if unit is None or rbf is None:
-        r = vectors.norm(dim=-1)
-        basis, env = radial(r)
-        unit, rbf = vectors / r.unsqueeze(-1), basis * env.unsqueeze(-1)
+        unit, rbf = _pair_geometry(vectors, radial)
     x = phi[j] * (rbf @ weight.T)  # [p, F + 2C]
     ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
     dv = dvs.unsqueeze(-1) * unit.unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
