@@ -55,10 +55,13 @@ def test_available_memory_is_a_positive_byte_count():
 
 
 def test_auto_and_fixed_thresholds_give_the_same_forces():
-    """The regime changes what is kept for the backward pass, never a value (fresh evaluations)."""
+    """The regime changes what is kept for the backward pass, never a value (fresh evaluations):
+    auto (fast: chunks kept), 0 (blocks and chunks recomputed), -1 (chunks recomputed)."""
     torch.manual_seed(0)
     system = liquid_like_system(200, 0.021, seed=3)
-    base = GHyenaConfig(species=(18,), n_scalar=8, n_vector=4, dtype="float64", residual_init="default")
+    base = GHyenaConfig(
+        species=(18,), n_scalar=8, n_vector=4, dtype="float64", residual_init="default", pair_chunk=300
+    )
     batch = Batch.from_system(system).to(dtype=torch.float64)
     outs = []
     for ckpt in ("auto", 0, -1):

@@ -110,7 +110,8 @@ def vmap_fits(model: nn.Module, batch: Batch, neighbors: Neighbors) -> bool:
         blocks = batch.n_atoms >= AUTO_MIN_ATOMS
     else:
         blocks = cfg.checkpoint_atoms >= 0 and batch.n_atoms >= cfg.checkpoint_atoms
-    chunks = int(neighbors.i.shape[0]) > cfg.pair_chunk
+    # under "auto" a batch below AUTO_MIN_ATOMS takes the fast regime: its chunks never recompute
+    chunks = int(neighbors.i.shape[0]) > cfg.pair_chunk and cfg.checkpoint_atoms != "auto"
     return not (blocks or chunks)
 
 

@@ -360,7 +360,10 @@ class GHyena(nn.Module):
             keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
             if keep.shape[0] < r.shape[0]:
                 pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
-        edges = Edges(pi, pj, vectors)
+        # lean: per-block checkpointing (and chunk recomputation); fast: both off, except that an
+        # integer checkpoint_atoms keeps its fixed rule for the chunks (memory_policy.py)
+        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms, int(pi.shape[0]))
+        edges = Edges(pi, pj, vectors, recompute_chunks=ckpt or self.cfg.checkpoint_atoms != "auto")
         if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
             # one chunk: r̂ and the enveloped basis once for all local blocks
             edges = edges.with_geometry(self.radial, r)
@@ -371,7 +374,6 @@ class GHyena(nn.Module):
         else:
             v = s.new_zeros(batch.n_atoms, self.cfg.n_vector, 3)
         order = None
-        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms, len(edges))
         for kind, block in zip(self.cfg.pattern, self.blocks):
             if kind == "local":
                 args = (s, v, edges)
