@@ -175,7 +175,14 @@ class _AddAtEager(torch.autograd.Function):
 
 
 def add_at(acc: Tensor, index: Tensor, source: Tensor, dim: int = 0) -> Tensor:
-    """``acc[index] += source`` along ``dim``, in place, saving only ``index`` (see :class:`_AddAt`)."""
+    """``acc[index] += source`` along ``dim``, in place, saving only ``index`` (see :class:`_AddAt`).
+
+    Under ``torch.compile`` (:mod:`hyenamd.surrogate.compiled`) the out-of-place
+    ``Tensor.index_add``: the compiler decides what its graph keeps, and an in-place custom
+    Function does not trace (``mark_dirty``).
+    """
+    if torch.compiler.is_compiling():
+        return acc.index_add(dim, index, source)
     if torch._C._are_functorch_transforms_active():
         return _AddAt.apply(acc, index, source, dim)
     return _AddAtEager.apply(acc, index, source, dim)

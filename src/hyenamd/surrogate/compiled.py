@@ -1,0 +1,287 @@
+"""An opt-in ``torch.compile`` path for a G-Hyena's energy at a fixed atom count (small-system MD).
+
+``pot = CompiledGHyena(model)`` is a potential (the protocol of :mod:`hyenamd.surrogate.forces`:
+``cutoff``, ``forward(batch, neighbors)``) whose forward pass runs as one compiled graph;
+``compute_forces(pot, batch, stress=...)`` and the engine's integrators use it unchanged
+(``LangevinBAOAB(CompiledGHyena(model), dt, T)``), and AOTAutograd compiles the backward pass
+(forces, stress) as a second graph. Results equal the eager model's within rounding: the same
+maths in the same dtype, summed in another order.
+
+Why. A 108-atom step of preset S dispatches ~1,050 small torch ops (forward and backward) at
+~7 µs each, while its arithmetic is below 1 ms; inductor fuses the elementwise chains into a
+few C++ kernels per graph (BENCHMARKS.md, "Small systems").
+
+What is compiled, and what stays eager (per call, cheap and cached):
+
+* eager: the input checks (:meth:`GHyena._check`: dtype, unknown species), the species
+  indices, the sequence order, each global block's implicit filter on the ``n`` tokens (a
+  constant for fixed ``n`` and weights, :func:`~hyenamd.surrogate.global_block._token_filter`),
+  the DFT matrices, and padding the neighbour list;
+* compiled: pair vectors, the local blocks, the global blocks' DFT-matrix convolutions
+  (:mod:`hyenamd.surrogate.dft_conv`), the energy head and the optional two-body term.
+
+Pair counts change at every neighbour-list rebuild. ``pairs="pad"`` (default) pads the list
+to a capacity (``pad_factor`` × the first list, rounded up to ``pad_multiple``; grown the same
+way when a list outgrows it) with pairs ``0 → 0`` whose vector is replaced by a constant far
+beyond the cutoff (their messages and pair energies are exact zeros, their gradient is
+zero), so the graph's shapes stay static and a rebuild does not recompile. ``pairs="dynamic"``
+marks the pair dimension dynamic instead (``torch._dynamo.mark_dynamic``: one graph with a
+symbolic pair count). The Verlet list's skin pairs stay in (the eager model drops them with a
+``nonzero``, a data-dependent shape): their envelope makes them exact zeros too.
+
+Fallback. The eager model runs instead (same results) when the model or batch is outside what
+is compiled — several systems in the batch, more than
+:data:`~hyenamd.surrogate.dft_conv.MAX_TOKENS` atoms, heads other than the energy, a velocity
+input, parameters that require gradients (training) — and, after a warning, for good when
+compiling fails. :attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
+counts the calls that ran compiled. The compiled path is for inference: it never records a
+parameter gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
+from hyenamd.surrogate.dft_conv import MAX_TOKENS, dft_geometric_convs, dft_matrices
+from hyenamd.surrogate.global_block import _integrate, _split_projections, _token_filter
+from hyenamd.surrogate.local_block import Edges
+from hyenamd.surrogate.model import GHyena, _order_of
+from hyenamd.system import Batch
+
+__all__ = ["CompiledGHyena", "ghyena_energies"]
+
+PairMode = Literal["pad", "dynamic"]
+
+
+def _global_block_dft(
+    block: nn.Module, s: Tensor, v: Tensor, order: Tensor, h_s: Tensor, h_v: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`~hyenamd.surrogate.global_block.global_block_forward` of one small system with its
+    token filter given (``h_s`` ``[n, F]``, ``h_v`` ``[n, C, 1]``): the DFT-matrix path, no caches."""
+    s_t, v_t = s[order], v[order]
+    p = _split_projections(block, s_t, v_t)
+    circular = block.conv == "circular"
+    convs = dft_geometric_convs(
+        p["q_s"],
+        h_s * p["k_s"],
+        p["q_m"],
+        p["q_v"],
+        h_v * p["k_v"],
+        circular=circular,
+        support=None if circular else block.filter.k_max,
+    )
+    ds, dv = _integrate(block, p, *convs)
+    s_o, v_o = block.mlp(s_t + ds, v_t + dv)
+    return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
+
+
+def ghyena_energies(
+    model: GHyena,
+    positions: Tensor,
+    cell: Tensor,
+    idx: Tensor,
+    order: Tensor,
+    i: Tensor,
+    j: Tensor,
+    shifts: Tensor,
+    valid: Tensor | None,
+    filters: list[tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor]:
+    """``(energy [1], energies [N])`` eV of one system: :meth:`GHyena.forward`'s maths on tensors.
+
+    positions ``[N, 3]`` Å; cell ``[3, 3]`` Å; idx ``[N]`` embedding rows; order ``[N]``;
+    i, j ``[P]`` int64, shifts ``[P, 3]``: the (padded) pair list; valid ``[P]`` bool (None: all
+    pairs real); filters: ``(h_s, h_v)`` of each global block on the ``N`` tokens. No
+    data-dependent branch or shape: the function :class:`CompiledGHyena` compiles.
+    """
+    cfg = model.cfg
+    vectors = edge_vectors(positions, cell, Neighbors(i, j, shifts))
+    if valid is not None:  # padding pairs: a constant vector beyond every cutoff (exact zeros)
+        far = torch.zeros(3, dtype=vectors.dtype, device=vectors.device)
+        far[0] = 2.0 * model.cutoff + 1.0
+        vectors = torch.where(valid.unsqueeze(1), vectors, far)
+    r = torch.linalg.vector_norm(vectors, dim=-1)
+    pair_energies = (
+        None if model.pair_term is None else model.pair_term(r, i, j, idx, model.energy_head.energy_scale)
+    )
+    edges = Edges(i, j, vectors)
+    if "local" in cfg.pattern:
+        edges = edges.with_geometry(model.radial, r)
+    s = model.embedding(idx)
+    v = s.new_zeros(s.shape[0], cfg.n_vector, 3)
+    k = 0
+    for kind, block in zip(cfg.pattern, model.blocks):
+        if kind == "local":
+            s, v = block(s, v, edges)
+        else:
+            s, v = _global_block_dft(block, s, v, order, *filters[k])
+            k += 1
+    energies = model.energy_head(s, idx)
+    if pair_energies is not None:
+        energies = energies + pair_energies
+    energy = energies.new_zeros(1).index_add(0, torch.zeros_like(idx), energies)
+    return energy, energies
+
+
+def unsupported_reason(model: GHyena) -> str | None:
+    """Why ``model`` cannot take the compiled path at all (None: it can)."""
+    cfg = model.cfg
+    if cfg.heads != ("energy",):
+        return f"heads {list(cfg.heads)}: only the energy head is compiled"
+    if model.velocity_embedding is not None:
+        return "the model takes velocities"
+    return None
+
+
+class CompiledGHyena(nn.Module):
+    """A G-Hyena potential whose forward pass runs compiled (see the module doc).
+
+    model: the :class:`GHyena` (held, not copied: later weight updates are seen; the token
+    filters are re-read per weights version). backend: ``torch.compile`` backend ("inductor",
+    or "aot_eager": the same graphs without code generation). pairs: "pad" or "dynamic" (see
+    the module doc). pad_factor, pad_multiple: the pair capacity rule of ``pairs="pad"``.
+    mode, options: passed to ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        model: GHyena,
+        *,
+        backend: str = "inductor",
+        pairs: PairMode = "pad",
+        pad_factor: float = 1.25,
+        pad_multiple: int = 64,
+        mode: str | None = None,
+        options: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, GHyena):
+            raise TypeError(f"CompiledGHyena wraps a GHyena, got {type(model).__name__}")
+        if pairs not in ("pad", "dynamic"):
+            raise ValueError(f"pairs must be 'pad' or 'dynamic', got {pairs!r}")
+        if not pad_factor >= 1.0 or pad_multiple < 1:
+            raise ValueError(f"need pad_factor >= 1 and pad_multiple >= 1, got {pad_factor}, {pad_multiple}")
+        self.model = model
+        self.pairs = pairs
+        self.pad_factor, self.pad_multiple = float(pad_factor), int(pad_multiple)
+        self.backend = backend
+        self._compiled = torch.compile(
+            ghyena_energies, backend=backend, fullgraph=True, dynamic=False, mode=mode, options=options
+        )
+        #: why the last call ran eagerly (None: it ran compiled); a compile failure sticks
+        self.fallback_reason: str | None = unsupported_reason(model)
+        self._failed: str | None = None
+        self.n_compiled_calls = 0
+        self.capacity = 0
+        self._padded: tuple | None = None
+
+    # the potential protocol and what the engine reads from a G-Hyena
+    @property
+    def cutoff(self) -> float:
+        return self.model.cutoff
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    @property
+    def needs_order(self) -> bool:
+        return self.model.needs_order
+
+    needs_exact_neighbors = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def check_species(self, species: Tensor) -> None:
+        self.model.check_species(species)
+
+    # ------------------------------------------------------------------ eager or compiled
+    def _eager_reason(self, batch: Batch) -> str | None:
+        if self._failed is not None:
+            return self._failed
+        static = unsupported_reason(self.model)
+        if static is not None:
+            return static
+        if batch.n_systems != 1:
+            return f"{batch.n_systems} systems in the batch: one system is compiled"
+        if batch.n_atoms > MAX_TOKENS and self.model.needs_order:
+            return f"{batch.n_atoms} atoms > MAX_TOKENS = {MAX_TOKENS}: the FFT path is not compiled"
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters()):
+            return "parameters require gradients (training): the compiled path is for inference"
+        return None
+
+    def _pad(self, nbrs: Neighbors) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """int64 ``i, j``, ``shifts`` and ``valid`` of the padded list (cached per list object)."""
+        hit = self._padded
+        if hit is not None and hit[0] is nbrs.i and hit[1] is nbrs.j and hit[2] is nbrs.shifts:
+            return hit[3]
+        p = int(nbrs.i.shape[0])
+        i, j, shifts = nbrs.i.long(), nbrs.j.long(), nbrs.shifts
+        if self.pairs == "dynamic":
+            out = (i, j, shifts, None)
+            for t in out[:3]:
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+        else:
+            if p > self.capacity:
+                cap = math.ceil(max(p, 1) * self.pad_factor)
+                self.capacity = self.pad_multiple * math.ceil(cap / self.pad_multiple)
+            extra = self.capacity - p
+            valid = torch.ones(self.capacity, dtype=torch.bool, device=i.device)
+            valid[p:] = False
+            out = (
+                torch.cat([i, i.new_zeros(extra)]),
+                torch.cat([j, j.new_zeros(extra)]),
+                torch.cat([shifts, shifts.new_zeros(extra, 3)]),
+                valid,
+            )
+        self._padded = (nbrs.i, nbrs.j, nbrs.shifts, out)
+        return out
+
+    def _filters(self, n: int, device: torch.device, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+        from hyenamd.surrogate.global_block import GlobalBlock
+
+        with torch.no_grad():
+            out = [
+                _token_filter(b, n, device, dtype) for b in self.model.blocks if isinstance(b, GlobalBlock)
+            ]
+            for b in self.model.blocks:  # warm the DFT-matrix cache outside the graph
+                if isinstance(b, GlobalBlock):
+                    dft_matrices(n, b.conv == "circular", dtype, device)
+        return out
+
+    def forward(self, batch: Batch, neighbors: Neighbors | None = None) -> dict[str, Tensor]:
+        """``{"energy": [1], "energies": [N]}`` eV (compiled), or the eager model's outputs."""
+        model = self.model
+        reason = self._eager_reason(batch)
+        self.fallback_reason = reason
+        if reason is not None:
+            return model(batch, neighbors=neighbors)
+        model._check(batch)
+        if neighbors is None:
+            neighbors = batch_neighbor_list(batch.positions, batch.cell, batch.pbc, batch.ptr, model.cutoff)
+        idx = model.species_index(batch.species, check=False)
+        order = _order_of(batch, model.cfg.ordering) if model.needs_order else idx
+        pos, cell = batch.positions, batch.cell.reshape(3, 3)
+        i, j, shifts, valid = self._pad(neighbors)
+        filters = self._filters(batch.n_atoms, pos.device, pos.dtype)
+        try:
+            energy, energies = self._compiled(model, pos, cell, idx, order, i, j, shifts, valid, filters)
+        except Exception as exc:  # a compile failure: eager from now on
+            out = model(batch, neighbors=neighbors)  # an error of the input itself raises here
+            msg = " ".join(str(exc).split())[:300]
+            self._failed = self.fallback_reason = f"compiling failed: {type(exc).__name__}: {msg}"
+            warnings.warn(f"CompiledGHyena: {self._failed}; running eagerly", RuntimeWarning, stacklevel=2)
+            return out
+        self.n_compiled_calls += 1
+        return {"energy": energy, "energies": energies}
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}, pairs={self.pairs!r}, capacity={self.capacity}"
