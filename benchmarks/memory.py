@@ -117,13 +117,14 @@ def run_child(args: argparse.Namespace) -> dict:
 
 def _regime(model, n_atoms: int, n_pairs: int) -> str:
     """Which memory regime the model's ``checkpoint_atoms`` picks for this call (now)."""
-    try:
-        from hyenamd.surrogate.memory_policy import use_lean_memory
-    except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
-        return "lean" if 0 <= model.cfg.checkpoint_atoms <= n_atoms else "fast"
     c = model.cfg
-    lean = use_lean_memory(c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern))
-    return "lean" if lean else "fast"
+    try:
+        from hyenamd.surrogate.memory_policy import memory_regime
+    except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
+        return "lean" if 0 <= c.checkpoint_atoms <= n_atoms else "chunked"
+    return memory_regime(
+        c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern), c.pair_chunk
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
