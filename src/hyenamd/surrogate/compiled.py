@@ -38,7 +38,9 @@ Fallback. The eager model runs instead (same results) when the model or batch is
 is compiled — several systems in the batch, more than
 :data:`~hyenamd.surrogate.dft_conv.MAX_TOKENS` atoms, heads other than the energy, a velocity
 input, parameters that require gradients (training) — and, after a warning, for good when
-compiling fails. :attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
+compiling fails (also when this wrapper has compiled ``torch._dynamo.config.recompile_limit``
+graphs: capacities, stress on/off; each wrapper has its own cache).
+:attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
 counts the calls that ran compiled. The compiled path is for inference: it never records a
 parameter gradient.
 """
@@ -176,6 +178,7 @@ class CompiledGHyena(nn.Module):
             backend=backend,
             fullgraph=True,
             dynamic=False,  # static shapes: a new capacity compiles again, never a dynamic graph
+            isolate_recompiles=True,  # this wrapper's own graph cache and recompile limit
             mode=mode,
             options=options,
         )
