@@ -8,6 +8,12 @@ RSS is reset (``/proc/self/clear_refs``) and one call is measured:
 * ``ef``: ``compute_forces`` (energy + forces); ``fwd``: ``model(batch)`` under ``torch.no_grad``.
 * ``bytes_per_atom`` = (VmHWM during the call − RSS before it) / N: load-independent.
 * ``cpu_us_per_atom``: ``time.process_time`` of the call / N (one thread), with the load average.
+* ``--calls K`` (K > 1): K calls in a row, as MD makes them; ``bytes_per_atom`` is then the peak
+  over all K, ``cpu_us_per_atom`` the first call and ``steady_cpu_us_per_atom`` the median of the
+  later ones (the first call also pays for growing the heap and filling caches).
+* ``--cli-allocator``: the child calls :func:`hyenamd.allocator.tune_malloc` first, so the glibc
+  thresholds follow the model's memory regime as under the ``hyenamd`` CLI
+  (:mod:`hyenamd.surrogate.memory_policy`); ``regime`` records which one the call took.
 
 ``--src DIR`` runs the children against another source tree (e.g. the code before a change:
 ``git archive <commit> src | tar -x -C /tmp/base``), so a baseline and the current code are
@@ -53,6 +59,10 @@ def run_child(args: argparse.Namespace) -> dict:
     from hyenamd.workflows.demo import liquid_like_system
 
     torch.set_num_threads(1)
+    if args.cli_allocator:
+        from hyenamd.allocator import tune_malloc
+
+        tune_malloc()
     n = args.child
     cfg = load_config(
         ROOT / "configs" / "surrogate" / "S.yaml", GHyenaConfig, ["species=[18]", "dtype=float32", *args.set]
@@ -67,17 +77,31 @@ def run_child(args: argparse.Namespace) -> dict:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
     before = _rss_kb("VmRSS")
-    t0 = time.process_time()
-    if args.mode == "ef":
-        out = compute_forces(model, batch, neighbors=nb)
-        check = float(out["forces"].abs().sum())
-    else:
-        with torch.no_grad():
-            out = model(batch, neighbors=nb)
-        check = float(out["energy"].sum())
-    cpu = time.process_time() - t0
+    cpus = []
+    for _ in range(args.calls):
+        t0 = time.process_time()
+        if args.mode == "ef":
+            out = compute_forces(model, batch, neighbors=nb)
+            check = float(out["forces"].abs().sum())
+        else:
+            with torch.no_grad():
+                out = model(batch, neighbors=nb)
+            check = float(out["energy"].sum())
+        cpus.append(time.process_time() - t0)
+    cpu = cpus[0]
     peak = _rss_kb("VmHWM")
-    return {
+    extra = {}
+    if args.calls > 1:
+        later = sorted(cpus[1:])
+        extra = {
+            "calls": args.calls,
+            "cpu_s_calls": cpus,
+            "steady_cpu_us_per_atom": 1e6 * later[len(later) // 2] / n,
+        }
+    if args.mode == "ef":
+        extra["regime"] = _regime(model, n, int(nb.i.shape[0]))
+    extra["malloc_env"] = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    return extra | {
         "n_atoms": n,
         "mode": args.mode,
         "pairs": int(nb.i.shape[0]),
@@ -91,6 +115,17 @@ def run_child(args: argparse.Namespace) -> dict:
     }
 
 
+def _regime(model, n_atoms: int, n_pairs: int) -> str:
+    """Which memory regime the model's ``checkpoint_atoms`` picks for this call (now)."""
+    try:
+        from hyenamd.surrogate.memory_policy import use_lean_memory
+    except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
+        return "lean" if 0 <= model.cfg.checkpoint_atoms <= n_atoms else "fast"
+    c = model.cfg
+    lean = use_lean_memory(c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern))
+    return "lean" if lean else "fast"
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -101,6 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--name", default="memory")
     ap.add_argument("--timeout", type=float, default=1200.0)
     ap.add_argument("--warmup", action="store_true")
+    ap.add_argument(
+        "--calls", type=int, default=1, help="calls in a row (steady-state CPU from the later ones)"
+    )
+    ap.add_argument(
+        "--cli-allocator", action="store_true", help="glibc thresholds as the hyenamd CLI sets them"
+    )
     ap.add_argument("--plot", action="store_true")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="ef", help=argparse.SUPPRESS)
@@ -129,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             ]
             cmd += ["--set", *args.set] if args.set else []
             cmd += ["--warmup"] if args.warmup else []
+            cmd += ["--calls", str(args.calls)] + (["--cli-allocator"] if args.cli_allocator else [])
             try:
                 res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:

@@ -62,3 +62,16 @@ def test_user_thresholds_are_never_adapted():
     )
     out = _run(code, {"MALLOC_MMAP_THRESHOLD_": "65536"})
     assert out[0] == "True" and out[1] == f"65536 {TRIM_THRESHOLD}"  # only the trim threshold is ours
+
+
+@pytest.mark.skipif(not LINUX, reason="glibc mallopt only")
+def test_the_callers_regime_overrides_the_size_rule():
+    """``large=`` (the G-Hyena model's memory regime) wins over the atom count, both ways."""
+    code = (
+        "import os; from hyenamd.allocator import tune_malloc, adapt_malloc\n"
+        f"tune_malloc(); print(adapt_malloc({10 * LARGE_ATOMS}, large=False)); {SHOW}\n"
+        f"print(adapt_malloc(108, large=True)); {SHOW}\n"
+    )
+    out = _run(code, {})
+    small, large = f"{SMALL_MMAP_THRESHOLD} {SMALL_TRIM_THRESHOLD}", f"{MMAP_THRESHOLD} {TRIM_THRESHOLD}"
+    assert out == ["False", small, "True", large]

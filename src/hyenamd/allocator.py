@@ -103,16 +103,18 @@ def tune_malloc() -> dict[str, int]:
     return done
 
 
-def adapt_malloc(n_atoms: int) -> bool | None:
+def adapt_malloc(n_atoms: int, *, large: bool | None = None) -> bool | None:
     """Switch to the large- or small-system thresholds for a call on ``n_atoms`` atoms.
 
+    ``large``: the caller's own choice (the G-Hyena model passes its memory regime,
+    :mod:`hyenamd.surrogate.memory_policy`); None: large from :data:`LARGE_ATOMS` atoms.
     Only thresholds :func:`tune_malloc` set are touched. Returns whether the large-system
     thresholds are now in force (None: nothing is managed here). Cheap when nothing changes.
     """
     keys = _owned()
     if not keys:
         return None
-    large = n_atoms >= LARGE_ATOMS
+    large = n_atoms >= LARGE_ATOMS if large is None else bool(large)
     if _state["large"] is not large:
         _apply(keys, large)
     return large

@@ -86,10 +86,10 @@ def test_chunked_checkpointed_messages_equal_one_chunk_including_double_backward
     nb = brute_force_neighbor_list(x, None, None, RC)
     assert len(nb) > 40
 
-    def force_loss(chunk):
+    def force_loss(chunk, recompute=True):
         block.pair_chunk = chunk
         xg = x.clone().requires_grad_(True)
-        s1, v1 = block(s, v, Edges(nb.i, nb.j, xg[nb.j] - xg[nb.i]))
+        s1, v1 = block(s, v, Edges(nb.i, nb.j, xg[nb.j] - xg[nb.i], recompute_chunks=recompute))
         energy = (s1.sum(1) + v1.pow(2).sum((1, 2))).sum()
         (forces,) = torch.autograd.grad(-energy, xg, create_graph=True)
         grads = torch.autograd.grad(forces.pow(2).sum(), list(block.parameters()))
@@ -99,6 +99,9 @@ def test_chunked_checkpointed_messages_equal_one_chunk_including_double_backward
     e2, f2, g2 = force_loss(7)  # many chunks, under activation checkpointing
     assert abs(float(e1 - e2)) < 1e-12 and (f1 - f2).abs().max() < 1e-12
     assert all((a - b).abs().max() < 1e-11 for a, b in zip(g1, g2))
+    e3, f3, g3 = force_loss(7, recompute=False)  # many chunks, activations kept (fast regime)
+    assert abs(float(e1 - e3)) < 1e-12 and (f1 - f3).abs().max() < 1e-12
+    assert all((a - b).abs().max() < 1e-11 for a, b in zip(g1, g3))
     with torch.no_grad():  # chunked without checkpointing
         block.pair_chunk = 5
         s3, _ = block(s, v, Edges(nb.i, nb.j, x[nb.j] - x[nb.i]))

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from hyenamd.geometry import Neighbors
+from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS
 from hyenamd.system import Batch
 
 __all__ = ["StackedMembers", "shared_inputs", "vmap_energies", "vmap_fits", "vmap_statistics"]
@@ -101,10 +102,16 @@ def vmap_fits(model: nn.Module, batch: Batch, neighbors: Neighbors) -> bool:
     ``checkpoint_atoms`` atoms or more, or the local blocks' chunks of more than ``pair_chunk``
     pairs). Recomputation in the backward pass runs outside vmap, which functorch cannot do;
     those inputs are also the large ones, where K members' activations at once would cost K
-    times the memory and the loop is as fast (``benchmarks/committee_vmap.py``)."""
+    times the memory and the loop is as fast (``benchmarks/committee_vmap.py``). With
+    ``checkpoint_atoms="auto"`` every batch from ``AUTO_MIN_ATOMS`` atoms on counts as one that
+    may checkpoint (the choice reads the memory available at call time)."""
     cfg = model.cfg
-    blocks = cfg.checkpoint_atoms >= 0 and batch.n_atoms >= cfg.checkpoint_atoms
-    chunks = int(neighbors.i.shape[0]) > cfg.pair_chunk
+    if cfg.checkpoint_atoms == "auto":
+        blocks = batch.n_atoms >= AUTO_MIN_ATOMS
+    else:
+        blocks = cfg.checkpoint_atoms >= 0 and batch.n_atoms >= cfg.checkpoint_atoms
+    # under "auto" a batch below AUTO_MIN_ATOMS takes the fast regime: its chunks never recompute
+    chunks = int(neighbors.i.shape[0]) > cfg.pair_chunk and cfg.checkpoint_atoms != "auto"
     return not (blocks or chunks)
 
 

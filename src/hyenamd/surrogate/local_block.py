@@ -34,8 +34,11 @@ have; an absolute ε = 1 left them at slope 0.002); the update MLP's last layer 
 has no bias and acts on the enveloped basis ``b·u``, so it is zero beyond the cutoff by construction.
 
 Memory. Per-pair tensors are the bulk of the cost (``P ≈ 35 N`` in a liquid at a 4.5 Å cutoff).
-The pairs are processed in chunks of ``pair_chunk``; when gradients are recorded and there
-is more than one chunk, each chunk runs under activation checkpointing (recomputed in the
+The pairs are processed in chunks of ``pair_chunk`` (default 2¹⁶: a chunk's per-pair tensors,
+≤ 12.6 MB at F + 2C = 48, stay below glibc's 32 MiB mmap threshold, so they reuse heap memory
+instead of being faulted in afresh: at 2¹⁸ that cost 7–12 µs/atom of kernel time at 10⁵ atoms);
+when gradients are recorded, there is more than one chunk and ``Edges.recompute_chunks`` is set
+(the lean memory regime), each chunk runs under activation checkpointing (recomputed in the
 backward pass, double backward included), so only the pair vectors and indices stay in memory
 between the forward and backward passes. Results do not depend on the chunk size beyond
 floating-point summation order.
@@ -60,7 +63,7 @@ from hyenamd.surrogate.equivariant import (
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
 
-DEFAULT_PAIR_CHUNK = 1 << 18
+DEFAULT_PAIR_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class Edges:
     #: ``b(r) u(r)`` ``[P, K]``; None: each block computes them from ``vectors``
     unit: Tensor | None = None
     rbf: Tensor | None = None
+    #: when gradients are recorded and the pairs span several chunks, recompute each chunk's
+    #: messages in the backward pass (activation checkpointing: only one chunk's per-pair
+    #: activations alive at a time) instead of keeping them all; the model sets False in its
+    #: fast memory regime (:mod:`hyenamd.surrogate.memory_policy`), where memory is plentiful
+    recompute_chunks: bool = True
 
     def __len__(self) -> int:
         return int(self.i.shape[0])
@@ -91,7 +99,9 @@ class Edges:
         ``(3 + K)`` numbers per pair for the whole forward pass: meant for lists that fit in one
         chunk (larger ones recompute per chunk under checkpointing).
         """
-        return Edges(self.i, self.j, self.vectors, *_pair_geometry(self.vectors, radial, r))
+        return Edges(
+            self.i, self.j, self.vectors, *_pair_geometry(self.vectors, radial, r), self.recompute_chunks
+        )
 
 
 def _pair_geometry(vectors: Tensor, radial: nn.Module, r: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -231,7 +241,7 @@ def local_message(
     phi = phi_net(s)
     v_in = None if zero_vectors_in else v
     n_pairs = len(edges)
-    use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled()
+    use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled() and edges.recompute_chunks
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
     for a in range(0, n_pairs, pair_chunk):
         if n_pairs <= pair_chunk:  # one chunk: the tensors themselves (no slice views to dispatch)

@@ -32,10 +32,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from hyenamd.allocator import adapt_malloc
 from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
 from hyenamd.surrogate.local_block import DEFAULT_PAIR_CHUNK, Edges, LocalBlock
+from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS, use_lean_memory
 from hyenamd.surrogate.pair_term import PairTerm
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.system import Batch
@@ -70,8 +72,11 @@ class GHyenaConfig:
     conv: global blocks' long convolution, "circular" (each system's length-n circular
     convolution: every token sees every token) or "linear" (zero-padded; chain ends do not
     couple); see docs/model.md for the ablation behind the default.
-    checkpoint_atoms: recompute each block's activations in the backward pass (per-block
-    activation checkpointing; same results) for batches of at least this many atoms; -1: never.
+    checkpoint_atoms: when energy + forces trade time for memory (same results either way;
+    :mod:`hyenamd.surrogate.memory_policy`): ``"auto"`` recomputes each block's activations in
+    the backward pass (per-block activation checkpointing, with the large-system allocator
+    under the CLI) only when the batch would not fit comfortably in the memory available;
+    an integer: for batches of at least this many atoms; -1: never.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
     ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
     needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
@@ -109,7 +114,7 @@ class GHyenaConfig:
     energy_scale: float = 1.0
     pair_chunk: int = DEFAULT_PAIR_CHUNK
     conv: Literal["linear", "circular"] = "circular"
-    checkpoint_atoms: int = 20_000
+    checkpoint_atoms: int | Literal["auto"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     ordering: Literal["topology", "hilbert"] = "hilbert"
@@ -177,8 +182,14 @@ class GHyenaConfig:
             raise ValueError(
                 f"energy_shifts has {len(self.energy_shifts)} values but species has {len(self.species)}"
             )
-        if self.checkpoint_atoms < -1:
-            raise ValueError(f"checkpoint_atoms must be >= -1 (-1: never), got {self.checkpoint_atoms}")
+        if self.checkpoint_atoms != "auto" and (
+            isinstance(self.checkpoint_atoms, bool)
+            or not isinstance(self.checkpoint_atoms, int)
+            or self.checkpoint_atoms < -1
+        ):
+            raise ValueError(
+                f"checkpoint_atoms must be 'auto' or an integer >= -1 (-1: never), got {self.checkpoint_atoms!r}"
+            )
         if self.conv not in ("linear", "circular"):
             raise ValueError(f"conv must be 'linear' or 'circular', got {self.conv!r}")
         if self.dtype not in _DTYPES:
@@ -349,7 +360,10 @@ class GHyena(nn.Module):
             keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
             if keep.shape[0] < r.shape[0]:
                 pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
-        edges = Edges(pi, pj, vectors)
+        # lean: per-block checkpointing (and chunk recomputation); fast: both off, except that an
+        # integer checkpoint_atoms keeps its fixed rule for the chunks (memory_policy.py)
+        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms, int(pi.shape[0]))
+        edges = Edges(pi, pj, vectors, recompute_chunks=ckpt or self.cfg.checkpoint_atoms != "auto")
         if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
             # one chunk: r̂ and the enveloped basis once for all local blocks
             edges = edges.with_geometry(self.radial, r)
@@ -360,7 +374,6 @@ class GHyena(nn.Module):
         else:
             v = s.new_zeros(batch.n_atoms, self.cfg.n_vector, 3)
         order = None
-        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms)
         for kind, block in zip(self.cfg.pattern, self.blocks):
             if kind == "local":
                 args = (s, v, edges)
@@ -411,9 +424,18 @@ def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
             m.prenorm_eps = float(cfg.norm_eps)
 
 
-def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int) -> bool:
-    """Per-block activation checkpointing: on when gradients are recorded and the batch is large."""
-    return torch.is_grad_enabled() and cfg.checkpoint_atoms >= 0 and n_atoms >= cfg.checkpoint_atoms
+def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int, n_pairs: int) -> bool:
+    """Per-block activation checkpointing: when gradients are recorded and the lean regime is chosen
+    (:func:`hyenamd.surrogate.memory_policy.use_lean_memory`). Under the ``hyenamd`` CLI the
+    allocator follows the same choice (:func:`hyenamd.allocator.adapt_malloc`)."""
+    if not torch.is_grad_enabled():
+        return False
+    lean = use_lean_memory(
+        cfg.checkpoint_atoms, n_atoms, n_pairs, cfg.n_scalar, cfg.n_vector, len(cfg.pattern)
+    )
+    if n_atoms >= AUTO_MIN_ATOMS:
+        adapt_malloc(n_atoms, large=lean)
+    return lean
 
 
 def _order_of(batch: Batch, rule: str) -> Tensor:
