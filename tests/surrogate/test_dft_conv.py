@@ -29,11 +29,12 @@ def _support_mask(n, support):
     return (lag.abs() <= support).to(DT)
 
 
+@pytest.mark.parametrize("real", [False, True], ids=["complex", "real_products"])
 @pytest.mark.parametrize("circular", [True, False], ids=["circular", "linear"])
 @pytest.mark.parametrize("n", [1, 2, 5, 8, 13, 64])
-def test_equals_the_direct_oracles_float64(n, circular):
+def test_equals_the_direct_oracles_float64(n, circular, real):
     q_s, k_s, q_m, q_v, k_v = _inputs(n, seed=n)
-    z_s, p, z_m, z_d = dft_geometric_convs(q_s, k_s, q_m, q_v, k_v, circular=circular)
+    z_s, p, z_m, z_d = dft_geometric_convs(q_s, k_s, q_m, q_v, k_v, circular=circular, real_products=real)
     one = lambda x: x.unsqueeze(0)  # noqa: E731
     refs = (
         direct_scalar_conv(one(q_s), one(k_s), circular=circular)[0],
@@ -67,12 +68,13 @@ def test_equals_the_fft_kernels_float64(n, support, circular):
         assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(out, cut))
 
 
+@pytest.mark.parametrize("real", [False, True], ids=["complex", "real_products"])
 @pytest.mark.parametrize("circular", [True, False], ids=["circular", "linear"])
-def test_gradients_and_double_backward_float64(circular):
+def test_gradients_and_double_backward_float64(circular, real):
     inputs = [x.requires_grad_(True) for x in _inputs(6, f=2, c=1, seed=7)]
 
     def f(*xs):
-        z_s, p, z_m, z_d = dft_geometric_convs(*xs, circular=circular)
+        z_s, p, z_m, z_d = dft_geometric_convs(*xs, circular=circular, real_products=real)
         return z_s.pow(2).sum() + (p * z_m).sum() + z_d.sin().sum()
 
     assert torch.autograd.gradcheck(f, inputs)

@@ -20,20 +20,27 @@ What is compiled, and what stays eager (per call, cheap and cached):
 * compiled: pair vectors, the local blocks, the global blocks' DFT-matrix convolutions
   (:mod:`hyenamd.surrogate.dft_conv`), the energy head and the optional two-body term.
 
-Pair counts change at every neighbour-list rebuild. ``pairs="pad"`` (default) pads the list
-to a capacity (``pad_factor`` × the first list, rounded up to ``pad_multiple``; grown the same
-way when a list outgrows it) with pairs ``0 → 0`` whose vector is replaced by a constant far
-beyond the cutoff (their messages and pair energies are exact zeros, their gradient is
-zero), so the graph's shapes stay static and a rebuild does not recompile. ``pairs="dynamic"``
-marks the pair dimension dynamic instead (``torch._dynamo.mark_dynamic``: one graph with a
-symbolic pair count). The Verlet list's skin pairs stay in (the eager model drops them with a
-``nonzero``, a data-dependent shape): their envelope makes them exact zeros too.
+Pairs. ``compact=True`` (default) first keeps the pairs within the model's range at the
+current positions (one eager distance test and ``nonzero`` per call, as the eager model drops
+the Verlet skin's pairs: about half of a superset list at a 1 Å skin), so the graph works on
+the pairs that matter. Their number changes from call to call, so the list is padded to a
+capacity (``pad_factor`` × the first count, rounded up to ``pad_multiple``; grown the same way
+when a list outgrows it, which compiles once more) with pairs ``0 → 0`` whose vector is
+replaced by a constant far beyond the cutoff (their messages and pair energies are exact
+zeros, their gradient is zero): the graph's shapes stay static and neither a new count nor a
+neighbour-list rebuild compiles again. ``compact=False`` pads the whole (superset) list
+instead: no per-call work outside the graph, the skin pairs computed as exact zeros inside it.
+A dynamic pair dimension (``torch._dynamo.mark_dynamic``) was tried and dropped: the local
+blocks' chunk loop ``range(0, n_pairs, pair_chunk)`` specialises the count, so every new
+count compiled again.
 
 Fallback. The eager model runs instead (same results) when the model or batch is outside what
 is compiled — several systems in the batch, more than
 :data:`~hyenamd.surrogate.dft_conv.MAX_TOKENS` atoms, heads other than the energy, a velocity
 input, parameters that require gradients (training) — and, after a warning, for good when
-compiling fails. :attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
+compiling fails (also when this wrapper has compiled ``torch._dynamo.config.recompile_limit``
+graphs: capacities, stress on/off; each wrapper has its own cache).
+:attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
 counts the calls that ran compiled. The compiled path is for inference: it never records a
 parameter gradient.
 """
@@ -42,7 +49,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -55,8 +61,6 @@ from hyenamd.surrogate.model import GHyena, _order_of
 from hyenamd.system import Batch
 
 __all__ = ["CompiledGHyena", "ghyena_energies"]
-
-PairMode = Literal["pad", "dynamic"]
 
 
 def _global_block_dft(
@@ -144,9 +148,9 @@ class CompiledGHyena(nn.Module):
 
     model: the :class:`GHyena` (held, not copied: later weight updates are seen; the token
     filters are re-read per weights version). backend: ``torch.compile`` backend ("inductor",
-    or "aot_eager": the same graphs without code generation). pairs: "pad" or "dynamic" (see
-    the module doc). pad_factor, pad_multiple: the pair capacity rule of ``pairs="pad"``.
-    mode, options: passed to ``torch.compile``.
+    or "aot_eager": the same graphs without code generation). pad_factor, pad_multiple: the
+    pair capacity rule; compact: pass only the
+    pairs within range (see the module doc). mode, options: passed to ``torch.compile``.
     """
 
     def __init__(
@@ -154,25 +158,29 @@ class CompiledGHyena(nn.Module):
         model: GHyena,
         *,
         backend: str = "inductor",
-        pairs: PairMode = "pad",
         pad_factor: float = 1.25,
         pad_multiple: int = 64,
+        compact: bool = True,
         mode: str | None = None,
         options: dict | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, GHyena):
             raise TypeError(f"CompiledGHyena wraps a GHyena, got {type(model).__name__}")
-        if pairs not in ("pad", "dynamic"):
-            raise ValueError(f"pairs must be 'pad' or 'dynamic', got {pairs!r}")
         if not pad_factor >= 1.0 or pad_multiple < 1:
             raise ValueError(f"need pad_factor >= 1 and pad_multiple >= 1, got {pad_factor}, {pad_multiple}")
         self.model = model
-        self.pairs = pairs
         self.pad_factor, self.pad_multiple = float(pad_factor), int(pad_multiple)
+        self.compact = bool(compact)
         self.backend = backend
         self._compiled = torch.compile(
-            ghyena_energies, backend=backend, fullgraph=True, dynamic=False, mode=mode, options=options
+            ghyena_energies,
+            backend=backend,
+            fullgraph=True,
+            dynamic=False,  # static shapes: a new capacity compiles again, never a dynamic graph
+            isolate_recompiles=True,  # this wrapper's own graph cache and recompile limit
+            mode=mode,
+            options=options,
         )
         #: why the last call ran eagerly (None: it ran compiled); a compile failure sticks
         self.fallback_reason: str | None = unsupported_reason(model)
@@ -218,30 +226,33 @@ class CompiledGHyena(nn.Module):
             return "parameters require gradients (training): the compiled path is for inference"
         return None
 
-    def _pad(self, nbrs: Neighbors) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """int64 ``i, j``, ``shifts`` and ``valid`` of the padded list (cached per list object)."""
+    def _pad(
+        self, nbrs: Neighbors, positions: Tensor, cell: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """int64 ``i, j``, ``shifts`` and ``valid`` of the padded list (cached per list object;
+        with ``compact``, first the pairs within the model's range at ``positions``, per call)."""
         hit = self._padded
-        if hit is not None and hit[0] is nbrs.i and hit[1] is nbrs.j and hit[2] is nbrs.shifts:
+        if self.compact:
+            with torch.no_grad():
+                r = torch.linalg.vector_norm(edge_vectors(positions, cell, nbrs), dim=-1)
+                keep = torch.nonzero(r < self.model.cutoff).squeeze(1)
+            nbrs = Neighbors(nbrs.i[keep], nbrs.j[keep], nbrs.shifts[keep])
+        elif hit is not None and hit[0] is nbrs.i and hit[1] is nbrs.j and hit[2] is nbrs.shifts:
             return hit[3]
         p = int(nbrs.i.shape[0])
         i, j, shifts = nbrs.i.long(), nbrs.j.long(), nbrs.shifts
-        if self.pairs == "dynamic":
-            out = (i, j, shifts, None)
-            for t in out[:3]:
-                torch._dynamo.maybe_mark_dynamic(t, 0)
-        else:
-            if p > self.capacity:
-                cap = math.ceil(max(p, 1) * self.pad_factor)
-                self.capacity = self.pad_multiple * math.ceil(cap / self.pad_multiple)
-            extra = self.capacity - p
-            valid = torch.ones(self.capacity, dtype=torch.bool, device=i.device)
-            valid[p:] = False
-            out = (
-                torch.cat([i, i.new_zeros(extra)]),
-                torch.cat([j, j.new_zeros(extra)]),
-                torch.cat([shifts, shifts.new_zeros(extra, 3)]),
-                valid,
-            )
+        if p > self.capacity:
+            cap = math.ceil(max(p, 1) * self.pad_factor)
+            self.capacity = self.pad_multiple * math.ceil(cap / self.pad_multiple)
+        extra = self.capacity - p
+        valid = torch.ones(self.capacity, dtype=torch.bool, device=i.device)
+        valid[p:] = False
+        out = (
+            torch.cat([i, i.new_zeros(extra)]),
+            torch.cat([j, j.new_zeros(extra)]),
+            torch.cat([shifts, shifts.new_zeros(extra, 3)]),
+            valid,
+        )
         self._padded = (nbrs.i, nbrs.j, nbrs.shifts, out)
         return out
 
@@ -270,7 +281,7 @@ class CompiledGHyena(nn.Module):
         idx = model.species_index(batch.species, check=False)
         order = _order_of(batch, model.cfg.ordering) if model.needs_order else idx
         pos, cell = batch.positions, batch.cell.reshape(3, 3)
-        i, j, shifts, valid = self._pad(neighbors)
+        i, j, shifts, valid = self._pad(neighbors, pos, cell)
         filters = self._filters(batch.n_atoms, pos.device, pos.dtype)
         try:
             energy, energies = self._compiled(model, pos, cell, idx, order, i, j, shifts, valid, filters)
@@ -284,4 +295,4 @@ class CompiledGHyena(nn.Module):
         return {"energy": energy, "energies": energies}
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend!r}, pairs={self.pairs!r}, capacity={self.capacity}"
+        return f"backend={self.backend!r}, compact={self.compact}, capacity={self.capacity}"

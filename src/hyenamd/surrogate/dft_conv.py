@@ -101,12 +101,17 @@ def dft_geometric_convs(
     *,
     circular: bool,
     support: int | None = None,
+    real_products: bool | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four convolutions of one system (shapes in the module doc), differentiable by autograd.
 
     ``support`` (linear mode): the filters are taken as zero beyond ±support lags of the centre,
     as in :func:`~hyenamd.surrogate.geometric_conv.geometric_convs_cf`. Computed in float32 at
     least; outputs in the inputs' promoted dtype, as non-contiguous views.
+    ``real_products``: multiply the spectra as (re, im) pairs of real tensors
+    (:func:`_real_products`, the same sums) instead of complex tensors; None: only under
+    ``torch.compile``, whose inductor generates no code for complex ops (eagerly the complex
+    products dispatch fewer ops).
     """
     n, f = q_s.shape
     c = q_m.shape[1]
@@ -124,17 +129,51 @@ def dft_geometric_convs(
     fwd, inv = dft_matrices(n, circular, dt, q_s.device)
     m = fwd.shape[1] // 2
     x = torch.cat([q_s, k_s, q_m, q_v.flatten(1), k_v.flatten(1)], dim=1).to(dt)  # [n, 2F + 7C]
-    spec = torch.view_as_complex((x.T @ fwd).view(-1, m, 2))  # [2F + 7C, m], channel-first
-    ss, ks, sm, sv, kv = torch.split(spec, [f, f, c, 3 * c, 3 * c])
-    sv, kv = sv.view(c, 3, m), kv.view(c, 3, m)
-    prod = torch.cat(
-        [
-            ss * ks,  # scalar ⊛ scalar
-            torch.linalg.cross(sv, kv, dim=1).flatten(0, 1),  # vector ⊛× vector
-            (sm.unsqueeze(1) * kv).flatten(0, 1),  # scalar ⊛ vector
-            (sv * kv).sum(1),  # vector ⊛· vector
-        ]
-    )  # [F + 7C, m]
-    out = (torch.view_as_real(prod).view(-1, 2 * m) @ inv).to(out_dt)  # [F + 7C, n]
+    if real_products is None:
+        real_products = torch.compiler.is_compiling()
+    if real_products:
+        prod = _real_products((x.T @ fwd).view(-1, m, 2), f, c)  # [F + 7C, m, 2]
+    else:
+        spec = torch.view_as_complex((x.T @ fwd).view(-1, m, 2))  # [2F + 7C, m], channel-first
+        ss, ks, sm, sv, kv = torch.split(spec, [f, f, c, 3 * c, 3 * c])
+        sv, kv = sv.view(c, 3, m), kv.view(c, 3, m)
+        prod = torch.view_as_real(
+            torch.cat(
+                [
+                    ss * ks,  # scalar ⊛ scalar
+                    torch.linalg.cross(sv, kv, dim=1).flatten(0, 1),  # vector ⊛× vector
+                    (sm.unsqueeze(1) * kv).flatten(0, 1),  # scalar ⊛ vector
+                    (sv * kv).sum(1),  # vector ⊛· vector
+                ]
+            )
+        )  # [F + 7C, m, 2]
+    out = (prod.reshape(-1, 2 * m) @ inv).to(out_dt)  # [F + 7C, n]
     z_s, cross, z_m, z_d = torch.split(out, [f, 3 * c, 3 * c, c])
     return z_s.T, cross.view(c, 3, n).permute(2, 0, 1), z_m.view(c, 3, n).permute(2, 0, 1), z_d.T
+
+
+def _cmul(a: Tensor, b: Tensor) -> Tensor:
+    """Complex product of (re, im) pairs on the last axis ``[..., 2]``."""
+    ar, ai = a.unbind(-1)
+    br, bi = b.unbind(-1)
+    return torch.stack([ar * br - ai * bi, ar * bi + ai * br], dim=-1)
+
+
+def _real_products(spec: Tensor, f: int, c: int) -> Tensor:
+    """The spectra products of :func:`dft_geometric_convs` on (re, im) pairs: ``[2F + 7C, m, 2]``
+    (rows q_s | k_s | q_m | q_v | k_v) -> ``[F + 7C, m, 2]`` (rows z_s | p | z_m | z_d)."""
+    m = spec.shape[1]
+    ss, ks, sm, sv, kv = torch.split(spec, [f, f, c, 3 * c, 3 * c])
+    sv, kv = sv.view(c, 3, m, 2), kv.view(c, 3, m, 2)
+    (ax, ay, az), (bx, by, bz) = sv.unbind(1), kv.unbind(1)
+    cross = torch.stack(
+        [_cmul(ay, bz) - _cmul(az, by), _cmul(az, bx) - _cmul(ax, bz), _cmul(ax, by) - _cmul(ay, bx)], dim=1
+    )  # [C, 3, m, 2]
+    return torch.cat(
+        [
+            _cmul(ss, ks),  # scalar ⊛ scalar
+            cross.flatten(0, 1),  # vector ⊛× vector
+            _cmul(sm.unsqueeze(1), kv).flatten(0, 1),  # scalar ⊛ vector
+            _cmul(sv, kv).sum(1),  # vector ⊛· vector
+        ]
+    )
