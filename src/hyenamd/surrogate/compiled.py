@@ -136,7 +136,7 @@ def ghyena_energies(
 
 #: inductor options of :class:`CompiledGHyena` unless overridden: scalar (not SIMD-vectorised)
 #: C++ kernels. At 108 atoms a call costs the same either way (the arithmetic is a small part),
-#: while the first compile takes 33 s instead of 79-111 s on 2 busy cores (BENCHMARKS.md)
+#: while the first compile takes 33-49 s instead of 79-111 s on 2 busy cores (BENCHMARKS.md)
 DEFAULT_OPTIONS: dict = {"cpp.vec_isa_ok": False}
 
 
