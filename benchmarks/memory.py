@@ -117,13 +117,14 @@ def run_child(args: argparse.Namespace) -> dict:
 
 def _regime(model, n_atoms: int, n_pairs: int) -> str:
     """Which memory regime the model's ``checkpoint_atoms`` picks for this call (now)."""
-    try:
-        from hyenamd.surrogate.memory_policy import use_lean_memory
-    except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
-        return "lean" if 0 <= model.cfg.checkpoint_atoms <= n_atoms else "fast"
     c = model.cfg
-    lean = use_lean_memory(c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern))
-    return "lean" if lean else "fast"
+    try:
+        from hyenamd.surrogate.memory_policy import memory_regime
+    except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
+        return "lean" if 0 <= c.checkpoint_atoms <= n_atoms else "chunked"
+    return memory_regime(
+        c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern), c.pair_chunk
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -192,14 +193,27 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def fit_alpha(rows: list[dict], mode: str = "ef") -> dict | None:
-    """Least-squares exponent α of CPU time ∝ N^α over the rows of ``mode`` (None below 2 sizes)."""
+    """Least-squares exponent α of CPU time ∝ N^α over the rows of ``mode`` (None below 2 sizes):
+    of the first call, and with ``--calls`` > 1 also of the steady state (``alpha_steady``)."""
     import numpy as np
 
-    pts = sorted((r["n_atoms"], r["cpu_s"]) for r in rows if r["mode"] == mode)
-    if len(pts) < 2:
+    rows = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["n_atoms"])
+    if len(rows) < 2:
         return None
-    n, t = np.log(np.array(pts, dtype=float)).T
-    return {"alpha": float(np.polyfit(n, t, 1)[0]), "sizes": [int(p[0]) for p in pts]}
+    n = np.log([float(r["n_atoms"]) for r in rows])
+    out = {"alpha": float(np.polyfit(n, np.log([r["cpu_s"] for r in rows]), 1)[0])}
+    if all("steady_cpu_us_per_atom" in r for r in rows):
+        steady = [r["steady_cpu_us_per_atom"] * r["n_atoms"] for r in rows]
+        out["alpha_steady"] = float(np.polyfit(n, np.log(steady), 1)[0])
+    return out | {"sizes": [int(r["n_atoms"]) for r in rows]}
+
+
+#: legend names of the result files the figure shows (others: the file name)
+LABELS = {
+    "memory_base": "before #15",
+    "memory_alpha": "lean regime (checkpoint_atoms=20000)",
+    "memory_fast": "auto: fast regime",
+}
 
 
 def plot(*names: str) -> pathlib.Path:
@@ -218,15 +232,23 @@ def plot(*names: str) -> pathlib.Path:
                     [r["n_atoms"] for r in rows],
                     [r["bytes_per_atom"] / 1024 for r in rows],
                     "o-",
-                    label=f"{name}: {'energy+forces' if mode == 'ef' else 'forward'}",
+                    label=f"{LABELS.get(name, name)}: {'energy+forces' if mode == 'ef' else 'forward'}",
                 )
                 fit = fit_alpha(rows, mode)
                 ax_t.plot(
                     [r["n_atoms"] for r in rows],
                     [r["cpu_us_per_atom"] for r in rows],
                     "o-",
-                    label=f"{name}: {mode}" + (f", α = {fit['alpha']:.2f}" if fit else ""),
+                    label=f"{LABELS.get(name, name)}: {mode}, first call"
+                    + (f", α = {fit['alpha']:.2f}" if fit else ""),
                 )
+                if fit and "alpha_steady" in fit:
+                    ax_t.plot(
+                        [r["n_atoms"] for r in rows],
+                        [r["steady_cpu_us_per_atom"] for r in rows],
+                        "s--",
+                        label=f"{LABELS.get(name, name)}: {mode}, later calls, α = {fit['alpha_steady']:.2f}",
+                    )
     for a, goal, ylabel, title in (
         (
             ax,

@@ -1,4 +1,4 @@
-"""The fast/lean memory regime of energy + forces: fixed thresholds, the "auto" rule, the estimate."""
+"""The fast/chunked/lean memory regimes of energy + forces: fixed thresholds, the "auto" rule, the estimate."""
 
 from __future__ import annotations
 
@@ -13,40 +13,46 @@ from hyenamd.surrogate.memory_policy import (
     AUTO_MEMORY_FRACTION,
     AUTO_MIN_ATOMS,
     available_memory,
-    fast_peak_bytes,
-    use_lean_memory,
+    memory_regime,
+    peak_bytes,
 )
 from hyenamd.workflows.demo import liquid_like_system
 
-S = {"n_scalar": 32, "n_vector": 8, "n_blocks": 4}
+S = {"n_scalar": 32, "n_vector": 8, "n_blocks": 4, "pair_chunk": 65536}
+SHAPE = (32, 8, 4, 65536)
 
 
-def test_an_integer_threshold_is_the_old_rule():
-    assert use_lean_memory(100, 100, 700, **S) and not use_lean_memory(100, 99, 700, **S)
-    assert use_lean_memory(0, 1, 0, **S)
-    assert not use_lean_memory(-1, 10**7, 10**8, **S)
+def test_an_integer_threshold_is_the_fixed_rule():
+    assert memory_regime(100, 100, 700, **S) == "lean" and memory_regime(100, 99, 700, **S) == "chunked"
+    assert memory_regime(0, 1, 0, **S) == "lean"
+    assert memory_regime(-1, 10**7, 10**8, **S) == "chunked"
 
 
 def test_auto_is_fast_for_small_batches_whatever_the_memory():
-    assert not use_lean_memory("auto", AUTO_MIN_ATOMS - 1, 10**6, **S, available=1)
+    assert memory_regime("auto", AUTO_MIN_ATOMS - 1, 10**6, **S, available=1) == "fast"
 
 
-def test_auto_goes_lean_exactly_when_the_estimate_exceeds_its_share_of_memory():
+def test_auto_takes_the_fastest_regime_that_fits_its_share_of_memory():
     n, p = 10**6, 7 * 10**6
-    need = fast_peak_bytes(n, p, 32, 8, 4)
-    edge = int(need / AUTO_MEMORY_FRACTION)
-    assert use_lean_memory("auto", n, p, **S, available=edge - 1000)
-    assert not use_lean_memory("auto", n, p, **S, available=edge + 1000)
+    fast, chunked = peak_bytes("fast", n, p, *SHAPE), peak_bytes("chunked", n, p, *SHAPE)
+    assert chunked < fast
+    for need, below, above in ((fast, "chunked", "fast"), (chunked, "lean", "chunked")):
+        edge = int(need / AUTO_MEMORY_FRACTION)
+        assert memory_regime("auto", n, p, **S, available=edge - 1000) == below
+        assert memory_regime("auto", n, p, **S, available=edge + 1000) == above
 
 
-def test_the_estimate_is_linear_in_atoms_and_pairs_and_grows_with_width():
-    a = fast_peak_bytes(10**5, 7 * 10**5, 32, 8, 4)
-    assert fast_peak_bytes(2 * 10**5, 14 * 10**5, 32, 8, 4) == pytest.approx(2 * a)
-    assert fast_peak_bytes(10**5, 35 * 10**5, 32, 8, 4) > a
-    assert fast_peak_bytes(10**5, 7 * 10**5, 64, 16, 4) > a
-    assert fast_peak_bytes(10**5, 7 * 10**5, 32, 8, 8) > a
-    # preset S at argon density, 10⁵ atoms: measured 16.5 kB/atom; the estimate keeps a margin
-    assert 16_500 * 10**5 < a < 2 * 16_500 * 10**5
+def test_the_estimates_are_linear_and_bracket_the_measured_peaks():
+    a = peak_bytes("fast", 10**5, 7 * 10**5, *SHAPE)
+    assert peak_bytes("fast", 2 * 10**5, 14 * 10**5, *SHAPE) == pytest.approx(2 * a)
+    assert peak_bytes("fast", 10**5, 7 * 10**5, 64, 16, 4, 65536) > a
+    assert peak_bytes("fast", 10**5, 7 * 10**5, 32, 8, 8, 65536) > a
+    assert peak_bytes("lean", 10**5, 7 * 10**5, *SHAPE) == 0
+    # preset S, 10⁵ atoms (BENCHMARKS.md): fast 23.1 kB/atom at 7 pairs/atom, 64.1 at 34.5;
+    # chunked 28.3 kB/atom at 34.5 pairs/atom; each estimate above the measurement, < 1.5×
+    for regime, pairs, measured in (("fast", 7.0, 23_100), ("fast", 34.5, 64_100), ("chunked", 34.5, 28_300)):
+        est = peak_bytes(regime, 10**5, int(pairs * 10**5), *SHAPE) / 10**5
+        assert measured < est < 1.5 * measured, (regime, pairs, est)
 
 
 def test_available_memory_is_a_positive_byte_count():
@@ -54,9 +60,9 @@ def test_available_memory_is_a_positive_byte_count():
     assert got is None or got > 0
 
 
-def test_auto_and_fixed_thresholds_give_the_same_forces():
+def test_every_regime_gives_the_same_forces():
     """The regime changes what is kept for the backward pass, never a value (fresh evaluations):
-    auto (fast: chunks kept), 0 (blocks and chunks recomputed), -1 (chunks recomputed)."""
+    auto (fast: chunks kept), 0 (lean: blocks and chunks recomputed), -1 (chunked)."""
     torch.manual_seed(0)
     system = liquid_like_system(200, 0.021, seed=3)
     base = GHyenaConfig(

@@ -1,60 +1,77 @@
-"""Speed or memory: when the G-Hyena model recomputes its blocks in the backward pass.
+"""Speed or memory: what the G-Hyena model keeps for the backward pass of energy + forces.
 
-Energy + forces on a large system can run in two regimes (measured on preset S at argon
-density, 10⁵ atoms, one thread; BENCHMARKS.md, "Fast and lean regimes"):
+Three regimes, from fastest to leanest (measured on preset S, 10⁵ atoms, one thread, the CLI's
+allocator; BENCHMARKS.md, "Fast and lean regimes"):
 
-* **fast**: every block's activations are kept for the backward pass and glibc reuses freed
-  heap memory (the small-system allocator thresholds, :mod:`hyenamd.allocator`): ~17 kB/atom
-  peak, about 3× less CPU time per call than lean;
-* **lean**: per-block activation checkpointing (each block's forward is recomputed in the
+* ``"fast"``: every block's activations and every pair chunk's messages are kept; glibc reuses
+  freed heap memory (the small-system allocator thresholds, :mod:`hyenamd.allocator`).
+  Argon density (7 pairs/atom): 23 kB/atom; water density (34.5 pairs/atom): 64 kB/atom.
+* ``"chunked"``: the same, except that the local blocks' pair chunks are recomputed in the
+  backward pass (only one chunk's per-pair activations alive at a time): ~10 % more time, but
+  the ~1.5 kB per pair of kept messages is gone (water density: 24.5 kB/atom).
+* ``"lean"``: per-block activation checkpointing (each block's forward recomputed in the
   backward pass) and every large tensor its own mapping, returned to the OS when freed:
-  ~6 kB/atom peak, at the price of the recomputation and of page faults on every call.
+  6.1 kB/atom at argon density, at ~3× the fast regime's CPU time (the recomputation and the
+  page faults of fresh mappings on every call).
 
-The results are the same either way (checkpointing and the allocator change no value), so the
+The results are the same in every regime (they change what is kept, never a value), so the
 choice only trades time for memory. ``GHyenaConfig.checkpoint_atoms`` selects it:
 
-* an integer ``n`` (the old behaviour): lean for batches of at least ``n`` atoms, ``-1``: never;
-* ``"auto"`` (the presets' default): fast unless the batch has at least :data:`AUTO_MIN_ATOMS`
-  atoms *and* the fast regime's estimated peak (:func:`fast_peak_bytes`) exceeds
-  :data:`AUTO_MEMORY_FRACTION` of the memory available now (``MemAvailable`` of
-  ``/proc/meminfo``). So a 10⁵-atom run takes the fast path on any machine with a few GB free,
-  and a 10⁶-atom run on a 24 GB machine the lean one.
+* an integer ``n`` (the fixed rule): lean for batches of at least ``n`` atoms, otherwise
+  chunked; ``-1``: never lean;
+* ``"auto"`` (the presets' default): below :data:`AUTO_MIN_ATOMS` atoms fast; above, the fastest
+  regime whose estimated peak (:func:`peak_bytes`) fits in :data:`AUTO_MEMORY_FRACTION` of the
+  memory available now (``MemAvailable`` of ``/proc/meminfo``), lean if none does. So a 10⁵-atom
+  run takes the fast path on any machine with a few GB free, and a 10⁶-atom run on a 24 GB
+  machine the lean one.
 
-Only the batch that records gradients is concerned (forward-only calls never checkpoint).
+Only calls that record gradients are concerned (forward-only calls never checkpoint).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 __all__ = [
     "AUTO_MEMORY_FRACTION",
     "AUTO_MIN_ATOMS",
+    "Regime",
     "available_memory",
-    "fast_peak_bytes",
-    "use_lean_memory",
+    "memory_regime",
+    "peak_bytes",
 ]
 
-#: below this many atoms in one call the fast regime is always taken by "auto"
+Regime = Literal["fast", "chunked", "lean"]
+
+#: below this many atoms in one call "auto" always takes the fast regime
 AUTO_MIN_ATOMS = 20_000
-#: "auto" goes lean when the fast regime's estimated peak exceeds this share of available memory
+#: "auto" takes the fastest regime whose estimated peak is at most this share of available memory
 AUTO_MEMORY_FRACTION = 0.5
-#: fast-regime peak above baseline per atom and scalar-equivalent channel (F + 3C) per four
-#: blocks, bytes, and per pair: preset S at 10⁵ atoms measured 16.5 kB/atom at argon density
-#: (7 pairs/atom) and 24.5 kB/atom at water density (34.5 pairs/atom), i.e. 14.5 kB/atom +
-#: 290 B/pair (BENCHMARKS.md); here with a 1.3× margin
-_BYTES_PER_ATOM_CHANNEL = 340.0
+#: peak above the pre-call RSS, bytes, fitted to preset S at 10⁵ atoms (argon and water density,
+#: BENCHMARKS.md) with a 1.3× margin: per atom and scalar-equivalent channel (F + 3C) per four
+#: blocks (measured 12.7 kB/atom at F + 3C = 56); per pair with every chunk's messages kept
+#: (measured 1.49 kB); per pair with chunks recomputed (neighbour list, pair vectors: ~0.29 kB)
+_BYTES_PER_ATOM_CHANNEL = 300.0
+_BYTES_PER_PAIR_KEPT = 1950.0
 _BYTES_PER_PAIR = 380.0
 
 
-def fast_peak_bytes(n_atoms: int, n_pairs: int, n_scalar: int, n_vector: int, n_blocks: int) -> float:
-    """Estimated peak memory (bytes above the pre-call RSS) of one fast-regime energy + forces call.
+def peak_bytes(
+    regime: Regime, n_atoms: int, n_pairs: int, n_scalar: int, n_vector: int, n_blocks: int, pair_chunk: int
+) -> float:
+    """Estimated peak memory (bytes above the pre-call RSS) of one energy + forces call in ``regime``.
 
     Linear in the atoms (per-atom activations of every block, ``∝ (F + 3C) · blocks``) and the
-    pairs (neighbour list, pair geometry and one chunk's messages).
+    pairs (the list and pair vectors; in the fast regime every chunk's messages, in the chunked
+    one a single chunk's). The lean regime is not estimated (it is the fallback): ``0``.
     """
+    if regime == "lean":
+        return 0.0
     per_atom = _BYTES_PER_ATOM_CHANNEL * (n_scalar + 3 * n_vector) * max(n_blocks, 1) / 4.0
-    return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs
+    if regime == "fast":
+        return per_atom * n_atoms + _BYTES_PER_PAIR_KEPT * n_pairs
+    return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs + _BYTES_PER_PAIR_KEPT * min(pair_chunk, n_pairs)
 
 
 def available_memory() -> int | None:
@@ -75,28 +92,33 @@ def available_memory() -> int | None:
         return None
 
 
-def use_lean_memory(
+def memory_regime(
     checkpoint_atoms: int | str,
     n_atoms: int,
     n_pairs: int,
     n_scalar: int,
     n_vector: int,
     n_blocks: int,
+    pair_chunk: int,
     available: int | None = None,
-) -> bool:
-    """Whether a call on ``n_atoms`` atoms and ``n_pairs`` pairs runs lean (see module doc).
+) -> Regime:
+    """The regime of a call on ``n_atoms`` atoms and ``n_pairs`` pairs (see module doc).
 
     ``checkpoint_atoms``: the config value (an int ``>= -1`` or ``"auto"``); ``available``:
     bytes of memory to plan against (None: :func:`available_memory` is read, only when the
     batch is large enough for it to matter). Unknown available memory counts as plenty.
     """
     if checkpoint_atoms != "auto":
-        return 0 <= int(checkpoint_atoms) <= n_atoms
+        return "lean" if 0 <= int(checkpoint_atoms) <= n_atoms else "chunked"
     if n_atoms < AUTO_MIN_ATOMS:
-        return False
+        return "fast"
     if available is None:
         available = available_memory()
         if available is None:
-            return False
-    need = fast_peak_bytes(n_atoms, n_pairs, n_scalar, n_vector, n_blocks)
-    return need > AUTO_MEMORY_FRACTION * available
+            return "fast"
+    budget = AUTO_MEMORY_FRACTION * available
+    shape = (n_atoms, n_pairs, n_scalar, n_vector, n_blocks, pair_chunk)
+    for regime in ("fast", "chunked"):
+        if peak_bytes(regime, *shape) <= budget:
+            return regime
+    return "lean"

@@ -37,7 +37,7 @@ from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
 from hyenamd.surrogate.local_block import DEFAULT_PAIR_CHUNK, Edges, LocalBlock
-from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS, use_lean_memory
+from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS, memory_regime
 from hyenamd.surrogate.pair_term import PairTerm
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.system import Batch
@@ -73,10 +73,11 @@ class GHyenaConfig:
     convolution: every token sees every token) or "linear" (zero-padded; chain ends do not
     couple); see docs/model.md for the ablation behind the default.
     checkpoint_atoms: when energy + forces trade time for memory (same results either way;
-    :mod:`hyenamd.surrogate.memory_policy`): ``"auto"`` recomputes each block's activations in
-    the backward pass (per-block activation checkpointing, with the large-system allocator
-    under the CLI) only when the batch would not fit comfortably in the memory available;
-    an integer: for batches of at least this many atoms; -1: never.
+    :mod:`hyenamd.surrogate.memory_policy`): ``"auto"`` keeps everything for the backward pass
+    unless the batch would not fit comfortably in the memory available, then recomputes the
+    local blocks' pair chunks, and if that is not enough each block (per-block activation
+    checkpointing, with the large-system allocator under the CLI); an integer: pair chunks
+    always recomputed, blocks for batches of at least this many atoms; -1: blocks never.
     dtype: parameter dtype, "float32" or "float64".  seed: RNG seed of the initial weights.
     ordering: the sequence-order rule of the global blocks, "topology" (chain, residue, atom;
     needs residue labels) or "hilbert" (a frame-independent Hilbert curve); see
@@ -360,10 +361,11 @@ class GHyena(nn.Module):
             keep = torch.nonzero(r < self.cfg.cutoff).squeeze(1)
             if keep.shape[0] < r.shape[0]:
                 pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
-        # lean: per-block checkpointing (and chunk recomputation); fast: both off, except that an
-        # integer checkpoint_atoms keeps its fixed rule for the chunks (memory_policy.py)
-        ckpt = _use_block_checkpointing(self.cfg, batch.n_atoms, int(pi.shape[0]))
-        edges = Edges(pi, pj, vectors, recompute_chunks=ckpt or self.cfg.checkpoint_atoms != "auto")
+        # what the backward pass recomputes (memory_policy.py): lean, blocks and pair chunks;
+        # chunked, the pair chunks; fast, nothing
+        regime = _memory_regime(self.cfg, batch.n_atoms, int(pi.shape[0]))
+        ckpt = regime == "lean"
+        edges = Edges(pi, pj, vectors, recompute_chunks=regime != "fast")
         if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
             # one chunk: r̂ and the enveloped basis once for all local blocks
             edges = edges.with_geometry(self.radial, r)
@@ -424,18 +426,19 @@ def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
             m.prenorm_eps = float(cfg.norm_eps)
 
 
-def _use_block_checkpointing(cfg: GHyenaConfig, n_atoms: int, n_pairs: int) -> bool:
-    """Per-block activation checkpointing: when gradients are recorded and the lean regime is chosen
-    (:func:`hyenamd.surrogate.memory_policy.use_lean_memory`). Under the ``hyenamd`` CLI the
-    allocator follows the same choice (:func:`hyenamd.allocator.adapt_malloc`)."""
+def _memory_regime(cfg: GHyenaConfig, n_atoms: int, n_pairs: int) -> str:
+    """The call's memory regime (:func:`hyenamd.surrogate.memory_policy.memory_regime`); "fast"
+    when no gradient is recorded (nothing is kept for a backward pass then). Under the
+    ``hyenamd`` CLI the allocator follows it (large-system thresholds only when lean,
+    :func:`hyenamd.allocator.adapt_malloc`)."""
     if not torch.is_grad_enabled():
-        return False
-    lean = use_lean_memory(
-        cfg.checkpoint_atoms, n_atoms, n_pairs, cfg.n_scalar, cfg.n_vector, len(cfg.pattern)
+        return "fast"
+    regime = memory_regime(
+        cfg.checkpoint_atoms, n_atoms, n_pairs, cfg.n_scalar, cfg.n_vector, len(cfg.pattern), cfg.pair_chunk
     )
     if n_atoms >= AUTO_MIN_ATOMS:
-        adapt_malloc(n_atoms, large=lean)
-    return lean
+        adapt_malloc(n_atoms, large=regime == "lean")
+    return regime
 
 
 def _order_of(batch: Batch, rule: str) -> Tensor:
