@@ -148,6 +148,22 @@ def test_md_run_with_rebuilds_matches_eager_and_compiles_once():
     assert graphs() <= 2  # forward + backward, no recompile at the rebuilds
 
 
+@pytest.mark.slow
+def test_weights_updated_in_place_are_seen():
+    """The graph reads the parameters (not copies) and the token filters follow the weights' version."""
+    model = tiny_model()
+    pot = CompiledGHyena(model, backend="aot_eager")
+    batch, nb = tiny_batch()
+    before = compute_forces(pot, batch, neighbors=nb)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    out = compute_forces(pot, batch, neighbors=nb)
+    assert not torch.allclose(out["forces"], before["forces"])
+    assert_same(out, compute_forces(model, batch, neighbors=nb), 1e-10)
+    assert pot.n_compiled_calls == 2
+
+
 def test_eager_fallbacks_give_eager_results():
     model = tiny_model()
     pot = CompiledGHyena(model, backend="aot_eager")
