@@ -14,7 +14,7 @@ from hyenamd import Batch
 from hyenamd.engine import LangevinBAOAB, Simulation
 from hyenamd.geometry import batch_neighbor_list
 from hyenamd.surrogate import GHyena, GHyenaConfig, compute_forces
-from hyenamd.surrogate.compiled import CompiledGHyena
+from hyenamd.surrogate.compiled import CompiledGHyena, _options
 from hyenamd.surrogate.ordering import batch_order
 from hyenamd.workflows.demo import liquid_like_system
 
@@ -148,6 +148,22 @@ def test_md_run_with_rebuilds_matches_eager_and_compiles_once():
     assert graphs() <= 2  # forward + backward, no recompile at the rebuilds
 
 
+@pytest.mark.slow
+def test_weights_updated_in_place_are_seen():
+    """The graph reads the parameters (not copies) and the token filters follow the weights' version."""
+    model = tiny_model()
+    pot = CompiledGHyena(model, backend="aot_eager")
+    batch, nb = tiny_batch()
+    before = compute_forces(pot, batch, neighbors=nb)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    out = compute_forces(pot, batch, neighbors=nb)
+    assert not torch.allclose(out["forces"], before["forces"])
+    assert_same(out, compute_forces(model, batch, neighbors=nb), 1e-10)
+    assert pot.n_compiled_calls == 2
+
+
 def test_eager_fallbacks_give_eager_results():
     model = tiny_model()
     pot = CompiledGHyena(model, backend="aot_eager")
@@ -193,15 +209,25 @@ def test_bad_input_is_refused_before_compiling():
     assert graphs() == 0
 
 
+def test_inductor_options_default_to_scalar_kernels_and_can_be_overridden():
+    assert _options("inductor", None, None) == {"cpp.vec_isa_ok": False}
+    assert _options("inductor", None, {"cpp.vec_isa_ok": None, "cpp_wrapper": True}) == {
+        "cpp.vec_isa_ok": None,
+        "cpp_wrapper": True,
+    }
+    assert _options("inductor", "max-autotune", None) is None  # torch.compile takes mode or options
+    assert _options("aot_eager", None, None) is None
+
+
 @pytest.mark.slow
 def test_inductor_float64_equals_eager_and_rebuild_does_not_recompile():
     """The real compiler (C++ kernels): forces at 1e-10 in float64, a new pair count reuses the graphs.
 
-    Two blocks and scalar (not vectorised) C++ kernels keep the compile to ~40 s on 2 busy cores
-    (three blocks with vectorised kernels: ~95 s); the benchmark compiles the default.
+    Two blocks and the default scalar C++ kernels keep the compile to ~40 s on 2 busy cores
+    (three blocks with vectorised kernels: ~95 s).
     """
     model = tiny_model(pattern=("local", "global"))
-    pot = CompiledGHyena(model, pad_factor=1.5, options={"cpp.vec_isa_ok": False})
+    pot = CompiledGHyena(model, pad_factor=1.5)
     batch, nb = tiny_batch()
     out = compute_forces(pot, batch, neighbors=nb)
     assert pot.fallback_reason is None

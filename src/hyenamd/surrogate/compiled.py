@@ -55,12 +55,13 @@ from torch import Tensor, nn
 
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.dft_conv import MAX_TOKENS, dft_geometric_convs, dft_matrices
+from hyenamd.surrogate.forces import _parameters_of
 from hyenamd.surrogate.global_block import _integrate, _split_projections, _token_filter
 from hyenamd.surrogate.local_block import Edges
 from hyenamd.surrogate.model import GHyena, _order_of
 from hyenamd.system import Batch
 
-__all__ = ["CompiledGHyena", "ghyena_energies"]
+__all__ = ["DEFAULT_OPTIONS", "CompiledGHyena", "ghyena_energies"]
 
 
 def _global_block_dft(
@@ -133,6 +134,20 @@ def ghyena_energies(
     return energy, energies
 
 
+#: inductor options of :class:`CompiledGHyena` unless overridden: scalar (not SIMD-vectorised)
+#: C++ kernels. At 108 atoms a call costs the same either way (the arithmetic is a small part),
+#: while the first compile takes 33-49 s instead of 79-111 s on 2 busy cores (BENCHMARKS.md)
+DEFAULT_OPTIONS: dict = {"cpp.vec_isa_ok": False}
+
+
+def _options(backend, mode: str | None, options: dict | None) -> dict | None:
+    """``torch.compile`` options: :data:`DEFAULT_OPTIONS` updated by ``options`` for inductor
+    without a ``mode`` (torch.compile takes one of the two), else ``options`` as given."""
+    if backend != "inductor" or mode is not None:
+        return options
+    return {**DEFAULT_OPTIONS, **(options or {})}
+
+
 def unsupported_reason(model: GHyena) -> str | None:
     """Why ``model`` cannot take the compiled path at all (None: it can)."""
     cfg = model.cfg
@@ -150,7 +165,9 @@ class CompiledGHyena(nn.Module):
     filters are re-read per weights version). backend: ``torch.compile`` backend ("inductor",
     or "aot_eager": the same graphs without code generation). pad_factor, pad_multiple: the
     pair capacity rule; compact: pass only the
-    pairs within range (see the module doc). mode, options: passed to ``torch.compile``.
+    pairs within range (see the module doc). mode, options: passed to ``torch.compile``;
+    ``options`` update :data:`DEFAULT_OPTIONS` (scalar C++ kernels; ``{"cpp.vec_isa_ok": None}``
+    restores inductor's vectorised ones).
     """
 
     def __init__(
@@ -180,7 +197,7 @@ class CompiledGHyena(nn.Module):
             dynamic=False,  # static shapes: a new capacity compiles again, never a dynamic graph
             isolate_recompiles=True,  # this wrapper's own graph cache and recompile limit
             mode=mode,
-            options=options,
+            options=_options(backend, mode, options),
         )
         #: why the last call ran eagerly (None: it ran compiled); a compile failure sticks
         self.fallback_reason: str | None = unsupported_reason(model)
@@ -222,7 +239,7 @@ class CompiledGHyena(nn.Module):
             return f"{batch.n_systems} systems in the batch: one system is compiled"
         if batch.n_atoms > MAX_TOKENS and self.model.needs_order:
             return f"{batch.n_atoms} atoms > MAX_TOKENS = {MAX_TOKENS}: the FFT path is not compiled"
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters()):
+        if torch.is_grad_enabled() and any(p.requires_grad for p in _parameters_of(self.model)):
             return "parameters require gradients (training): the compiled path is for inference"
         return None
 
