@@ -83,3 +83,20 @@ def test_every_regime_gives_the_same_forces():
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError, match="checkpoint_atoms"):
         GHyenaConfig(checkpoint_atoms=bad)
+
+
+@pytest.mark.slow
+def test_a_batch_above_the_auto_threshold_gives_the_same_forces_in_every_regime():
+    """20 000 atoms, several pair chunks: "auto" (which reads the available memory here) agrees
+    with the forced lean and chunked regimes (float64, fresh evaluations)."""
+    system = liquid_like_system(AUTO_MIN_ATOMS, 0.021, seed=5)
+    base = GHyenaConfig(
+        species=(18,), n_scalar=4, n_vector=2, n_rbf=4, dtype="float64", residual_init="default", pair_chunk=40_000
+    )
+    batch = Batch.from_system(system).to(dtype=torch.float64)
+    outs = [
+        compute_forces(GHyena(dataclasses.replace(base, checkpoint_atoms=c)), batch) for c in ("auto", 0, -1)
+    ]
+    assert float(outs[0]["forces"].abs().max()) > 1e-6
+    for other in outs[1:]:
+        torch.testing.assert_close(other["forces"], outs[0]["forces"], rtol=1e-10, atol=1e-12)
