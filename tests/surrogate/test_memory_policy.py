@@ -91,7 +91,13 @@ def test_a_batch_above_the_auto_threshold_gives_the_same_forces_in_every_regime(
     with the forced lean and chunked regimes (float64, fresh evaluations)."""
     system = liquid_like_system(AUTO_MIN_ATOMS, 0.021, seed=5)
     base = GHyenaConfig(
-        species=(18,), n_scalar=4, n_vector=2, n_rbf=4, dtype="float64", residual_init="default", pair_chunk=40_000
+        species=(18,),
+        n_scalar=4,
+        n_vector=2,
+        n_rbf=4,
+        dtype="float64",
+        residual_init="default",
+        pair_chunk=40_000,
     )
     batch = Batch.from_system(system).to(dtype=torch.float64)
     outs = [
