@@ -117,14 +117,11 @@ def run_child(args: argparse.Namespace) -> dict:
 
 def _regime(model, n_atoms: int, n_pairs: int) -> str:
     """Which memory regime the model's ``checkpoint_atoms`` picks for this call (now)."""
-    c = model.cfg
     try:
-        from hyenamd.surrogate.memory_policy import memory_regime
+        from hyenamd.surrogate.memory_policy import config_regime
     except ImportError:  # an older tree (--src): its fixed checkpoint_atoms rule
-        return "lean" if 0 <= c.checkpoint_atoms <= n_atoms else "chunked"
-    return memory_regime(
-        c.checkpoint_atoms, n_atoms, n_pairs, c.n_scalar, c.n_vector, len(c.pattern), c.pair_chunk
-    )
+        return "lean" if 0 <= model.cfg.checkpoint_atoms <= n_atoms else "chunked"
+    return config_regime(model.cfg, n_atoms, n_pairs)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -38,6 +38,7 @@ __all__ = [
     "AUTO_MIN_ATOMS",
     "Regime",
     "available_memory",
+    "config_regime",
     "memory_regime",
     "peak_bytes",
 ]
@@ -122,3 +123,18 @@ def memory_regime(
         if peak_bytes(regime, *shape) <= budget:
             return regime
     return "lean"
+
+
+def config_regime(cfg, n_atoms: int, n_pairs: int, available: int | None = None) -> Regime:
+    """:func:`memory_regime` for a :class:`~hyenamd.surrogate.model.GHyenaConfig` (its
+    ``checkpoint_atoms``, widths, block count and ``pair_chunk``)."""
+    return memory_regime(
+        cfg.checkpoint_atoms,
+        n_atoms,
+        n_pairs,
+        cfg.n_scalar,
+        cfg.n_vector,
+        len(cfg.pattern),
+        cfg.pair_chunk,
+        available,
+    )

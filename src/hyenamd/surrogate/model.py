@@ -37,7 +37,7 @@ from hyenamd.elements import MAX_Z
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
 from hyenamd.surrogate.heads import DynamicsHead, EnergyHead, VectorHead, VelocityEmbedding
 from hyenamd.surrogate.local_block import DEFAULT_PAIR_CHUNK, Edges, LocalBlock
-from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS, memory_regime
+from hyenamd.surrogate.memory_policy import AUTO_MIN_ATOMS, config_regime
 from hyenamd.surrogate.pair_term import PairTerm
 from hyenamd.surrogate.radial import RadialEmbedding
 from hyenamd.system import Batch
@@ -433,9 +433,7 @@ def _memory_regime(cfg: GHyenaConfig, n_atoms: int, n_pairs: int) -> str:
     :func:`hyenamd.allocator.adapt_malloc`)."""
     if not torch.is_grad_enabled():
         return "fast"
-    regime = memory_regime(
-        cfg.checkpoint_atoms, n_atoms, n_pairs, cfg.n_scalar, cfg.n_vector, len(cfg.pattern), cfg.pair_chunk
-    )
+    regime = config_regime(cfg, n_atoms, n_pairs)
     if n_atoms >= AUTO_MIN_ATOMS:
         adapt_malloc(n_atoms, large=regime == "lean")
     return regime
