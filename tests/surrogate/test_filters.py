@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens, positional_embedding
+from hyenamd.surrogate.filters import (
+    ImplicitFilter,
+    exponential_modulation,
+    filter_on_tokens,
+    positional_embedding,
+)
 
 DT = torch.float64
 
@@ -71,3 +76,21 @@ def test_embedding_shape_and_bad_windows():
         ImplicitFilter(2, w_min=10.0, w_init=5.0)
     with pytest.raises(ValueError, match="w_cap"):
         ImplicitFilter(2, w_init=100.0, w_cap=50.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_modulation_is_exp_down_to_1e_38(dtype):
+    """The window is plain ``exp`` (values and gradient) wherever it exceeds exp(-87) ≈ 1.6e-38; exactly 0 below."""
+    lags = torch.arange(-9000, 9001, dtype=dtype)
+    rates = torch.tensor([0.5, 0.05, 1.0 / 2048], dtype=dtype, requires_grad=True)
+    h = torch.ones(lags.shape[0], 3, dtype=dtype)
+    got = exponential_modulation(h, lags, rates)
+    x = -lags.abs().unsqueeze(-1) * rates.detach()
+    plain = torch.exp(x)
+    kept = x >= -87.0
+    assert (~kept).any() and torch.all(got.detach()[~kept] == 0)
+    assert torch.equal(got.detach()[kept], plain[kept])
+    assert float((got.detach() - plain).abs().max()) <= math.exp(-87.0)
+    (g,) = torch.autograd.grad(got.sum(), rates)
+    expect = (-lags.abs().unsqueeze(-1) * plain * kept).sum(0)
+    torch.testing.assert_close(g, expect, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)
