@@ -54,9 +54,9 @@ import torch
 from torch import Tensor, nn
 
 from hyenamd.geometry import Neighbors, batch_neighbor_list, edge_vectors
-from hyenamd.surrogate.dft_conv import MAX_TOKENS, dft_geometric_convs, dft_matrices
+from hyenamd.surrogate.dft_conv import MAX_TOKENS, dft_matrices
 from hyenamd.surrogate.forces import _parameters_of
-from hyenamd.surrogate.global_block import _integrate, _split_projections, _token_filter
+from hyenamd.surrogate.global_block import _split_projections, _token_filter, block_tail, dft_convs
 from hyenamd.surrogate.local_block import Edges
 from hyenamd.surrogate.model import GHyena, _order_of
 from hyenamd.system import Batch
@@ -71,19 +71,7 @@ def _global_block_dft(
     token filter given (``h_s`` ``[n, F]``, ``h_v`` ``[n, C, 1]``): the DFT-matrix path, no caches."""
     s_t, v_t = s[order], v[order]
     p = _split_projections(block, s_t, v_t)
-    circular = block.conv == "circular"
-    convs = dft_geometric_convs(
-        p["q_s"],
-        h_s * p["k_s"],
-        p["q_m"],
-        p["q_v"],
-        h_v * p["k_v"],
-        circular=circular,
-        support=None if circular else block.filter.k_max,
-    )
-    ds, dv = _integrate(block, p, *convs)
-    s_o, v_o = block.mlp(s_t + ds, v_t + dv)
-    return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
+    return block_tail(block, s_t, v_t, p, dft_convs(block, p, h_s, h_v), order)
 
 
 def ghyena_energies(

@@ -159,7 +159,12 @@ def _token_filter(
 def _small_convs(block: GlobalBlock, p: dict[str, Tensor], n: int) -> tuple[Tensor, ...]:
     """The four convolutions of one unpadded system of ``n`` tokens by DFT matrices
     (:mod:`hyenamd.surrogate.dft_conv`); same maths as the FFT path of :func:`global_block_forward`."""
-    h_s, h_v = _token_filter(block, n, p["q_s"].device, p["q_s"].dtype)
+    return dft_convs(block, p, *_token_filter(block, n, p["q_s"].device, p["q_s"].dtype))
+
+
+def dft_convs(block: GlobalBlock, p: dict[str, Tensor], h_s: Tensor, h_v: Tensor) -> tuple[Tensor, ...]:
+    """:func:`_small_convs` with the token filter given (``h_s`` ``[n, F]``, ``h_v`` ``[n, C, 1]``;
+    the compiled path passes it in, :mod:`hyenamd.surrogate.compiled`)."""
     circular = block.conv == "circular"
     return dft_geometric_convs(
         p["q_s"],
@@ -218,6 +223,20 @@ def global_block_forward(
         convs = _small_convs(block, p, s.shape[0])  # one small system: DFT matrices
     else:
         convs = _fft_convs(block, p, ptr)
+    return block_tail(block, s_t, v_t, p, convs, order)
+
+
+def block_tail(
+    block: GlobalBlock,
+    s_t: Tensor,
+    v_t: Tensor,
+    p: dict[str, Tensor],
+    convs: tuple[Tensor, ...],
+    order: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Everything after the convolutions (per token): value integration, gates, residual, gated
+    MLP, and the permutation back to atom order. ``s_t`` ``[N, F]``, ``v_t`` ``[N, C, 3]``: the
+    block's inputs in token order; ``p``: :func:`_split_projections` of them."""
     ds, dv = _integrate(block, p, *convs)
     s_o, v_o = block.mlp(s_t + ds, v_t + dv)
     return torch.empty_like(s_o).index_put((order,), s_o), torch.empty_like(v_o).index_put((order,), v_o)
