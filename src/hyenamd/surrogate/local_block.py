@@ -38,7 +38,7 @@ The pairs are processed in chunks of ``pair_chunk`` (default 2¹⁶: a chunk's p
 ≤ 12.6 MB at F + 2C = 48, stay below glibc's 32 MiB mmap threshold, so they reuse heap memory
 instead of being faulted in afresh: at 2¹⁸ that cost 7–12 µs/atom of kernel time at 10⁵ atoms);
 when gradients are recorded, there is more than one chunk and ``Edges.recompute_chunks`` is set
-(the lean memory regime), each chunk runs under activation checkpointing (recomputed in the
+(the chunked and lean memory regimes), each chunk runs under activation checkpointing (recomputed in the
 backward pass, double backward included), so only the pair vectors and indices stay in memory
 between the forward and backward passes. Results do not depend on the chunk size beyond
 floating-point summation order.
