@@ -8,7 +8,7 @@ allocator; BENCHMARKS.md, "Fast and lean regimes"):
   Argon density (7 pairs/atom): 23 kB/atom; water density (34.5 pairs/atom): 64 kB/atom.
 * ``"chunked"``: the same, except that the local blocks' pair chunks are recomputed in the
   backward pass (only one chunk's per-pair activations alive at a time): ~10 % more time, but
-  the ~1.5 kB per pair of kept messages is gone (water density: 24.5 kB/atom).
+  the ~1.5 kB per pair of kept messages is gone (argon density: 16.1 kB/atom; water density: 28.3 kB/atom).
 * ``"lean"``: per-block activation checkpointing (each block's forward recomputed in the
   backward pass) and every large tensor its own mapping, returned to the OS when freed:
   6.1 kB/atom at argon density, at ~3× the fast regime's CPU time (the recomputation and the
