@@ -45,9 +45,11 @@ def compute_forces(
     ``create_graph=True`` keeps the graph of the forces (for training on forces).
     The batch itself is not modified; gradients are taken through detached copies.
     Under the ``hyenamd`` CLI the allocator thresholds follow the batch size
-    (:func:`hyenamd.allocator.adapt_malloc`; a no-op otherwise).
+    (:func:`hyenamd.allocator.adapt_malloc`; a no-op otherwise), unless the model sets them
+    itself (``adapts_malloc``: the G-Hyena model, from its memory regime).
     """
-    adapt_malloc(batch.n_atoms)
+    if not getattr(model, "adapts_malloc", False):
+        adapt_malloc(batch.n_atoms)
     pos = batch.positions.detach().requires_grad_(True)
     cell = batch.cell.detach()
     inputs = [pos]

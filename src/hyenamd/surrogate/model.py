@@ -218,6 +218,9 @@ class GHyena(nn.Module):
     #: Pairs beyond the cutoff contribute exact zeros (the envelope is 0 there), so a superset
     #: neighbour list (a Verlet list with its skin) gives bit-identical results.
     needs_exact_neighbors = False
+    #: the forward pass sets the allocator thresholds itself, from its memory regime
+    #: (:func:`_memory_regime`); :func:`~hyenamd.surrogate.forces.compute_forces` leaves them alone
+    adapts_malloc = True
 
     def __init__(self, cfg: GHyenaConfig = GHyenaConfig()) -> None:
         super().__init__()
