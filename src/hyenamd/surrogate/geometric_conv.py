@@ -280,10 +280,10 @@ def _fast_forward(ss, ks, sm, sv, kv, plan: ConvPlan, chunk: int, keep: bool):
     c = sm.shape[1]
     cv = max(1, chunk // 4)
     zs, zc, zm, zd = (
-        ss.new_empty(ss.shape),
-        sv.new_empty(sv.shape),
-        sv.new_empty(sv.shape),
-        sm.new_empty(sm.shape),
+        torch.empty_like(ss),  # the inputs' layout (channel-first rows stay contiguous)
+        torch.empty_like(sv),
+        torch.empty_like(sv),
+        torch.empty_like(sm),
     )
     rows = max(2 * min(chunk, f), 7 * min(cv, c))
     buf = _Buffers(rows, rows, b, length, plan.nfft, ss.dtype, ss.device)
@@ -324,8 +324,8 @@ def _fast_backward(gs, gc, gm, gd, ss, ks, sm, sv, kv, plan: ConvPlan, chunk: in
     b, f, length = ss.shape
     c = sm.shape[1]
     cv = max(1, chunk // 4)
-    dss, dks, dsm = ss.new_empty(ss.shape), ks.new_empty(ks.shape), sm.new_empty(sm.shape)
-    dsv, dkv = sv.new_empty(sv.shape), kv.new_empty(kv.shape)
+    dss, dks, dsm = torch.empty_like(ss), torch.empty_like(ks), torch.empty_like(sm)
+    dsv, dkv = torch.empty_like(sv), torch.empty_like(kv)
     recompute = specs is None
     rows = max(3 * min(chunk, f), 14 * min(cv, c)) if recompute else max(min(chunk, f), 7 * min(cv, c))
     buf = _Buffers(rows, max(2 * min(chunk, f), 7 * min(cv, c)), b, length, plan.nfft, ss.dtype, ss.device)

@@ -39,9 +39,22 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from hyenamd.surrogate.channel_first import (
+    cross_cf,
+    from_channel_first,
+    gated_mlp_cf,
+    inverse_permutation,
+    linear_cf,
+    pad_channel_first,
+    to_channel_first,
+    unpad_channel_first,
+    vector_linear_cf,
+    vector_norm_cf,
+    vector_rms_norm_cf,
+)
 from hyenamd.surrogate.dft_conv import dft_geometric_convs, use_dft
 from hyenamd.surrogate.equivariant import NORM_EPS_INIT, GatedEquivariantMLP, SmoothNorm, VectorLinear
-from hyenamd.surrogate.fftconv import lengths_from_ptr, pad_tokens, unpad_tokens
+from hyenamd.surrogate.fftconv import lengths_from_ptr
 from hyenamd.surrogate.filters import ImplicitFilter, filter_on_tokens
 from hyenamd.surrogate.geometric_conv import geometric_convs_cf
 
@@ -177,33 +190,62 @@ def dft_convs(block: GlobalBlock, p: dict[str, Tensor], h_s: Tensor, h_v: Tensor
     )
 
 
-def _fft_convs(block: GlobalBlock, p: dict[str, Tensor], ptr: Tensor) -> tuple[Tensor, ...]:
-    """The four convolutions of any batch on the padded ``[B, L]`` layout by the FFT kernels of
-    :mod:`hyenamd.surrogate.geometric_conv`; returned per token, as :func:`_small_convs` does."""
-    f = block.n_scalar
-    lengths = lengths_from_ptr(ptr)
-    q_s = pad_tokens(p["q_s"], ptr)
-    length = q_s.shape[1]
+def _filter_channel_first(block: GlobalBlock, ptr: Tensor, length: int, device, dtype) -> Tensor:
+    """The normalised filter on the padded tokens, channel-first ``[F + C, B, L]`` (cached as
+    :func:`_filter_values` is, per batch layout)."""
+
+    def make() -> Tensor:
+        lo, hi = block.filter.lag_range(length)
+        h = filter_on_tokens(_filter_values(block, lo, hi, device, dtype), lo, lengths_from_ptr(ptr), length)
+        return h.permute(2, 0, 1).contiguous()
+
+    layout = (length,) if ptr.numel() == 2 else tuple(ptr.tolist())
+    return _weights_cached(block, ("channel_first", layout, str(device), dtype), make)
+
+
+def _fft_block_forward(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor):
+    """The block on the FFT kernels, channel-first (:mod:`hyenamd.surrogate.channel_first`):
+    vectors ``[C, 3, N]`` from entry to exit, scalars in token rows ``[N, F]``, the convolutions'
+    inputs and outputs ``[F, N]`` / ``[C, 3, N]`` (``[.., B, L]`` padded for several systems).
+    Same maths as :func:`_split_projections`, :func:`_integrate` and :func:`block_tail`."""
+    f, c = block.n_scalar, block.n_vector
+    length = int(lengths_from_ptr(ptr).max())
+    s_t = s.index_select(0, order)  # [N, F] tokens
+    v_c = to_channel_first(v, order)  # [C, 3, N] tokens
+    sn = block.norm_s(s_t)
+    q_s, k_s, u_s, q_m = torch.split(linear_cf(sn, block.proj_s.weight, block.proj_s.bias), [f, f, f, c])
+    v_hat = vector_rms_norm_cf(v_c, block.prenorm_eps, block.prenorm_gain)
+    q_v, k_v, u_v = torch.split(vector_linear_cf(v_hat, block.proj_v.weight), [c, c, c])
     # keys become data-controlled filters, modulated by the implicit positional filter
-    lo, hi = block.filter.lag_range(length)
-    h = filter_on_tokens(
-        _filter_values(block, lo, hi, q_s.device, q_s.dtype), lo, lengths, length
-    )  # [B, L, F + C]
-    kap_s = h[..., :f] * pad_tokens(p["k_s"], ptr)
-    kap_v = h[..., f:].unsqueeze(-1) * pad_tokens(p["k_v"], ptr)
+    h = _filter_channel_first(block, ptr, length, s.device, s.dtype)  # [F + C, B, L]
+
+    def conv_in(x: Tensor, filt: Tensor | None = None) -> Tensor:  # [.., N] -> the kernels' [B, .., L]
+        x = pad_channel_first(x, ptr, length)
+        return (x if filt is None else filt * x).movedim(-2, 0)
+
     circular = block.conv == "circular"
-    z_s, cross, z_m, z_d = geometric_convs_cf(
-        q_s.transpose(1, 2),
-        kap_s.transpose(1, 2),
-        pad_tokens(p["q_m"], ptr).transpose(1, 2),
-        pad_tokens(p["q_v"], ptr).permute(0, 2, 3, 1),
-        kap_v.permute(0, 2, 3, 1),
-        lengths,
+    convs = geometric_convs_cf(
+        conv_in(q_s),
+        conv_in(k_s, h[:f]),
+        conv_in(q_m),
+        conv_in(q_v),
+        conv_in(k_v, h[f:].unsqueeze(1)),
+        lengths_from_ptr(ptr),
         circular=circular,
         support=None if circular else block.filter.k_max,
     )
-    convs = (z_s.transpose(1, 2), cross.permute(0, 3, 1, 2), z_m.permute(0, 3, 1, 2), z_d.transpose(1, 2))
-    return tuple(unpad_tokens(z, ptr) for z in convs)
+    z_s, cross, z_m, z_d = (unpad_channel_first(z.movedim(0, -2), ptr) for z in convs)
+    # value integration: true scalars a [F + 3C, N], true vectors w [3C, 3, N]
+    a = torch.cat([u_s * z_s, z_d, vector_norm_cf(cross, block.pnorm.eps()), (z_m * u_v).sum(1)])
+    w = torch.cat([cross_cf(cross, u_v), z_m, z_d.unsqueeze(1) * u_v])
+    gw, gb = block.gate.weight, block.gate.bias
+    g_s = torch.sigmoid(torch.addmm(gb[:f], sn, gw[:f].T))  # [N, F]
+    g_v = torch.sigmoid(linear_cf(sn, gw[f:], gb[f:]))  # [C, N]
+    s1 = torch.addcmul(s_t, g_s, torch.addmm(block.out_s.bias, a.T, block.out_s.weight.T))
+    v1 = torch.addcmul(v_c, g_v.unsqueeze(1), vector_linear_cf(w, block.out_v.weight))
+    s2, v2 = gated_mlp_cf(block.mlp, s1, v1)
+    inv = inverse_permutation(order)
+    return s2.index_select(0, inv), from_channel_first(v2, inv)
 
 
 def global_block_forward(
@@ -211,19 +253,17 @@ def global_block_forward(
 ) -> tuple[Tensor, Tensor]:
     """The fast (FFT) forward pass of :class:`GlobalBlock`; see the module docstring for the maths.
 
-    Atoms are permuted into canonical order once on the way in and back once on the way out;
-    every per-atom step runs on tokens, so only the convolutions see the padded ``[B, L]`` layout.
-    One system of at most :data:`hyenamd.surrogate.dft_conv.MAX_TOKENS` tokens takes the
-    DFT-matrix convolutions instead of the FFT kernels (same maths, fewer ops; not under
-    ``torch.func`` transforms, whose committee path keeps the FFT kernels' vmap rule).
+    Atoms are permuted into canonical order once on the way in and back once on the way out.
+    The FFT kernels run channel-first (:func:`_fft_block_forward`). One system of at most
+    :data:`hyenamd.surrogate.dft_conv.MAX_TOKENS` tokens takes the DFT-matrix convolutions in
+    token layout instead (same maths, fewer ops; not under ``torch.func`` transforms, whose
+    committee path keeps the FFT kernels' vmap rule).
     """
-    s_t, v_t = s[order], v[order]  # tokens, system by system
+    if not use_dft(ptr.shape[0] - 1, s.shape[0]) or torch._C._functorch.is_functorch_wrapped_tensor(s):
+        return _fft_block_forward(block, s, v, order, ptr)
+    s_t, v_t = s[order], v[order]  # tokens
     p = _split_projections(block, s_t, v_t)
-    if use_dft(ptr.shape[0] - 1, s.shape[0]) and not torch._C._functorch.is_functorch_wrapped_tensor(s):
-        convs = _small_convs(block, p, s.shape[0])  # one small system: DFT matrices
-    else:
-        convs = _fft_convs(block, p, ptr)
-    return block_tail(block, s_t, v_t, p, convs, order)
+    return block_tail(block, s_t, v_t, p, _small_convs(block, p, s.shape[0]), order)  # DFT matrices
 
 
 def block_tail(
