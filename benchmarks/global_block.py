@@ -10,6 +10,10 @@ call minus ``ru_maxrss`` before it: the high-water mark of resident memory the c
 tensors are returned to the OS when freed, so this is the call's real footprint). The forward
 is measured first (no grad), then forward+backward (whose peak contains the forward's).
 ``--quick`` runs everything in one process instead (seconds; its memory numbers are rough).
+``--cli-allocator``: each child first sets glibc's thresholds as the ``hyenamd`` CLI does
+(:func:`hyenamd.allocator.tune_malloc`, then the size rule of
+:func:`hyenamd.allocator.adapt_malloc`), for every block alike; default: glibc's own dynamic
+thresholds, as in a bare Python process.
 
 Time: the minimum over repeats of the wall-clock time and, separately, of the process CPU
 time (one torch thread by default: the 2 cores are shared with other jobs, and CPU time is what
@@ -48,8 +52,15 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed: int = 0) -> dict:
+def measure(
+    mode: str, n: int, f: int, c: int, threads: int, budget: float, seed: int = 0, cli_allocator: bool = False
+) -> dict:
     """Time and peak memory of one block at size n (call in a fresh process for clean memory)."""
+    if cli_allocator:
+        from hyenamd.allocator import adapt_malloc, tune_malloc
+
+        tune_malloc()
+        adapt_malloc(n)
     import torch
 
     from hyenamd.surrogate.baselines import EquivariantAttentionBlock
@@ -86,6 +97,7 @@ def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed
     blk.zero_grad(set_to_none=True)
 
     out = {"mode": mode, "n_atoms": n, "n_scalar": f, "n_vector": c, "threads": threads}
+    out["malloc"] = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
     base = _rss_mb()
     t0 = time.perf_counter()
     fwd()
@@ -112,6 +124,7 @@ def measure(mode: str, n: int, f: int, c: int, threads: int, budget: float, seed
 def _child(args: argparse.Namespace, mode: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, str(n), "--f", str(args.f), "--c", str(args.c)]
     cmd += ["--threads", str(args.threads), "--budget", str(args.budget)]
+    cmd += ["--cli-allocator"] if getattr(args, "cli_allocator", False) else []
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
@@ -156,7 +169,15 @@ def run(args: argparse.Namespace) -> dict:
                 }
                 continue
         r = (
-            measure(mode, n, args.f, args.c, args.threads, args.budget)
+            measure(
+                mode,
+                n,
+                args.f,
+                args.c,
+                args.threads,
+                args.budget,
+                cli_allocator=getattr(args, "cli_allocator", False),
+            )
             if args.quick
             else _child(args, mode, n)
         )
@@ -183,6 +204,9 @@ def run(args: argparse.Namespace) -> dict:
             "threads": args.threads,
             "attention_heads": 1,
             "attention_chunk": 512,
+            "allocator": "hyenamd CLI (tune_malloc + adapt_malloc size rule)"
+            if getattr(args, "cli_allocator", False)
+            else "glibc default",
             "memory_method": "in-process ru_maxrss delta (rough)"
             if args.quick
             else "ru_maxrss delta in a fresh subprocess per (block, N)",
@@ -299,11 +323,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--replot", type=Path, default=None, help="only redraw the figure and table from this JSON"
     )
+    p.add_argument(
+        "--cli-allocator",
+        action="store_true",
+        help="glibc thresholds as the hyenamd CLI sets them, every block",
+    )
     p.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(
-            json.dumps(measure(args.child[0], int(args.child[1]), args.f, args.c, args.threads, args.budget))
+            json.dumps(
+                measure(
+                    args.child[0],
+                    int(args.child[1]),
+                    args.f,
+                    args.c,
+                    args.threads,
+                    args.budget,
+                    cli_allocator=args.cli_allocator,
+                )
+            )
         )
         return 0
     if args.replot is not None:
