@@ -31,7 +31,8 @@ class RolloutConfig:
     ``initial`` when that store does not exist (for demos); ``"none"``: it must exist.
     model / integrator / guard / committee: as in :class:`~hyenamd.cluster.RolloutSpec`
     (``committee``: checkpoints whose force spread the guard watches; ``guard`` then also takes
-    ``max_force_std`` and ``action``). num_gpus: GPUs per rollout actor (fractions pack several
+    ``max_force_std`` and ``action``; a checkpoint ``model`` takes ``compile: true`` or a
+    backend name for the compiled small-system path, ``--set model.compile=true``). num_gpus: GPUs per rollout actor (fractions pack several
     on one GPU); address: a Ray cluster to join.
     """
 

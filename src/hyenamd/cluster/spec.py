@@ -10,7 +10,10 @@ YAML configs unchanged (``to_json``/``from_json`` round-trip exactly). A spec na
   loaded with :func:`hyenamd.surrogate.load_model`, never unpickled) or a named classical
   potential of :mod:`hyenamd.engine.potentials` with its parameters:
   ``{"kind": "lennard_jones", "sigma": 3.405, ...}``, ``{"kind": "zero"}`` (names, never
-  import paths), or ``{"kind": "committee"}``: the mean of the spec's ``committee``;
+  import paths), or ``{"kind": "committee"}``: the mean of the spec's ``committee``; a
+  checkpoint model may add ``"compile": true`` (or a ``torch.compile`` backend name, e.g.
+  ``"aot_eager"``): the opt-in compiled small-system path
+  (:mod:`hyenamd.engine.compile_switch`; ``false``, the default, is dropped from the spec);
 * ``integrator``: ``{"kind": "velocity_verlet" | "langevin_baoab", "dt_fs": ..., ...}`` with
   the keyword arguments of :class:`~hyenamd.engine.VelocityVerlet` /
   :class:`~hyenamd.engine.LangevinBAOAB`;
@@ -57,6 +60,8 @@ INTEGRATOR_KINDS = ("velocity_verlet", "langevin_baoab")
 STATUSES = ("pending", "running", "completed", "failed")
 STOP_REASONS = (None, "uncertainty", "blow_up", "error")
 _DTYPES = ("float32", "float64")
+#: the keys of a checkpoint model
+CHECKPOINT_KEYS = ("kind", "path", "compile")
 #: guard keys every rollout takes (BlowUpGuard) and those a committee adds (UncertaintyGuard)
 GUARD_KEYS = ("max_temperature_k", "max_force", "check_every")
 COMMITTEE_GUARD_KEYS = ("max_force_std", "action")
@@ -114,6 +119,7 @@ class RolloutSpec:
             )
         if self.model["kind"] == "checkpoint" and not isinstance(self.model.get("path"), str):
             raise SpecError(f"{self.name}: a checkpoint model needs 'path' (a .safetensors file)")
+        self._check_compile()
         if not isinstance(self.integrator, dict) or self.integrator.get("kind") not in INTEGRATOR_KINDS:
             raise SpecError(
                 f"{self.name}: integrator must be a dict with 'kind' in {INTEGRATOR_KINDS}, got {self.integrator!r}"
@@ -140,6 +146,35 @@ class RolloutSpec:
                 f"{self.name}: dtype must be one of {_DTYPES} (or a torch dtype), got {self.dtype!r}"
             )
         object.__setattr__(self, "dtype", name)
+
+    def _check_compile(self) -> None:
+        """A checkpoint model's keys and its ``compile`` value (checked, no compiling); an
+        explicit ``compile: false`` is dropped, so the spec equals one that never named it."""
+        model = self.model
+        if "compile" in model and model["kind"] != "checkpoint":
+            raise SpecError(
+                f"{self.name}: 'compile' applies to a G-Hyena checkpoint model (kind 'checkpoint'), "
+                f"not to kind {model['kind']!r}"
+            )
+        if model["kind"] != "checkpoint":
+            return
+        unknown = sorted(set(model) - set(CHECKPOINT_KEYS))
+        if unknown:
+            raise SpecError(
+                f"{self.name}: unknown checkpoint model keys {unknown}; valid keys: {list(CHECKPOINT_KEYS)}"
+            )
+        if "compile" not in model:
+            return
+        from hyenamd.engine.compile_switch import compile_backend
+
+        if callable(model["compile"]):
+            raise SpecError(f"{self.name}: model compile must be true, false or a backend name (JSON)")
+        try:
+            on = compile_backend(model["compile"], what="model compile") is not None
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{self.name}: {e}") from e
+        if not on:
+            object.__setattr__(self, "model", {k: v for k, v in model.items() if k != "compile"})
 
     def _check_committee_fields(self) -> None:
         """``committee`` (a list of >= 2 paths) and the ``guard`` keys it allows (no file access)."""

@@ -111,7 +111,9 @@ def build_model(
     """The potential named by a spec's ``model`` dict.
 
     ``checkpoint``: :func:`hyenamd.surrogate.load_model` of ``model["path"]``, or of ``weights``
-    (the bytes of that ``.safetensors`` file, as the Ray layer ships them) when given.
+    (the bytes of that ``.safetensors`` file, as the Ray layer ships them) when given; with
+    ``model["compile"]`` wrapped in :class:`~hyenamd.surrogate.compiled.CompiledGHyena`
+    (:func:`hyenamd.engine.compile_switch.compiled_potential`; it compiles on its first call).
     ``lennard_jones``: :class:`~hyenamd.engine.potentials.LennardJones` with the other keys as
     keyword arguments; ``zero``: :class:`~hyenamd.engine.potentials.ZeroPotential`.
     """
@@ -122,14 +124,22 @@ def build_model(
             "model kind 'committee' is the spec's committee: build it with build_committee(paths)"
         )
     if kind == "checkpoint":
+        from hyenamd.engine.compile_switch import compile_backend, compiled_potential
         from hyenamd.surrogate import load_model
 
+        compile = params.get("compile", False)
+        try:
+            compile_backend(compile, what="model compile")  # before the file is read
+        except (TypeError, ValueError) as e:
+            raise SpecError(str(e)) from e
         if weights is None:
-            return load_model(params["path"], device=device, dtype=dtype)
-        with tempfile.TemporaryDirectory(prefix="hyenamd-model-") as tmp:
-            path = pathlib.Path(tmp) / "model.safetensors"
-            path.write_bytes(weights)
-            return load_model(path, device=device, dtype=dtype)
+            model = load_model(params["path"], device=device, dtype=dtype)
+        else:
+            with tempfile.TemporaryDirectory(prefix="hyenamd-model-") as tmp:
+                path = pathlib.Path(tmp) / "model.safetensors"
+                path.write_bytes(weights)
+                model = load_model(path, device=device, dtype=dtype)
+        return compiled_potential(model, compile, what="model compile")  # a checkpoint is a G-Hyena
     from hyenamd.engine.potentials import LennardJones, ZeroPotential
 
     if kind == "lennard_jones":

@@ -52,6 +52,10 @@ class ModelRunner:
 
     model: a potential; device/dtype: where to run (default: the model's own; otherwise a
     converted copy is made once, the caller's model is left untouched). skin: Verlet skin, Å. labels: topology labels (for the topology order).
+    compile: off (False, the default), True (inductor) or a ``torch.compile`` backend name: the
+    model is evaluated through :class:`~hyenamd.surrogate.compiled.CompiledGHyena`
+    (:mod:`hyenamd.engine.compile_switch`); :attr:`potential` is what is evaluated, :attr:`model`
+    stays the G-Hyena itself (species, order rule, velocity inputs, descriptors).
     """
 
     def __init__(
@@ -62,9 +66,13 @@ class ModelRunner:
         dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
         order_samples: int = 1,
+        compile=False,
     ) -> None:
+        from hyenamd.engine.compile_switch import check_compilable, compiled_potential
+
         if int(order_samples) < 1:
             raise ValueError(f"order_samples must be >= 1, got {order_samples}")
+        check_compilable(model, compile)  # a bad value or potential: refused before the model is copied
         m_dtype, m_device = _model_dtype_device(model)
         self.dtype = resolve_dtype(dtype) or m_dtype
         self.device = torch.device(device) if device is not None else m_device
@@ -72,6 +80,8 @@ class ModelRunner:
             # a converted copy: nn.Module.to works in place and the caller's model stays as it was
             model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
         self.model = model.eval() if hasattr(model, "eval") else model
+        #: what :meth:`evaluate` runs: the model, or its compiled wrapper (``compile``)
+        self.potential = compiled_potential(self.model, compile)
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
         self.order_samples = int(order_samples)
@@ -182,7 +192,7 @@ class ModelRunner:
         """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) of a prepared batch, as numpy."""
         from hyenamd.surrogate.forces import compute_forces
 
-        out = compute_forces(self.model, batch, stress=stress, neighbors=nbrs)
+        out = compute_forces(self.potential, batch, stress=stress, neighbors=nbrs)
         res: dict[str, np.ndarray | float] = {
             "energy": float(out["energy"][0]),
             "energies": out["energies"].detach().cpu().double().numpy(),

@@ -92,6 +92,10 @@ class ValidateConfig:
     reference spread are judged against ``spread × spread_factor`` (or ``spread /
     spread_factor`` for correlations) instead of the fixed thresholds; None = only shown.
     device: where the model runs.  progress: show progress bars.
+    compile: run the model (``--model``) through the compiled small-system path: false (default),
+    true (inductor) or a ``torch.compile`` backend name (:mod:`hyenamd.engine.compile_switch`;
+    each accuracy frame is one system of the reference's size, so one graph serves them all;
+    the first call compiles for 30-50 s, so it pays only for many frames).
     """
 
     stride: int = 1
@@ -120,6 +124,7 @@ class ValidateConfig:
     spread_factor: float | None = None
     device: str = "cpu"
     progress: bool = True
+    compile: bool | str = False
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def __post_init__(self) -> None:
@@ -154,5 +159,12 @@ class ValidateConfig:
             problems.append(f"temperature_k must be positive or null, got {self.temperature_k}")
         if self.spread_factor is not None and self.spread_factor <= 0:
             problems.append(f"spread_factor must be positive or null, got {self.spread_factor}")
+        if not isinstance(self.compile, bool):
+            from hyenamd.engine.compile_switch import compile_backend
+
+            try:
+                compile_backend(self.compile, what="compile")
+            except (TypeError, ValueError) as e:
+                problems.append(str(e))
         if problems:
             raise ValueError("; ".join(problems))

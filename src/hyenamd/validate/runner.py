@@ -147,12 +147,17 @@ def _check_same_system(ref: Trajectory, other: Trajectory, what: str) -> None:
         raise ValueError(f"{what} has {len(other)} frame(s): at least two are needed")
 
 
-def _load_model(model: Any, device: str):
-    if model is None or hasattr(model, "forward"):
-        return model
+def _load_model(model: Any, device: str, compile: bool | str = False):
+    """The accuracy model: a potential as given or a checkpoint loaded, wrapped when ``compile``."""
+    if model is None:
+        return None
+    from hyenamd.engine.compile_switch import compiled_potential
+
+    if hasattr(model, "forward"):
+        return compiled_potential(model, compile)
     from hyenamd.surrogate import load_model
 
-    return load_model(model, device=device)
+    return compiled_potential(load_model(model, device=device), compile)
 
 
 def validate(
@@ -185,7 +190,7 @@ def validate(
     _check_same_system(ref, sur, "the surrogate trajectory")
     if base is not None:
         _check_same_system(ref, base, "the baseline trajectory")
-    model = _load_model(model, cfg.device)
+    model = _load_model(model, cfg.device, cfg.compile)
 
     first = next(iter(ref.frames(0, 1)))
     bonds = infer_bonds(first.positions, ref.species, first.cell, first.pbc, cfg.bond_factor)

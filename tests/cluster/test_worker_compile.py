@@ -1,0 +1,93 @@
+"""The rollout configs' ``model.compile`` key: checked in the spec, applied by the worker (no Ray).
+
+A compiled rollout (``aot_eager``: the traced graphs without code generation, seconds) follows
+the eager rollout's trajectory to float64 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from cluster_helpers import LJ, make_spec, read_all
+
+from hyenamd.cluster.cli import RolloutConfig, build_specs
+from hyenamd.cluster.spec import RolloutSpec, SpecError
+from hyenamd.cluster.worker import RolloutWorker, build_model
+from hyenamd.config import load_config
+from hyenamd.surrogate import GHyena, GHyenaConfig, save_model
+from hyenamd.surrogate.compiled import CompiledGHyena
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A tiny float64 argon G-Hyena (local + global blocks) with a non-zero two-body term."""
+    model = GHyena(
+        GHyenaConfig(
+            species=(18,), cutoff=4.0, pair_cutoff=4.5, n_scalar=8, n_vector=2, n_rbf=4,
+            pattern=("local", "global"), filter_order=4, filter_bands=2, avg_neighbors=8.0,
+            residual_init="default", dtype="float64", seed=1,
+        )
+    )  # fmt: skip
+    with torch.no_grad():
+        for p in model.pair_term.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2), dtype=p.dtype))
+    path = tmp_path / "model.safetensors"
+    save_model(model, path)
+    return str(path)
+
+
+def test_compiled_rollout_follows_the_eager_trajectory(tmp_path, checkpoint):
+    integ = {"kind": "velocity_verlet", "dt_fs": 2.0}
+    eager = make_spec(tmp_path / "e", "r_0", model={"kind": "checkpoint", "path": checkpoint},
+                      integrator=integ, steps=20, checkpoint_interval=10)  # fmt: skip
+    comp = make_spec(tmp_path / "c", "r_0", integrator=integ, steps=20, checkpoint_interval=10,
+                     model={"kind": "checkpoint", "path": checkpoint, "compile": "aot_eager"})  # fmt: skip
+    worker = RolloutWorker()
+    assert worker.run(eager).ok
+    res = worker.run(comp)
+    assert res.ok, res.error
+    pot = worker.model(comp)
+    assert isinstance(pot, CompiledGHyena) and pot.backend == "aot_eager"
+    assert pot.fallback_reason is None and pot.n_compiled_calls >= 20
+    assert not isinstance(worker.model(eager), CompiledGHyena)
+    a, b = read_all(eager.output), read_all(comp.output)
+    assert np.abs(a["force"]).max() > 1e-3 and len(a["position"]) == 5  # a non-trivial model
+    assert np.abs(a["position"] - b["position"]).max() < 1e-9
+    assert np.abs(a["force"] - b["force"]).max() < 1e-9
+
+
+def test_compile_values_are_checked_in_the_spec(tmp_path, checkpoint):
+    ck = {"kind": "checkpoint", "path": checkpoint}
+    for model, match in [
+        ({**LJ, "compile": True}, "applies to a G-Hyena checkpoint"),
+        ({"kind": "zero", "compile": "aot_eager"}, "applies to a G-Hyena checkpoint"),
+        ({**ck, "compile": "inductorr"}, "not a torch.compile backend"),
+        ({**ck, "compile": 3}, "compile must be a bool"),
+        ({**ck, "compiled": True}, "unknown checkpoint model keys"),
+    ]:
+        with pytest.raises(SpecError, match=match):
+            make_spec(tmp_path / "o", "r_0", model=model)
+    off = make_spec(tmp_path / "o", "r_0", model={**ck, "compile": False})
+    assert off == make_spec(tmp_path / "o", "r_0", model=dict(ck))  # an explicit false is dropped
+    on = make_spec(tmp_path / "o", "r_0", model={**ck, "compile": "aot_eager"})
+    assert RolloutSpec.from_json(on.to_json()) == on
+    with pytest.raises(SpecError, match="not a torch.compile backend"):
+        build_model({**ck, "compile": "nope"}, dtype=torch.float64, device="cpu")
+    assert isinstance(build_model({**ck, "compile": True}, dtype=torch.float64, device="cpu"), CompiledGHyena)
+
+
+def test_config_override_reaches_every_spec(tmp_path, checkpoint):
+    yaml = tmp_path / "r.yaml"
+    yaml.write_text(f"model: {{kind: checkpoint, path: {checkpoint}}}\ninitial: x.h5\nreplicas: 2\n")
+    specs = build_specs(load_config(yaml, RolloutConfig, ["model.compile=true"]))
+    assert [s.model["compile"] for s in specs] == [True, True]
+    with pytest.raises(SpecError, match="not a torch.compile backend"):
+        build_specs(load_config(yaml, RolloutConfig, ["model.compile=fast"]))
