@@ -22,6 +22,12 @@ the call itself costs whatever else runs); repeats are chosen so one measurement
 exceeds ``--max-gb`` (naive attention ×4 per doubling, the others ×2) or its predicted time
 exceeds ``--max-seconds``; where it stops is recorded.
 
+``--interleave K``: timing only, in one process: K rounds, each timing the global block (minimum
+of 5 calls) and then one call of chunked attention, forward and then forward + backward, so both
+see the same machine conditions; reports each round's ratio and the ratio of the minima (the
+attention rows of the subprocess runs are single calls taken minutes apart from the block's,
+and moved by ±20 % between runs).
+
 Usage::
 
     .venv/bin/python benchmarks/global_block.py            # full run, ~10 min on 2 cores
@@ -218,6 +224,88 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def interleaved(args: argparse.Namespace) -> dict:
+    """``--interleave K``: the global block against chunked attention, alternating in one process."""
+    import torch
+
+    from hyenamd.surrogate.baselines import EquivariantAttentionBlock
+    from hyenamd.surrogate.global_block import GlobalBlock
+
+    if getattr(args, "cli_allocator", False):
+        from hyenamd.allocator import adapt_malloc, tune_malloc
+
+        tune_malloc()
+    n = int(args.sizes.split(",")[-1])
+    if getattr(args, "cli_allocator", False):
+        adapt_malloc(n)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    blocks = {
+        "global": GlobalBlock(args.f, args.c),
+        "attention_chunked": EquivariantAttentionBlock(args.f, args.c, mode="chunked", chunk_size=512),
+    }
+    s, v = torch.randn(n, args.f), torch.randn(n, args.c, 3)
+    order, ptr = torch.randperm(n), torch.tensor([0, n])
+
+    def call(blk, backward: bool) -> float:
+        c0 = time.process_time()
+        if backward:
+            s_, v_ = s.detach().requires_grad_(True), v.detach().requires_grad_(True)
+            so, vo = blk(s_, v_, order, ptr)
+            (so.square().mean() + vo.square().mean()).backward()
+            blk.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                blk(s, v, order, ptr)
+        return time.process_time() - c0
+
+    for blk in blocks.values():  # warm-up, forward and backward: library code, FFT plans, thread pools
+        s64 = s[:64].detach().requires_grad_(True)
+        blk(s64, v[:64], torch.arange(64), torch.tensor([0, 64]))[0].sum().backward()
+        blk.zero_grad(set_to_none=True)
+    rounds = []
+    from hyenamd.progress import progress_bar
+
+    for _ in progress_bar(range(args.interleave), desc="interleaved rounds", unit="round"):
+        row = {}
+        for key, backward in (("forward", False), ("forward_backward", True)):
+            call(blocks["global"], backward)
+            g = min(call(blocks["global"], backward) for _ in range(5))
+            a = call(blocks["attention_chunked"], backward)
+            row[key] = {"global_cpu_s": g, "attention_chunked_cpu_s": a, "ratio": a / g}
+        rounds.append(row)
+    summary = {
+        key: {
+            "ratio_of_minima": min(r[key]["attention_chunked_cpu_s"] for r in rounds)
+            / min(r[key]["global_cpu_s"] for r in rounds),
+            "ratios": [r[key]["ratio"] for r in rounds],
+        }
+        for key in ("forward", "forward_backward")
+    }
+    return {
+        "benchmark": "global_block_interleaved",
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": {
+            "n_atoms": n,
+            "n_scalar": args.f,
+            "n_vector": args.c,
+            "threads": args.threads,
+            "rounds": args.interleave,
+            "allocator": "hyenamd CLI" if getattr(args, "cli_allocator", False) else "glibc default",
+            "time_method": "process CPU time; global: min of 5 calls per round; attention: 1 call per round",
+        },
+        "rounds": rounds,
+        "summary": summary,
+    }
+
+
 def summarize(results: list[dict]) -> dict:
     """Speed-up and memory ratios of the global block at the largest N both were measured."""
     ok = {(r["mode"], r["n_atoms"]): r for r in results if "error" not in r}
@@ -328,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="glibc thresholds as the hyenamd CLI sets them, every block",
     )
+    p.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="K",
+        help="timing only: K alternating rounds, one process",
+    )
     p.add_argument("--child", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -344,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         )
+        return 0
+    if args.interleave:
+        args.sizes = args.sizes or "16384"
+        data = interleaved(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(data, indent=2) + "\n")
+        print(json.dumps(data["summary"], indent=2))
         return 0
     if args.replot is not None:
         data = json.loads(args.replot.read_text())

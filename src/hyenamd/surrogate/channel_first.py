@@ -122,8 +122,11 @@ def gated_mlp_cf(mlp: GatedEquivariantMLP, s: Tensor, v: Tensor) -> tuple[Tensor
     c, f = v.shape[0], mlp.n_scalar
     u, w = torch.split(vector_linear_cf(v, torch.cat([mlp.u.weight, mlp.w.weight])), [c, c])
     first, act, last = mlp.mlp
-    x = torch.cat([mlp.norm(s), vector_norm_cf(w, mlp.vnorm.eps()).T], -1)
-    hidden = act(F.linear(x, first.weight, first.bias))
+    hidden = act(
+        F.linear(torch.cat([mlp.norm(s), vector_norm_cf(w, mlp.vnorm.eps()).T], -1), first.weight, first.bias)
+    )
+    del w
     a_s = torch.addmm(last.bias[:f], hidden, last.weight[:f].T)  # [N, F]
     a_v = linear_cf(hidden, last.weight[f:], last.bias[f:])  # [C, N]
+    del hidden  # temporaries go as soon as they are used: a forward without gradients peaks lower
     return s + a_s, torch.addcmul(v, a_v.unsqueeze(1), u)

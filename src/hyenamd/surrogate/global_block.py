@@ -190,34 +190,38 @@ def dft_convs(block: GlobalBlock, p: dict[str, Tensor], h_s: Tensor, h_v: Tensor
     )
 
 
+#: the filter laid on the tokens is cached up to this many numbers (``B·L·(F + C)``): 4 MiB of
+#: float32. Larger ones are laid out per call (a few passes over ``[F + C, B, L]``, < 1 % of the
+#: block's time at 10⁵ atoms) rather than kept resident: at 10⁶ atoms a cached copy per block
+#: is 160 B/atom at preset S (the lean regime's whole budget is 6 kB/atom)
+_TOKEN_FILTER_CACHE_MAX = 1 << 20
+
+
 def _filter_channel_first(block: GlobalBlock, ptr: Tensor, length: int, device, dtype) -> Tensor:
     """The normalised filter on the padded tokens, channel-first ``[F + C, B, L]`` (cached as
-    :func:`_filter_values` is, per batch layout)."""
+    :func:`_filter_values` is, per batch layout, when small: :data:`_TOKEN_FILTER_CACHE_MAX`)."""
 
     def make() -> Tensor:
         lo, hi = block.filter.lag_range(length)
         h = filter_on_tokens(_filter_values(block, lo, hi, device, dtype), lo, lengths_from_ptr(ptr), length)
         return h.permute(2, 0, 1).contiguous()
 
+    if (ptr.numel() - 1) * length * (block.n_scalar + block.n_vector) > _TOKEN_FILTER_CACHE_MAX:
+        return make()
     layout = (length,) if ptr.numel() == 2 else tuple(ptr.tolist())
     return _weights_cached(block, ("channel_first", layout, str(device), dtype), make)
 
 
-def _fft_block_forward(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor):
-    """The block on the FFT kernels, channel-first (:mod:`hyenamd.surrogate.channel_first`):
-    vectors ``[C, 3, N]`` from entry to exit, scalars in token rows ``[N, F]``, the convolutions'
-    inputs and outputs ``[F, N]`` / ``[C, 3, N]`` (``[.., B, L]`` padded for several systems).
-    Same maths as :func:`_split_projections`, :func:`_integrate` and :func:`block_tail`."""
-    f, c = block.n_scalar, block.n_vector
+def _convs_channel_first(
+    block: GlobalBlock, q_s: Tensor, k_s: Tensor, q_m: Tensor, q_v: Tensor, k_v: Tensor, ptr: Tensor
+) -> tuple[Tensor, ...]:
+    """The four convolutions on channel-first tokens: ``q_s, k_s`` ``[F, N]``, ``q_m`` ``[C, N]``,
+    ``q_v, k_v`` ``[C, 3, N]`` in, ``z_s`` ``[F, N]``, ``p, z_m`` ``[C, 3, N]``, ``z_d`` ``[C, N]``
+    out (the filter on the tokens lives only in here: not through the value integration)."""
+    f = block.n_scalar
     length = int(lengths_from_ptr(ptr).max())
-    s_t = s.index_select(0, order)  # [N, F] tokens
-    v_c = to_channel_first(v, order)  # [C, 3, N] tokens
-    sn = block.norm_s(s_t)
-    q_s, k_s, u_s, q_m = torch.split(linear_cf(sn, block.proj_s.weight, block.proj_s.bias), [f, f, f, c])
-    v_hat = vector_rms_norm_cf(v_c, block.prenorm_eps, block.prenorm_gain)
-    q_v, k_v, u_v = torch.split(vector_linear_cf(v_hat, block.proj_v.weight), [c, c, c])
     # keys become data-controlled filters, modulated by the implicit positional filter
-    h = _filter_channel_first(block, ptr, length, s.device, s.dtype)  # [F + C, B, L]
+    h = _filter_channel_first(block, ptr, length, q_s.device, q_s.dtype)  # [F + C, B, L]
 
     def conv_in(x: Tensor, filt: Tensor | None = None) -> Tensor:  # [.., N] -> the kernels' [B, .., L]
         x = pad_channel_first(x, ptr, length)
@@ -234,18 +238,66 @@ def _fft_block_forward(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, 
         circular=circular,
         support=None if circular else block.filter.k_max,
     )
-    z_s, cross, z_m, z_d = (unpad_channel_first(z.movedim(0, -2), ptr) for z in convs)
-    # value integration: true scalars a [F + 3C, N], true vectors w [3C, 3, N]
-    a = torch.cat([u_s * z_s, z_d, vector_norm_cf(cross, block.pnorm.eps()), (z_m * u_v).sum(1)])
-    w = torch.cat([cross_cf(cross, u_v), z_m, z_d.unsqueeze(1) * u_v])
-    gw, gb = block.gate.weight, block.gate.bias
-    g_s = torch.sigmoid(torch.addmm(gb[:f], sn, gw[:f].T))  # [N, F]
-    g_v = torch.sigmoid(linear_cf(sn, gw[f:], gb[f:]))  # [C, N]
-    s1 = torch.addcmul(s_t, g_s, torch.addmm(block.out_s.bias, a.T, block.out_s.weight.T))
-    v1 = torch.addcmul(v_c, g_v.unsqueeze(1), vector_linear_cf(w, block.out_v.weight))
+    return tuple(unpad_channel_first(z.movedim(0, -2), ptr) for z in convs)
+
+
+def _fft_block_forward(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor):
+    """The block on the FFT kernels, channel-first (:mod:`hyenamd.surrogate.channel_first`):
+    vectors ``[C, 3, N]`` from entry to exit, scalars in token rows ``[N, F]``, the convolutions'
+    inputs and outputs ``[F, N]`` / ``[C, 3, N]`` (``[.., B, L]`` padded for several systems).
+    Same maths as :func:`_split_projections`, :func:`_integrate` and :func:`block_tail`.
+
+    Split in functions so each phase's temporaries are freed before the next starts (the
+    projections, convolutions and value integration before the gated MLP): the peak of a
+    forward without gradients (the lean regime's) is that of one phase.
+    """
+    s1, v1 = _global_update_cf(block, s, v, order, ptr)
     s2, v2 = gated_mlp_cf(block.mlp, s1, v1)
+    del s1, v1
     inv = inverse_permutation(order)
-    return s2.index_select(0, inv), from_channel_first(v2, inv)
+    s_out = s2.index_select(0, inv)
+    del s2
+    return s_out, from_channel_first(v2, inv)
+
+
+def _global_update_cf(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor):
+    """Tokens in, projections, convolutions, value integration, gates and residual: ``s₁`` ``[N, F]``
+    (token rows) and ``v₁`` ``[C, 3, N]`` (see :func:`_fft_block_forward`)."""
+    f, c = block.n_scalar, block.n_vector
+    s_t = s.index_select(0, order)  # [N, F] tokens
+    v_c = to_channel_first(v, order)  # [C, 3, N] tokens
+    sn = block.norm_s(s_t)
+    q_s, k_s, u_s, q_m = torch.split(linear_cf(sn, block.proj_s.weight, block.proj_s.bias), [f, f, f, c])
+    v_hat = vector_rms_norm_cf(v_c, block.prenorm_eps, block.prenorm_gain)
+    q_v, k_v, u_v = torch.split(vector_linear_cf(v_hat, block.proj_v.weight), [c, c, c])
+    del v_hat
+    convs = _convs_channel_first(block, q_s, k_s, q_m, q_v, k_v, ptr)
+    return _integrate_cf(block, s_t, v_c, sn, u_s, u_v, *convs)
+
+
+def _integrate_cf(
+    block: GlobalBlock,
+    s_t: Tensor,
+    v_c: Tensor,
+    sn: Tensor,
+    u_s: Tensor,
+    u_v: Tensor,
+    z_s: Tensor,
+    cross: Tensor,
+    z_m: Tensor,
+    z_d: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """:func:`_integrate` and the residual, channel-first: true scalars ``a`` ``[F + 3C, N]``, then
+    true vectors ``w`` ``[3C, 3, N]`` (one at a time); returns ``s₁`` ``[N, F]``, ``v₁`` ``[C, 3, N]``."""
+    f = block.n_scalar
+    gw, gb = block.gate.weight, block.gate.bias
+    a = torch.cat([u_s * z_s, z_d, vector_norm_cf(cross, block.pnorm.eps()), (z_m * u_v).sum(1)])
+    g_s = torch.sigmoid(torch.addmm(gb[:f], sn, gw[:f].T))  # [N, F]
+    s1 = torch.addcmul(s_t, g_s, torch.addmm(block.out_s.bias, a.T, block.out_s.weight.T))
+    del a, g_s
+    w = torch.cat([cross_cf(cross, u_v), z_m, z_d.unsqueeze(1) * u_v])
+    g_v = torch.sigmoid(linear_cf(sn, gw[f:], gb[f:]))  # [C, N]
+    return s1, torch.addcmul(v_c, g_v.unsqueeze(1), vector_linear_cf(w, block.out_v.weight))
 
 
 def global_block_forward(
