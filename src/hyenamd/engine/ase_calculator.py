@@ -49,6 +49,7 @@ from torch import nn
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
 from hyenamd.engine.ase_order import ORDER_ARRAY, read_orders, write_orders
+from hyenamd.engine.compile_switch import CompileOption, check_compilable
 from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
@@ -97,7 +98,7 @@ class HyenaCalculator(Calculator):
     where and in which precision to run (default: the model's; ``"float32"``/``"float64"`` or a
     torch dtype; ``default_dtype`` is an alias). skin: Verlet-list skin, Å. stress: compute the
     stress for 3-D periodic cells. order_samples: K, average over K valid sequence orders.
-    compile: False (default), True (inductor) or a ``torch.compile`` backend name: run a
+    compile: False (default), True (inductor) or a ``torch.compile`` backend name (or callable): run a
     G-Hyena through the compiled small-system path (the first call compiles: 30-50 s with
     inductor; same results within rounding; eager fallbacks in ``calc.compiled.fallback_reason``).
     A bad value, or compile asked for a potential that is not one G-Hyena, raises before any work.
@@ -115,7 +116,7 @@ class HyenaCalculator(Calculator):
         skin: float = 0.5,
         stress: bool = True,
         order_samples: int = 1,
-        compile: bool | str = False,
+        compile: CompileOption = False,
         **kwargs,
     ) -> None:
         unknown = sorted(set(kwargs) - _ASE_KWARGS)
@@ -126,8 +127,6 @@ class HyenaCalculator(Calculator):
                 "restart/label/atoms/directory"
             )
         dtype = _dtype_argument(dtype, default_dtype)
-        from hyenamd.engine.compile_switch import check_compilable
-
         check_compilable(model, compile, what="HyenaCalculator(compile=...)")  # before any work
         super().__init__(**kwargs)
         if not hasattr(model, "cutoff"):
