@@ -157,3 +157,38 @@ def test_precomputed_edge_geometry_equals_per_block_geometry_including_double_ba
         outs.append((s2, v2, g, gg))
     for a, b in zip(*outs):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_v", [True, False])
+def test_vector_message_function_equals_broadcast_ops_to_second_order(with_v):
+    """The custom backward of ``Δvs ⊗ r̂ + Δvv ⊙ v_j``: values, gradients and double backward
+    equal autograd's through the plain broadcast products (float64), and pass gradcheck."""
+    from hyenamd.surrogate.local_block import _vector_message, vector_message
+
+    torch.manual_seed(0)
+    p, c = 9, 4
+    args = [
+        torch.randn(p, c, dtype=torch.float64, requires_grad=True),
+        torch.randn(p, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(p, c, dtype=torch.float64, requires_grad=True),
+        torch.randn(p, c, 3, dtype=torch.float64, requires_grad=True) if with_v else None,
+    ]
+    live = [a for a in args if a is not None]
+    w = torch.randn(p, c, 3, dtype=torch.float64)
+    outs = []
+    for fn in (vector_message, _vector_message):
+        out = fn(*args)
+        grads = torch.autograd.grad(
+            (out * w).sum(), live, create_graph=True, allow_unused=True, materialize_grads=True
+        )
+        # a second-order quantity: the gradient of a function of the first gradients
+        second = torch.autograd.grad(
+            sum((g * g).sum() for g in grads), live, allow_unused=True, materialize_grads=True
+        )
+        outs.append((out.detach(), [g.detach() for g in grads], second))
+    (o1, g1, s1), (o2, g2, s2) = outs
+    torch.testing.assert_close(o1, o2, rtol=0, atol=1e-14)
+    for a, b in zip(g1 + list(s1), g2 + list(s2)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    assert torch.autograd.gradcheck(vector_message, args)
+    assert torch.autograd.gradgradcheck(vector_message, args)

@@ -61,7 +61,7 @@ from hyenamd.surrogate.equivariant import (
     zero_last_layer_,
 )
 
-__all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update"]
+__all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update", "vector_message"]
 
 DEFAULT_PAIR_CHUNK = 1 << 16
 
@@ -213,10 +213,59 @@ def _pair_messages(
     # (gather + backward 25 % cheaper at 65 536 pairs, measured)
     x = phi.index_select(0, j) * (rbf @ weight.T)  # [p, F + 2C]
     ds, dvv, dvs = torch.split(x, [n_f, n_c, n_c], dim=-1)
-    dv = dvs.unsqueeze(-1) * unit.unsqueeze(1)  # Δvs ⊗ r̂   [p, C, 3]
-    if v is not None:
-        dv = torch.addcmul(dv, dvv.unsqueeze(-1), v.index_select(0, j))
-    return ds, dv
+    return ds, vector_message(dvs, unit, dvv, None if v is None else v.index_select(0, j))
+
+
+def _vector_message(dvs: Tensor, unit: Tensor, dvv: Tensor, v_j: Tensor | None) -> Tensor:
+    """``Δvs ⊗ r̂ + Δvv ⊙ v_j`` ``[p, C, 3]`` in plain broadcast ops (``v_j`` None: the first term)."""
+    dv = dvs.unsqueeze(-1) * unit.unsqueeze(1)
+    return dv if v_j is None else torch.addcmul(dv, dvv.unsqueeze(-1), v_j)
+
+
+def _contract_xyz(a: Tensor, b: Tensor) -> Tensor:
+    """``Σ_x a[..., x] b[..., x]`` ``[p, C]`` of ``a`` ``[p, C, 3]`` and ``b`` ``[p, C, 3]`` or
+    ``[p, 1, 3]``: three strided products (``(a * b).sum(-1)``, a reduction over an inner axis of
+    3, is ~3× slower on CPU)."""
+    out = a[..., 0] * b[..., 0]
+    out = torch.addcmul(out, a[..., 1], b[..., 1])
+    return torch.addcmul(out, a[..., 2], b[..., 2])
+
+
+class _VectorMessage(torch.autograd.Function):
+    """:func:`_vector_message` with a backward of strided products and one batched matrix product.
+
+    Autograd's own backward of the broadcast products reduces over the inner axis of 3 (``Δvs``,
+    ``Δvv``) and over the channels (``r̂``): at 65 536 pairs, 8 channels, 13.3 ms per chunk
+    against 6.8 here (measured). The backward is made of differentiable ops, so double backward
+    (training on forces) works.
+    """
+
+    @staticmethod
+    def forward(ctx, dvs: Tensor, unit: Tensor, dvv: Tensor, v_j: Tensor | None) -> Tensor:
+        ctx.save_for_backward(dvs, unit, dvv, v_j)
+        return _vector_message(dvs, unit, dvv, v_j)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        dvs, unit, dvv, v_j = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g_dvs = _contract_xyz(g, unit.unsqueeze(1)) if need[0] else None
+        g_unit = torch.bmm(dvs.unsqueeze(1), g).squeeze(1) if need[1] else None  # Σ_c Δvs_c g_c
+        g_dvv = _contract_xyz(g, v_j) if need[2] and v_j is not None else None
+        g_vj = g * dvv.unsqueeze(-1) if v_j is not None and need[3] else None
+        return g_dvs, g_unit, g_dvv, g_vj
+
+
+def vector_message(dvs: Tensor, unit: Tensor, dvv: Tensor, v_j: Tensor | None) -> Tensor:
+    """The vector part of the local messages ``[p, C, 3]``: ``Δvs ⊗ r̂ + Δvv ⊙ v_j``.
+
+    dvs, dvv ``[p, C]``; unit ``[p, 3]`` (r̂); v_j ``[p, C, 3]`` or None (zero input vectors).
+    Plain broadcast ops under ``torch.compile`` and ``torch.func`` transforms (their tracers
+    take those directly), :class:`_VectorMessage` otherwise (same values, a cheaper backward).
+    """
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return _vector_message(dvs, unit, dvv, v_j)
+    return _VectorMessage.apply(dvs, unit, dvv, v_j)
 
 
 def local_message(
