@@ -138,6 +138,22 @@ def _child(args: argparse.Namespace, mode: str, n: int) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _header(name: str) -> dict:
+    """What every result file records: benchmark, date, commit, machine (load at the end), command."""
+    return {
+        "benchmark": name,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -193,16 +209,7 @@ def run(args: argparse.Namespace) -> dict:
         else:
             last[mode] = r
     return {
-        "benchmark": "global_block",
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "load_average_at_end": list(os.getloadavg()),
-        },
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **_header("global_block"),
         "settings": {
             "n_scalar": args.f,
             "n_vector": args.c,
@@ -283,15 +290,7 @@ def interleaved(args: argparse.Namespace) -> dict:
         for key in ("forward", "forward_backward")
     }
     return {
-        "benchmark": "global_block_interleaved",
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_at_end": list(os.getloadavg()),
-        },
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **_header("global_block_interleaved"),
         "settings": {
             "n_atoms": n,
             "n_scalar": args.f,

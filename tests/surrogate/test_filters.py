@@ -94,3 +94,18 @@ def test_exponential_modulation_is_exp_down_to_1e_38(dtype):
     (g,) = torch.autograd.grad(got.sum(), rates)
     expect = (-lags.abs().unsqueeze(-1) * plain * kept).sum(0)
     torch.testing.assert_close(g, expect, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+def test_on_lags_equals_forward_inside_the_support_and_refuses_beyond():
+    """``on_lags`` skips the cut at ±K only where it is all ones: same values as ``forward``."""
+    torch.manual_seed(0)
+    filt = ImplicitFilter(5, w_min=1.0, w_init=3.0, w_cap=4.0, efolds=5.0).double()  # K = 20
+    lo, hi = filt.lag_range(31)
+    assert (lo, hi) == (-15, 15)
+    assert torch.equal(filt.on_lags(lo, hi), filt(torch.arange(lo, hi + 1)))
+    assert torch.equal(filt.on_lags(-20, 20), filt(torch.arange(-20, 21)))
+    with pytest.raises(ValueError, match="support"):
+        filt.on_lags(-21, 3)
+    # channel-major layout (a transposed view of [C, M]): what the channel-first block reads
+    h = filt(torch.arange(-7, 8))
+    assert h.shape == (15, 5) and h.stride() == (1, 15)

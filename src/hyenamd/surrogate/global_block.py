@@ -149,7 +149,7 @@ def _filter_values(block: GlobalBlock, lo: int, hi: int, device: torch.device, d
     return _weights_cached(
         block,
         ("values", lo, hi, str(device), dtype),
-        lambda: block.filter(torch.arange(lo, hi + 1, device=device)).to(dtype),
+        lambda: block.filter.on_lags(lo, hi, device).to(dtype),
     )
 
 
