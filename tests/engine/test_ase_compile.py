@@ -149,3 +149,24 @@ def test_fallbacks_are_exposed_and_give_eager_results():
         out = properties(a)
     assert_same(out, properties(b), 0.0)
     assert "this backend cannot compile" in a.calc.compiled.fallback_reason
+
+
+def test_a_system_too_large_to_compile_warns_once_and_runs_eagerly():
+    """More atoms than the compiled DFT path takes (MAX_TOKENS): eager results, one warning."""
+    import warnings
+
+    from hyenamd.surrogate.dft_conv import MAX_TOKENS
+
+    model = tiny_model(pattern=("local", "global"))
+    n = MAX_TOKENS + 4
+    a, b = tiny_atoms(n, seed=3), tiny_atoms(n, seed=3)
+    a.calc, b.calc = HyenaCalculator(model, compile="aot_eager"), HyenaCalculator(model)
+    with pytest.warns(RuntimeWarning, match=f"ran eagerly .*{n} atoms > MAX_TOKENS"):
+        out = properties(a)
+    assert_same(out, properties(b), 0.0)
+    assert "MAX_TOKENS" in a.calc.compiled.fallback_reason and a.calc.compiled.n_compiled_calls == 0
+    a.positions += 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same reason again: no second warning
+        a.get_forces()
+    assert graphs() == 0
