@@ -210,6 +210,8 @@ LABELS = {
     "memory_base": "before #15",
     "memory_alpha": "lean regime (checkpoint_atoms=20000)",
     "memory_fast": "auto: fast regime",
+    "memory_fast_sweep_cf": "fast regime, channel-first global block",
+    "memory_lean_sweep_cf": "lean regime, channel-first global block",
 }
 
 
