@@ -32,3 +32,15 @@ def run_benchmark(tmp_path):
         return tmp_path
 
     return run
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """``torch._dynamo`` reset (compiled graphs and counters) before and after the test; yields
+    a function returning the number of graphs compiled since (``unique_graphs``)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    yield lambda: int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()

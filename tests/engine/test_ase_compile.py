@@ -47,15 +47,11 @@ def tiny_atoms(n: int = 24, seed: int = 0):
 
 
 def graphs() -> int:
+    """Graphs compiled since the test started (the ``fresh_dynamo`` fixture resets the count)."""
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 def properties(atoms) -> dict[str, np.ndarray]:
