@@ -161,3 +161,34 @@ def test_openmmml_front_end_when_installed(ghyena_path, argon32):
     e1, f1 = _openmm_energy_forces(sys_ml, argon32.positions)
     e2, f2 = _openmm_energy_forces(sys_fb, argon32.positions)
     assert e1 == e2 and np.array_equal(f1, f2)
+
+
+def test_compile_switch_matches_eager_and_survives_serialisation(ghyena_path, argon32):
+    """``compile`` (here the cheap ``aot_eager`` backend) gives the eager energies and forces, is
+    kept by ``XmlSerializer``, and a bad value is refused before any work."""
+    eager = MLPotential("hyenamd", model=str(ghyena_path), dtype="float64").createSystem(argon32.topology)
+    pot = MLPotential("hyenamd", model=str(ghyena_path), dtype="float64", compile="aot_eager")
+    system = pot.createSystem(argon32.topology)
+    e0, f0 = _openmm_energy_forces(eager, argon32.positions)
+    e1, f1 = _openmm_energy_forces(system, argon32.positions)
+    assert e1 == pytest.approx(e0, rel=1e-10, abs=1e-10)
+    assert np.abs(f1 - f0).max() <= 1e-8 * max(np.abs(f0).max(), 1e-12)
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    import pickle
+
+    from hyenamd.engine.openmm_potential import HyenaForce
+    from hyenamd.surrogate.compiled import CompiledGHyena
+
+    species = np.array([18] * argon32.n_atoms)
+    back = pickle.loads(pickle.dumps(HyenaForce(str(ghyena_path), species, None, True, compile="aot_eager")))
+    assert back.settings["compile"] == "aot_eager" and isinstance(back.runner.potential, CompiledGHyena)
+    e2, _ = _openmm_energy_forces(copy, argon32.positions)
+    assert e2 == pytest.approx(e0, rel=1e-10, abs=1e-10)
+    with pytest.raises(ValueError, match="not a torch.compile backend"):
+        MLPotential("hyenamd", model=str(ghyena_path), compile="no-such-backend").createSystem(
+            argon32.topology
+        )
+    with pytest.raises(TypeError, match="backend name"):
+        MLPotential("hyenamd", model=str(ghyena_path), compile=lambda gm, ex: gm).createSystem(
+            argon32.topology
+        )

@@ -31,7 +31,10 @@ be serialised with ``XmlSerializer``) or an in-memory module (then the force wor
 be serialised). Extra arguments, to ``MLPotential(...)`` or to ``createSystem(...)``:
 ``device``, ``dtype`` (``"float32"``/``"float64"`` or a torch dtype), openmm-ml's
 ``precision`` (``'single'``/``'double'``; must agree with ``dtype`` when both are given),
-``skin`` (Å), ``order_samples`` (K: average over K orders). Without dtype or precision, the
+``skin`` (Å), ``order_samples`` (K: average over K orders), ``compile`` (false, true or a
+``torch.compile`` backend name: the compiled small-system path of
+:mod:`hyenamd.engine.compile_switch`, as ``HyenaCalculator(compile=...)``; a name, not a
+callable, since it is stored in the serialised System). Without dtype or precision, the
 checkpoint's own dtype is used.
 
 **Serialisation.** The pickle that ``XmlSerializer`` stores holds the checkpoint's *absolute*
@@ -134,9 +137,10 @@ def _rebuild_checked(
     dtype,
     skin: float,
     order_samples: int = 1,
+    compile: bool | str = False,
 ):
     """Unpickling target of :class:`HyenaForce` (format 2: absolute path + content hash). Never raises."""
-    record = (source, sha256, species, labels, periodic, device, dtype, skin, order_samples)
+    record = (source, sha256, species, labels, periodic, device, dtype, skin, order_samples, compile)
     try:
         if not os.path.isfile(source):
             raise FileNotFoundError(
@@ -153,7 +157,7 @@ def _rebuild_checked(
         lab = None if labels is None else Labels(torch.tensor(labels[0]), torch.tensor(labels[1]))
         force = HyenaForce(
             source, np.asarray(species), lab, periodic,
-            device=device, dtype=dtype, skin=skin, order_samples=order_samples,
+            device=device, dtype=dtype, skin=skin, order_samples=order_samples, compile=compile,
         )  # fmt: skip
         if sha256 is not None:
             force.sha256 = sha256
@@ -210,7 +214,12 @@ class HyenaForce:
         dtype: torch.dtype | str | None = None,
         skin: float = 0.5,
         order_samples: int = 1,
+        compile: bool | str = False,
     ) -> None:
+        if not isinstance(compile, bool | str):  # kept in the serialised System: a name, not a callable
+            raise TypeError(
+                f"HyenaForce(compile=...) takes true, false or a torch.compile backend name, got {compile!r}"
+            )
         self.source = None
         self.sha256: str | None = None
         if isinstance(model, str | os.PathLike):
@@ -229,9 +238,10 @@ class HyenaForce:
             "dtype": dtype_name(dtype),
             "skin": float(skin),
             "order_samples": int(order_samples),
+            "compile": compile,
         }
         self.runner = ModelRunner(
-            model, device=device, dtype=_dtype(dtype), skin=skin, order_samples=order_samples
+            model, device=device, dtype=_dtype(dtype), skin=skin, order_samples=order_samples, compile=compile
         )
         self.pbc = np.array([self.periodic] * 3)
         self.orders: torch.Tensor | None = None  # [K, N], fixed at the first evaluation
@@ -266,7 +276,7 @@ class HyenaForce:
             _rebuild_checked,
             (
                 self.source, self.sha256, self.species.tolist(), labels, self.periodic,
-                s["device"], s["dtype"], s["skin"], s["order_samples"],
+                s["device"], s["dtype"], s["skin"], s["order_samples"], s["compile"],
             ),
         )  # fmt: skip
 
@@ -294,6 +304,7 @@ class HyenaPotentialImpl:
         modelPath: str | os.PathLike | None = None,  # openmm-ml's name
         precision: str | None = None,
         order_samples: int = 1,
+        compile: bool | str = False,
     ):
         if model is not None and modelPath is not None and model != modelPath:
             raise ValueError(f"model={model!r} and modelPath={modelPath!r} disagree; give one of them")
@@ -310,6 +321,7 @@ class HyenaPotentialImpl:
         self.model = model
         self.device, self.dtype, self.skin = device, _dtype_and_precision(dtype, precision), float(skin)
         self.order_samples = int(order_samples)
+        self.compile = compile
         self._loaded: nn.Module | None = None
 
     def _model(self) -> nn.Module | str:
@@ -334,6 +346,7 @@ class HyenaPotentialImpl:
             self._model(), species, _topology_labels(chosen), periodic,
             device=args.get("device", self.device), dtype=dtype, skin=float(args.get("skin", self.skin)),
             order_samples=int(args.get("order_samples", self.order_samples)),
+            compile=args.get("compile", self.compile),
         )  # fmt: skip
         force = openmm.PythonForce(compute)
         force.setName("HyenaForce")
