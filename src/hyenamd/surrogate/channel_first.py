@@ -39,6 +39,7 @@ __all__ = [
     "linear_cf",
     "pad_channel_first",
     "to_channel_first",
+    "token_slots",
     "unpad_channel_first",
     "vector_linear_cf",
     "vector_norm_cf",
@@ -66,24 +67,30 @@ def from_channel_first(x: Tensor, inverse: Tensor) -> Tensor:
     return torch.index_select(x.reshape(-1, n), 1, inverse).T.contiguous().view(n, *x.shape[:-1])
 
 
-def pad_channel_first(x: Tensor, ptr: Tensor, length: int) -> Tensor:
-    """Tokens ``[*S, N]`` (system by system) -> zero-padded ``[*S, B, L]``; a view for one system."""
-    b = ptr.numel() - 1
-    if b == 1 and x.shape[-1] == length:
+def token_slots(ptr: Tensor, length: int) -> Tensor | None:
+    """Each token's place ``[N]`` in the flattened padded ``[B, L]`` layout (``b·L + position``),
+    computed once per block for :func:`pad_channel_first` and :func:`unpad_channel_first`;
+    None for one unpadded system (they take views then)."""
+    if ptr.numel() == 2 and int(ptr[-1]) == length:
+        return None
+    sys_idx, pos, _ = _scatter_index(ptr)
+    return sys_idx * length + pos
+
+
+def pad_channel_first(x: Tensor, slots: Tensor | None, n_systems: int, length: int) -> Tensor:
+    """Tokens ``[*S, N]`` (system by system) -> zero-padded ``[*S, B, L]``; a view when ``slots``
+    is None (:func:`token_slots`)."""
+    if slots is None:
         return x.unsqueeze(-2)
-    sys_idx, pos, _ = _scatter_index(ptr)
-    flat = sys_idx * length + pos
-    out = x.new_zeros(*x.shape[:-1], b * length).index_copy(-1, flat, x)
-    return out.view(*x.shape[:-1], b, length)
+    out = x.new_zeros(*x.shape[:-1], n_systems * length).index_copy(-1, slots, x)
+    return out.view(*x.shape[:-1], n_systems, length)
 
 
-def unpad_channel_first(y: Tensor, ptr: Tensor) -> Tensor:
+def unpad_channel_first(y: Tensor, slots: Tensor | None) -> Tensor:
     """Inverse of :func:`pad_channel_first`: ``[*S, B, L]`` -> ``[*S, N]`` (padding dropped)."""
-    b, length = y.shape[-2:]
-    if b == 1:
-        return y[..., 0, : int(ptr[-1])]
-    sys_idx, pos, _ = _scatter_index(ptr)
-    return y.flatten(-2).index_select(-1, sys_idx * length + pos)
+    if slots is None:
+        return y[..., 0, :]
+    return y.flatten(-2).index_select(-1, slots)
 
 
 def linear_cf(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -83,10 +83,7 @@ def exponential_modulation(h: Tensor, lags: Tensor, rates: Tensor) -> Tensor:
     filter to within 1.7e-38 absolute, at a third of the forward cost on long sequences (a
     16 384-lag, 80-channel filter: 14.5 → 8.8 ms), because ``exp`` never sees those arguments.
     """
-    if h.ndim == 2 and h.stride(0) == 1 and h.shape[1] > 1:  # channel-major h: x laid out alike
-        x = (rates.unsqueeze(1) * -lags.abs().unsqueeze(0)).T
-    else:
-        x = -lags.abs().unsqueeze(-1) * rates
+    x = (rates.unsqueeze(1) * -lags.abs().unsqueeze(0)).T  # channel-major, as sine_mlp lays out h
     return h * torch.where(x >= _EXP_FLOOR, torch.exp(x.clamp(min=_EXP_FLOOR)), 0.0)
 
 

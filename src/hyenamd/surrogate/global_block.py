@@ -47,6 +47,7 @@ from hyenamd.surrogate.channel_first import (
     linear_cf,
     pad_channel_first,
     to_channel_first,
+    token_slots,
     unpad_channel_first,
     vector_linear_cf,
     vector_norm_cf,
@@ -219,12 +220,14 @@ def _convs_channel_first(
     ``q_v, k_v`` ``[C, 3, N]`` in, ``z_s`` ``[F, N]``, ``p, z_m`` ``[C, 3, N]``, ``z_d`` ``[C, N]``
     out (the filter on the tokens lives only in here: not through the value integration)."""
     f = block.n_scalar
-    length = int(lengths_from_ptr(ptr).max())
+    lengths = lengths_from_ptr(ptr)
+    length, n_systems = int(lengths.max()), lengths.numel()
+    slots = token_slots(ptr, length)  # where each token sits in the padded layout (None: one system)
     # keys become data-controlled filters, modulated by the implicit positional filter
     h = _filter_channel_first(block, ptr, length, q_s.device, q_s.dtype)  # [F + C, B, L]
 
     def conv_in(x: Tensor, filt: Tensor | None = None) -> Tensor:  # [.., N] -> the kernels' [B, .., L]
-        x = pad_channel_first(x, ptr, length)
+        x = pad_channel_first(x, slots, n_systems, length)
         return (x if filt is None else filt * x).movedim(-2, 0)
 
     circular = block.conv == "circular"
@@ -234,11 +237,11 @@ def _convs_channel_first(
         conv_in(q_m),
         conv_in(q_v),
         conv_in(k_v, h[f:].unsqueeze(1)),
-        lengths_from_ptr(ptr),
+        lengths,
         circular=circular,
         support=None if circular else block.filter.k_max,
     )
-    return tuple(unpad_channel_first(z.movedim(0, -2), ptr) for z in convs)
+    return tuple(unpad_channel_first(z.movedim(0, -2), slots) for z in convs)
 
 
 def _fft_block_forward(block: GlobalBlock, s: Tensor, v: Tensor, order: Tensor, ptr: Tensor):
