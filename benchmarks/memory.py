@@ -11,6 +11,8 @@ RSS is reset (``/proc/self/clear_refs``) and one call is measured:
 * ``--calls K`` (K > 1): K calls in a row, as MD makes them; ``bytes_per_atom`` is then the peak
   over all K, ``cpu_us_per_atom`` the first call and ``steady_cpu_us_per_atom`` the median of the
   later ones (the first call also pays for growing the heap and filling caches).
+* ``kernel_s`` / ``minor_faults`` (per call with ``--calls``): the system part of the CPU time and
+  the page faults (``getrusage``): what touching fresh memory cost, apart from the arithmetic.
 * ``--cli-allocator``: the child calls :func:`hyenamd.allocator.tune_malloc` first, so the glibc
   thresholds follow the model's memory regime as under the ``hyenamd`` CLI
   (:mod:`hyenamd.surrogate.memory_policy`); ``regime`` records which one the call took.
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import time
@@ -77,9 +80,13 @@ def run_child(args: argparse.Namespace) -> dict:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
     before = _rss_kb("VmRSS")
-    cpus = []
+    cpus, kernel, faults = [], [], []
     for _ in range(args.calls):
-        t0 = time.process_time()
+        t0, k0, f0 = (
+            time.process_time(),
+            os.times().system,
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
+        )
         if args.mode == "ef":
             out = compute_forces(model, batch, neighbors=nb)
             check = float(out["forces"].abs().sum())
@@ -88,6 +95,8 @@ def run_child(args: argparse.Namespace) -> dict:
                 out = model(batch, neighbors=nb)
             check = float(out["energy"].sum())
         cpus.append(time.process_time() - t0)
+        kernel.append(os.times().system - k0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     cpu = cpus[0]
     peak = _rss_kb("VmHWM")
     extra = {}
@@ -96,6 +105,8 @@ def run_child(args: argparse.Namespace) -> dict:
         extra = {
             "calls": args.calls,
             "cpu_s_calls": cpus,
+            "kernel_s_calls": kernel,
+            "minor_faults_calls": faults,
             "steady_cpu_us_per_atom": 1e6 * later[len(later) // 2] / n,
         }
     if args.mode == "ef":
@@ -110,6 +121,8 @@ def run_child(args: argparse.Namespace) -> dict:
         "bytes_per_atom": (peak - before) * 1024 / n,
         "cpu_s": cpu,
         "cpu_us_per_atom": 1e6 * cpu / n,
+        "kernel_s": kernel[0],  # of cpu_s: system time, mostly page faults of fresh memory
+        "minor_faults": faults[0],
         "checksum": check,
         "energy": float(out["energy"].sum()),
     }

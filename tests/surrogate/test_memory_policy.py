@@ -58,6 +58,30 @@ def test_the_estimates_are_linear_and_bracket_the_measured_peaks():
 def test_available_memory_is_a_positive_byte_count():
     got = available_memory()
     assert got is None or got > 0
+    if got is not None:
+        assert available_memory("cpu") == pytest.approx(got, rel=0.5)  # the host's, read again
+    assert available_memory("meta") is None  # a device without a memory query: unknown
+
+
+def test_auto_plans_against_the_memory_of_the_calls_device():
+    """The regime is chosen against the memory where the call's tensors live: 10⁹ atoms do not fit
+    in this host's memory (lean), while a device whose memory is unknown counts as plenty (fast)."""
+    n, p = 10**9, 7 * 10**9
+    assert memory_regime("auto", n, p, **S) == "lean"
+    assert memory_regime("auto", n, p, **S, device="cpu") == "lean"
+    assert memory_regime("auto", n, p, **S, device="meta") == "fast"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_available_memory_on_cuda_is_the_devices():
+    total = torch.cuda.get_device_properties(0).total_memory
+    before = available_memory("cuda")
+    x = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")  # 256 MiB held
+    held = available_memory("cuda")
+    del x  # back to torch's cache: available again
+    assert 0 < held < before <= total
+    assert before - held == pytest.approx(1 << 28, rel=0.1)
+    assert available_memory("cuda") == pytest.approx(before, rel=0.01)
 
 
 def test_every_regime_gives_the_same_forces():

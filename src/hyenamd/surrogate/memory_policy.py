@@ -21,7 +21,8 @@ choice only trades time for memory. ``GHyenaConfig.checkpoint_atoms`` selects it
   chunked; ``-1``: never lean;
 * ``"auto"`` (the presets' default): below :data:`AUTO_MIN_ATOMS` atoms fast; above, the fastest
   regime whose estimated peak (:func:`peak_bytes`) fits in :data:`AUTO_MEMORY_FRACTION` of the
-  memory available now (``MemAvailable`` of ``/proc/meminfo``), lean if none does. So a 10⁵-atom
+  memory available now on the call's device (:func:`available_memory`: ``MemAvailable`` of
+  ``/proc/meminfo`` on the CPU, the device's free memory on CUDA), lean if none does. So a 10⁵-atom
   run takes the fast path on any machine with a few GB free, and a 10⁶-atom run on a 24 GB
   machine the lean one.
 
@@ -75,11 +76,23 @@ def peak_bytes(
     return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs + _BYTES_PER_PAIR_KEPT * min(pair_chunk, n_pairs)
 
 
-def available_memory() -> int | None:
-    """Memory the OS can give this process now without swapping, bytes (None: unknown).
+def available_memory(device=None) -> int | None:
+    """Memory a call on ``device`` can still use now, bytes (None: unknown).
 
+    CPU (``device`` None or ``"cpu"``): what the OS can give this process without swapping —
     Linux: ``MemAvailable`` of ``/proc/meminfo``; elsewhere the free physical pages.
+    CUDA: the device's free memory (``torch.cuda.mem_get_info``) plus what torch's caching
+    allocator holds reserved but unused (freed tensors it will hand out again): the tensors
+    of a CUDA call live there, whatever the host has.
     """
+    import torch
+
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type != "cpu":
+        return None  # unknown (e.g. MPS): counts as plenty, as documented in memory_regime
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -102,19 +115,21 @@ def memory_regime(
     n_blocks: int,
     pair_chunk: int,
     available: int | None = None,
+    device=None,
 ) -> Regime:
     """The regime of a call on ``n_atoms`` atoms and ``n_pairs`` pairs (see module doc).
 
     ``checkpoint_atoms``: the config value (an int ``>= -1`` or ``"auto"``); ``available``:
-    bytes of memory to plan against (None: :func:`available_memory` is read, only when the
-    batch is large enough for it to matter). Unknown available memory counts as plenty.
+    bytes of memory to plan against (None: :func:`available_memory` of ``device`` — where the
+    call's tensors live — is read, only when the batch is large enough for it to matter).
+    Unknown available memory counts as plenty.
     """
     if checkpoint_atoms != "auto":
         return "lean" if 0 <= int(checkpoint_atoms) <= n_atoms else "chunked"
     if n_atoms < AUTO_MIN_ATOMS:
         return "fast"
     if available is None:
-        available = available_memory()
+        available = available_memory(device)
         if available is None:
             return "fast"
     budget = AUTO_MEMORY_FRACTION * available
@@ -125,9 +140,9 @@ def memory_regime(
     return "lean"
 
 
-def config_regime(cfg, n_atoms: int, n_pairs: int, available: int | None = None) -> Regime:
+def config_regime(cfg, n_atoms: int, n_pairs: int, available: int | None = None, device=None) -> Regime:
     """:func:`memory_regime` for a :class:`~hyenamd.surrogate.model.GHyenaConfig` (its
-    ``checkpoint_atoms``, widths, block count and ``pair_chunk``)."""
+    ``checkpoint_atoms``, widths, block count and ``pair_chunk``) on ``device``."""
     return memory_regime(
         cfg.checkpoint_atoms,
         n_atoms,
@@ -137,4 +152,5 @@ def config_regime(cfg, n_atoms: int, n_pairs: int, available: int | None = None)
         len(cfg.pattern),
         cfg.pair_chunk,
         available,
+        device,
     )

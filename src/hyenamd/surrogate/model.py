@@ -366,7 +366,7 @@ class GHyena(nn.Module):
                 pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
         # what the backward pass recomputes (memory_policy.py): lean, blocks and pair chunks;
         # chunked, the pair chunks; fast, nothing
-        regime = _memory_regime(self.cfg, batch.n_atoms, int(pi.shape[0]))
+        regime = _memory_regime(self.cfg, batch.n_atoms, int(pi.shape[0]), vectors.device)
         ckpt = regime == "lean"
         edges = Edges(pi, pj, vectors, recompute_chunks=regime != "fast")
         if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
@@ -429,15 +429,15 @@ def _apply_init_options(model: GHyena, cfg: GHyenaConfig) -> None:
             m.prenorm_eps = float(cfg.norm_eps)
 
 
-def _memory_regime(cfg: GHyenaConfig, n_atoms: int, n_pairs: int) -> str:
-    """The call's memory regime (:func:`hyenamd.surrogate.memory_policy.memory_regime`); "fast"
-    when no gradient is recorded (nothing is kept for a backward pass then). Under the
-    ``hyenamd`` CLI the allocator follows it (large-system thresholds only when lean,
-    :func:`hyenamd.allocator.adapt_malloc`)."""
+def _memory_regime(cfg: GHyenaConfig, n_atoms: int, n_pairs: int, device: torch.device) -> str:
+    """The call's memory regime (:func:`hyenamd.surrogate.memory_policy.memory_regime`, against
+    the memory of ``device``); "fast" when no gradient is recorded (nothing is kept for a
+    backward pass then). Under the ``hyenamd`` CLI the host allocator follows it on the CPU
+    (large-system thresholds only when lean, :func:`hyenamd.allocator.adapt_malloc`)."""
     if not torch.is_grad_enabled():
         return "fast"
-    regime = config_regime(cfg, n_atoms, n_pairs)
-    if n_atoms >= AUTO_MIN_ATOMS:
+    regime = config_regime(cfg, n_atoms, n_pairs, device=device)
+    if n_atoms >= AUTO_MIN_ATOMS and device.type == "cpu":
         adapt_malloc(n_atoms, large=regime == "lean")
     return regime
 
