@@ -17,7 +17,6 @@ the adapters, not here.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import torch
@@ -69,7 +68,7 @@ class ModelRunner:
         order_samples: int = 1,
         compile=False,
     ) -> None:
-        from hyenamd.engine.compile_switch import check_compilable, compiled_potential
+        from hyenamd.engine.compile_switch import FallbackWatch, check_compilable, compiled_potential
 
         if int(order_samples) < 1:
             raise ValueError(f"order_samples must be >= 1, got {order_samples}")
@@ -83,8 +82,8 @@ class ModelRunner:
         self.model = model.eval() if hasattr(model, "eval") else model
         #: what :meth:`evaluate` runs: the model, or its compiled wrapper (``compile``)
         self.potential = compiled_potential(self.model, compile)
-        # eager-fallback reasons already reported (the wrapper's static one was warned on wrapping)
-        self._fallbacks_seen = {getattr(self.potential, "fallback_reason", None)}
+        #: the compiled wrapper's eager fallbacks: warned once per new reason, counted
+        self.fallbacks = FallbackWatch(self.potential)
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
         self.order_samples = int(order_samples)
@@ -196,8 +195,7 @@ class ModelRunner:
         from hyenamd.surrogate.forces import compute_forces
 
         out = compute_forces(self.potential, batch, stress=stress, neighbors=nbrs)
-        if self.potential is not self.model:
-            self._warn_fallback()
+        self.fallbacks.check(stacklevel=3)  # compile=True is never silently without effect
         res: dict[str, np.ndarray | float] = {
             "energy": float(out["energy"][0]),
             "energies": out["energies"].detach().cpu().double().numpy(),
@@ -206,21 +204,6 @@ class ModelRunner:
         if stress:
             res["stress"] = out["stress"][0].detach().cpu().double().numpy()
         return res
-
-    def _warn_fallback(self) -> None:
-        """A ``RuntimeWarning`` the first time the compiled wrapper runs eagerly for a new reason
-        (e.g. more atoms than it compiles), so ``compile=True`` is never silently without effect;
-        a failed compile is warned by the wrapper itself."""
-        reason = getattr(self.potential, "fallback_reason", None)
-        if reason in self._fallbacks_seen:
-            return
-        self._fallbacks_seen.add(reason)
-        if not reason.startswith("compiling failed"):
-            warnings.warn(
-                f"compile is on but this call ran eagerly ({reason}); same results, no speed-up",
-                RuntimeWarning,
-                stacklevel=4,
-            )
 
     def orders_for(self, batch: Batch, orders=None, k: int | None = None) -> torch.Tensor | None:
         """The ``[K, N]`` orders to run ``batch`` with: ``orders`` (checked: ``K = order_samples``
