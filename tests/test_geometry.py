@@ -165,10 +165,23 @@ def test_wrap_positions_into_cell():
 @pytest.mark.parametrize("batched", [False, True])
 def test_verlet_list_random_walk_with_rewrapping(batched, exact):
     """Never misses a pair within the cutoff, even when positions are re-wrapped every step."""
+    random_walk(batched, exact, (True, True, True))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("pbc", [(True, False, True), (False, False, False)])
+def test_verlet_list_one_system_random_walk_partly_or_not_periodic(pbc, exact):
+    """The one-system reuse path (no per-atom system index) with a non-periodic axis, or none."""
+    random_walk(False, exact, pbc)
+
+
+def random_walk(batched: bool, exact: bool, pbc0: tuple[bool, bool, bool]) -> None:
+    """300 random-walk steps, re-wrapped every 7th, of one system (pbc ``pbc0``) or a batch of
+    two: the Verlet list against a fresh list at every step (the oracle)."""
     rng = np.random.default_rng(9)
     cutoff, skin = 3.0, 1.0
     cells = [random_triclinic(rng, 7.0), random_triclinic(rng, 6.0)]
-    pbcs = [torch.tensor([True, True, True]), torch.tensor([True, False, True])]
+    pbcs = [torch.tensor(pbc0), torch.tensor([True, False, True])]
     ns = [40, 30]
     if not batched:
         cells, pbcs, ns = cells[:1], pbcs[:1], ns[:1]

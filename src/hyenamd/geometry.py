@@ -317,6 +317,11 @@ def brute_force_neighbor_list(
 
 
 # --------------------------------------------------------------------------- Verlet list
+def _system_index(ptr: Tensor) -> Tensor:
+    """``[n_atoms]`` system index of each atom from the offsets ``ptr`` ``[n_systems + 1]``."""
+    return torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=ptr.device), ptr[1:] - ptr[:-1])
+
+
 class VerletList:
     """A neighbour list with a skin, rebuilt only when needed.
 
@@ -379,9 +384,11 @@ class VerletList:
             )
         else:
             cell, pbc = cell.detach(), torch.as_tensor(pbc, device=dev)
-        batch = torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=dev), ptr[1:] - ptr[:-1])
         if self._needs_rebuild(positions, cell, pbc, ptr):
-            return self._build(positions, cell, pbc, ptr, batch)
+            return self._build(positions, cell, pbc, ptr, _system_index(ptr))
+        if cell.shape[0] == 1:
+            return self._reuse_one(positions)
+        batch = _system_index(ptr)
         # displacement since the build, in fractional coordinates of each system's cell
         d = positions - self._ref
         dfrac = (
@@ -396,7 +403,7 @@ class VerletList:
             else rest @ self._cell_c[0]
         )
         if self.skin == 0 or float(moved.norm(dim=1).max()) > 0.5 * self.skin:
-            return self._build(positions, cell, pbc, ptr, batch)
+            return self._build(positions, cell, pbc, ptr, batch, same_box=True)
         nb = self._nbrs
         w = wraps.to(nb.shifts.dtype)
         if not self.exact:
@@ -415,6 +422,31 @@ class VerletList:
         i, j = nb.i[keep], nb.j[keep]
         return Neighbors(i, j, nb.shifts[keep] + w[i] - w[j], self.full)
 
+    def _reuse_one(self, positions: Tensor) -> Neighbors:
+        """:meth:`__call__`'s reuse test and list for one system (the same arithmetic as the
+        batched path with ``batch = 0``, in about half the torch calls: ~0.1 ms at 108 atoms)."""
+        dfrac = (positions - self._ref) @ self._inv[0]
+        rounded = torch.round(dfrac)
+        wraps = rounded if self._all_pbc else torch.where(self._pbc[0], rounded, torch.zeros_like(dfrac))
+        moved = (dfrac - wraps) @ self._cell_c[0]
+        if self.skin == 0 or float(moved.norm(dim=1).max()) > 0.5 * self.skin:
+            ptr = self._ptr
+            return self._build(positions, self._cell, self._pbc, ptr, _system_index(ptr), same_box=True)
+        nb = self._nbrs
+        if not self._any_pbc:
+            w = None  # nothing can have been re-wrapped
+        else:
+            w = wraps.to(nb.shifts.dtype)
+            if not bool(w.any()):
+                w = None
+        if not self.exact:
+            return nb if w is None else Neighbors(nb.i, nb.j, nb.shifts + w[nb.i] - w[nb.j], self.full)
+        xu = positions if w is None else positions - wraps @ self._cell_c[0]
+        keep = (xu[nb.j] - xu[nb.i] + self._svec).norm(dim=1) < self.cutoff
+        i, j = nb.i[keep], nb.j[keep]
+        shifts = nb.shifts[keep] if w is None else nb.shifts[keep] + w[i] - w[j]
+        return Neighbors(i, j, shifts, self.full)
+
     def _needs_rebuild(self, positions, cell, pbc, ptr) -> bool:
         return (
             self._ref is None
@@ -424,22 +456,26 @@ class VerletList:
             or not torch.equal(self._cell, cell)
         )
 
-    def _build(self, positions, cell, pbc, ptr, batch) -> Neighbors:
+    def _build(self, positions, cell, pbc, ptr, batch, *, same_box: bool = False) -> Neighbors:
+        """Build from ``positions``; ``same_box``: cell, pbc and ptr equal the last build's (a
+        rebuild because atoms moved), so their checks and derived matrices are kept."""
         self.n_builds += 1
-        for k in range(cell.shape[0]):
-            if bool(pbc[k].any()):
-                widths = perpendicular_widths(cell[k])[pbc[k]]
-                if 0.5 * self.skin >= 0.5 * float(widths.min()):
-                    raise InvalidSystemError(
-                        f"skin {self.skin} Å is too large for system {k}: skin/2 must stay below half "
-                        f"the narrowest periodic cell width ({float(widths.min()):.3f} Å)"
-                    )
+        if not same_box:
+            for k in range(cell.shape[0]):
+                if bool(pbc[k].any()):
+                    widths = perpendicular_widths(cell[k])[pbc[k]]
+                    if 0.5 * self.skin >= 0.5 * float(widths.min()):
+                        raise InvalidSystemError(
+                            f"skin {self.skin} Å is too large for system {k}: skin/2 must stay below half "
+                            f"the narrowest periodic cell width ({float(widths.min()):.3f} Å)"
+                        )
+            self._cell = cell.clone()
+            self._pbc = pbc.clone()
+            self._all_pbc, self._any_pbc = bool(pbc.all()), bool(pbc.any())
+            self._ptr = ptr.clone()
+            self._cell_c = torch.stack([complete_cell(c) for c in cell])
+            self._inv = torch.linalg.inv(self._cell_c)
         self._ref = positions.clone()
-        self._cell = cell.clone()
-        self._pbc = pbc.clone()
-        self._ptr = ptr.clone()
-        self._cell_c = torch.stack([complete_cell(c) for c in cell])
-        self._inv = torch.linalg.inv(self._cell_c)
         self._nbrs = batch_neighbor_list(positions, cell, pbc, ptr, self.cutoff + self.skin, full=self.full)
         nb = self._nbrs
         if not self.exact:

@@ -6,13 +6,15 @@ the eager rollout's trajectory to float64 rounding.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from cluster_helpers import LJ, make_spec, read_all
 
 from hyenamd.cluster.cli import RolloutConfig, build_specs
-from hyenamd.cluster.spec import RolloutSpec, SpecError
+from hyenamd.cluster.spec import RolloutResult, RolloutSpec, SpecError
 from hyenamd.cluster.worker import RolloutWorker, build_model
 from hyenamd.config import load_config
 from hyenamd.surrogate import GHyena, GHyenaConfig, save_model
@@ -62,6 +64,48 @@ def test_compiled_rollout_follows_the_eager_trajectory(tmp_path, checkpoint):
     assert np.abs(a["force"]).max() > 1e-3 and len(a["position"]) == 5  # a non-trivial model
     assert np.abs(a["position"] - b["position"]).max() < 1e-9
     assert np.abs(a["force"] - b["force"]).max() < 1e-9
+    # the result records the setting and that every call ran compiled (initial forces + 20 steps)
+    assert (res.compile, res.compiled_calls, res.eager_calls, res.compile_fallback) == (
+        "aot_eager",
+        21,
+        0,
+        None,
+    )
+    assert RolloutResult.from_json(res.to_json()) == res
+    off = worker.run(eager)  # already complete: nothing evaluated, compile off
+    assert (off.compile, off.compiled_calls, off.eager_calls, off.compile_fallback) == (False, 0, 0, None)
+
+
+def test_a_rollout_too_large_to_compile_warns_once_and_records_why(tmp_path, checkpoint):
+    """More atoms than the compiled path takes (MAX_TOKENS): one RuntimeWarning, the eager
+    trajectory, and the reason in the result (kept through its JSON, as the manifest stores it)."""
+    import warnings
+
+    from hyenamd.cluster.spec import write_initial_store
+    from hyenamd.engine.reference_systems import lj_fluid_system
+    from hyenamd.surrogate.dft_conv import MAX_TOKENS
+
+    system = lj_fluid_system(5, seed=4)  # 500 argon atoms
+    assert system.n_atoms > MAX_TOKENS
+    init = write_initial_store(system, tmp_path / "big.h5")
+    kw = dict(initial=init, integrator={"kind": "velocity_verlet", "dt_fs": 2.0}, steps=3,
+              report_interval=1, checkpoint_interval=3)  # fmt: skip
+    ck = {"kind": "checkpoint", "path": checkpoint}
+    eager = make_spec(tmp_path / "e", "r_0", model=ck, **kw)
+    comp = make_spec(tmp_path / "c", "r_0", model={**ck, "compile": "aot_eager"}, **kw)
+    worker = RolloutWorker()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = worker.run(comp)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and f"{system.n_atoms} atoms > MAX_TOKENS" in msgs[0], msgs
+    assert res.ok, res.error
+    assert (res.compile, res.compiled_calls, res.eager_calls) == ("aot_eager", 0, 4)
+    assert f"{system.n_atoms} atoms > MAX_TOKENS" in res.compile_fallback
+    assert RolloutResult.from_dict(json.loads(res.to_json())).compile_fallback == res.compile_fallback
+    assert worker.run(eager).ok
+    a, b = read_all(eager.output), read_all(comp.output)
+    assert np.array_equal(a["position"], b["position"]) and np.array_equal(a["force"], b["force"])
 
 
 def test_compile_values_are_checked_in_the_spec(tmp_path, checkpoint):

@@ -172,6 +172,7 @@ def test_eager_fallbacks_give_eager_results():
     out = compute_forces(pot, b1, create_graph=True)
     assert "training" in pot.fallback_reason
     assert out["forces"].requires_grad
+    assert list(pot.eager_calls.values()) == [1, 1] and pot.fallback_reason in pot.eager_calls  # per reason
     # a model outside the compiled subset
     direct = CompiledGHyena(tiny_model(heads=("energy", "direct_forces")), backend="aot_eager")
     assert "direct_forces" in direct.fallback_reason
@@ -190,7 +191,7 @@ def test_compile_failure_falls_back_with_a_warning():
     assert "this backend cannot compile" in pot.fallback_reason
     assert_same(out, compute_forces(model, batch, neighbors=nb), 0.0)
     compute_forces(pot, batch, neighbors=nb)  # eager from now on, no second attempt
-    assert pot.n_compiled_calls == 0
+    assert pot.n_compiled_calls == 0 and pot.eager_calls == {pot.fallback_reason: 2}
 
 
 def test_bad_input_is_refused_before_compiling():

@@ -332,7 +332,7 @@ def run_rollouts(
                     result = RolloutResult(
                         name=spec.name, status="failed", output=spec.output, node_id=node,
                         error=f"gave up after {max_retries} retries; last: {msg}", error_type=type(e).__name__,
-                        stop_reason="error",
+                        stop_reason="error", compile=spec.model.get("compile", False),
                     )  # fmt: skip
                 except rex.RayTaskError as e:  # the rollout itself raised (bad spec, unreadable store)
                     pool.give_back(options[spec.name], actor, node)
@@ -340,6 +340,7 @@ def run_rollouts(
                     result = RolloutResult(
                         name=spec.name, status="failed", output=spec.output, node_id=node,
                         error=str(cause), error_type=type(cause).__name__, stop_reason="error",
+                        compile=spec.model.get("compile", False),
                     )  # fmt: skip
                 results[spec.name] = result
                 book.finished(result)

@@ -162,4 +162,9 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         if not r.ok:
             print(f"  {r.name}: {r.status} at step {r.step} ({r.frames} frames): {r.error}")
+        if r.compile_fallback is not None:
+            n = r.compiled_calls + r.eager_calls
+            print(
+                f"  {r.name}: compile={r.compile!r} but {r.eager_calls}/{n} model calls ran eagerly: {r.compile_fallback}"
+            )
     return 0 if n_ok == len(results) else 1

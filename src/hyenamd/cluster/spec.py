@@ -304,6 +304,10 @@ class RolloutResult:
     ``"error"`` (anything else); None when it completed. uncertainty: for a spec with a
     committee, :meth:`hyenamd.engine.uncertainty.UncertaintyGuard.summary` of this attempt
     (checks, peak σ_F and its step, flags, the stop); ``{}`` otherwise.
+    compile: the model's ``compile`` setting (False: off); compiled_calls / eager_calls: the
+    model evaluations of this attempt that ran compiled / eagerly; compile_fallback: why the
+    eager ones did (e.g. more atoms than the compiled path takes), None when every call ran
+    compiled or compile is off (see :class:`hyenamd.engine.compile_switch.FallbackWatch`).
     """
 
     name: str
@@ -320,6 +324,10 @@ class RolloutResult:
     timings: dict = field(default_factory=dict)
     stop_reason: str | None = None
     uncertainty: dict = field(default_factory=dict)
+    compile: bool | str = False
+    compiled_calls: int = 0
+    eager_calls: int = 0
+    compile_fallback: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -28,6 +28,10 @@ What it does, in order:
    The result's ``stop_reason`` says why (``"uncertainty"``: the committee disagreed;
    ``"blow_up"``; ``"error"``) and ``uncertainty`` holds the guard's summary (checks, peak
    force spread, flags) when a committee watched the run.
+7. with ``model.compile``, calls that ran eagerly instead (e.g. a system above the compiled
+   path's ``MAX_TOKENS`` atoms) are warned once per reason (``RuntimeWarning``: after the
+   initial force evaluation of a fresh start, else at the end of the attempt) and recorded
+   in the result (``compile``, ``compiled_calls``, ``eager_calls``, ``compile_fallback``).
 """
 
 from __future__ import annotations
@@ -280,11 +284,15 @@ class RolloutWorker:
         out = pathlib.Path(spec.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         with _Lock(spec.lock_path, self.lock_timeout_s):
+            from hyenamd.engine.compile_switch import FallbackWatch
+
             potential = self.model(spec, weights)  # bad model/committee files: refused before
             integrator = build_integrator(spec.integrator, potential)
             guard = self.guard(spec)  # the output or its sidecar is touched
             self._check_owner(spec)
+            fallbacks = FallbackWatch(potential)  # a compiled model's eager calls: warned, recorded
             sim, resumed = self._simulation(spec, integrator, guard)
+            fallbacks.check()  # a fresh start evaluated the initial forces
             status, error, error_type, stop_reason = "completed", None, None, None
             try:
                 sim.run_to(spec.steps)
@@ -299,6 +307,7 @@ class RolloutWorker:
                     sim.close()
                 except Exception as e2:  # the first error stays the reported one
                     error += f" (while closing: {e2!r})"
+            fallbacks.check()
             step = int(sim.step)
             frames = self._frames(spec)
         return RolloutResult(
@@ -316,6 +325,8 @@ class RolloutWorker:
             timings={k: round(v, 6) for k, v in sim.timing_summary().items()},
             stop_reason=stop_reason,
             uncertainty=guard.summary() if hasattr(guard, "summary") else {},
+            compile=spec.model.get("compile", False),
+            **_compile_record(fallbacks),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -371,6 +382,16 @@ class RolloutWorker:
             return 0
         with open_store(spec.output, "r") as st:
             return len(st)
+
+
+def _compile_record(fallbacks) -> dict:
+    """The :class:`RolloutResult` fields of a :class:`FallbackWatch` summary."""
+    rec = fallbacks.summary()
+    return {
+        "compiled_calls": rec["compiled_calls"],
+        "eager_calls": rec["eager_calls"],
+        "compile_fallback": rec["fallback_reason"],
+    }
 
 
 def _stop_reason(error: Exception, guard: Any) -> str:

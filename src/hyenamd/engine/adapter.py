@@ -17,7 +17,6 @@ the adapters, not here.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.evaluator import verlet_list_for
+from hyenamd.engine.static_inputs import StaticInputs
 from hyenamd.system import Batch, Labels
 
 __all__ = ["ModelRunner", "check_species"]
@@ -69,7 +69,7 @@ class ModelRunner:
         order_samples: int = 1,
         compile=False,
     ) -> None:
-        from hyenamd.engine.compile_switch import check_compilable, compiled_potential
+        from hyenamd.engine.compile_switch import FallbackWatch, check_compilable, compiled_potential
 
         if int(order_samples) < 1:
             raise ValueError(f"order_samples must be >= 1, got {order_samples}")
@@ -83,10 +83,13 @@ class ModelRunner:
         self.model = model.eval() if hasattr(model, "eval") else model
         #: what :meth:`evaluate` runs: the model, or its compiled wrapper (``compile``)
         self.potential = compiled_potential(self.model, compile)
-        # eager-fallback reasons already reported (the wrapper's static one was warned on wrapping)
-        self._fallbacks_seen = {getattr(self.potential, "fallback_reason", None)}
+        #: the compiled wrapper's eager fallbacks: warned once per new reason, counted
+        self.fallbacks = FallbackWatch(self.potential)
         self.neighbor_list = verlet_list_for(model, skin)
         self._species_key: bytes | None = None
+        #: species, masses, cell, pbc, ptr as tensors, made afresh only when their arrays change
+        self.static = StaticInputs(self.device, self.dtype)
+        self._checked_orders: tuple | None = None  # (a copy of the orders given, checked [K, N])
         self.order_samples = int(order_samples)
         from hyenamd.surrogate.ordering import model_ordering
 
@@ -150,22 +153,12 @@ class ModelRunner:
                 self.neighbor_list.reset()
         dev, dt = self.device, self.dtype
         x = torch.as_tensor(np.asarray(positions), dtype=dt, device=dev)
-        if not bool(torch.isfinite(x).all()):
+        finite = np.isfinite(x.numpy()).all() if x.device.type == "cpu" else torch.isfinite(x).all()
+        if not bool(finite):
             raise ValueError("positions contain NaN or inf")
-        n = x.shape[0]
-        sp = torch.as_tensor(np.asarray(species, dtype=np.int64), device=dev)
-        c = (
-            torch.zeros(1, 3, 3, dtype=dt, device=dev)
-            if cell is None
-            else torch.as_tensor(np.asarray(cell), dtype=dt, device=dev).reshape(1, 3, 3)
-        )
-        p = torch.as_tensor(np.asarray(pbc, dtype=bool), device=dev).reshape(1, 3)
-        m = (
-            torch.ones(n, dtype=dt, device=dev)
-            if masses is None
-            else torch.as_tensor(masses, dtype=dt, device=dev)
-        )
-        ptr = torch.tensor([0, n], device=dev)
+        st = self.static(species, masses, cell, pbc)
+        if st.species.shape[0] != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} positions but {st.species.shape[0]} species")
         v = None
         if getattr(self.model, "dynamics_head", None) is not None:
             v = (
@@ -175,20 +168,20 @@ class ModelRunner:
             )
         batch = Batch(
             positions=x,
-            species=sp,
-            masses=m,
-            cell=c,
-            pbc=p,
-            batch=torch.zeros(n, dtype=torch.int64, device=dev),
-            ptr=ptr,
+            species=st.species,
+            masses=st.masses,
+            cell=st.cell,
+            pbc=st.pbc,
+            batch=st.batch,
+            ptr=st.ptr,
             labels=(labels,),
             velocities=v,
-            has_cell=torch.tensor([cell is not None], device=dev),
+            has_cell=st.has_cell,
         )
         if not (isinstance(orders, tuple) and orders == ()):
             o = self.orders_for(batch, orders, k=None if orders is not None else 1)
             batch = batch if o is None else batch.replace(order=o[0].to(dev))
-        nbrs = None if self.neighbor_list is None else self.neighbor_list(x, c, p, ptr)
+        nbrs = None if self.neighbor_list is None else self.neighbor_list(x, st.cell, st.pbc, st.ptr)
         return batch, nbrs
 
     def evaluate(self, batch: Batch, nbrs, *, stress: bool = False) -> dict[str, np.ndarray | float]:
@@ -196,8 +189,7 @@ class ModelRunner:
         from hyenamd.surrogate.forces import compute_forces
 
         out = compute_forces(self.potential, batch, stress=stress, neighbors=nbrs)
-        if self.potential is not self.model:
-            self._warn_fallback()
+        self.fallbacks.check(stacklevel=3)  # compile=True is never silently without effect
         res: dict[str, np.ndarray | float] = {
             "energy": float(out["energy"][0]),
             "energies": out["energies"].detach().cpu().double().numpy(),
@@ -206,21 +198,6 @@ class ModelRunner:
         if stress:
             res["stress"] = out["stress"][0].detach().cpu().double().numpy()
         return res
-
-    def _warn_fallback(self) -> None:
-        """A ``RuntimeWarning`` the first time the compiled wrapper runs eagerly for a new reason
-        (e.g. more atoms than it compiles), so ``compile=True`` is never silently without effect;
-        a failed compile is warned by the wrapper itself."""
-        reason = getattr(self.potential, "fallback_reason", None)
-        if reason in self._fallbacks_seen:
-            return
-        self._fallbacks_seen.add(reason)
-        if not reason.startswith("compiling failed"):
-            warnings.warn(
-                f"compile is on but this call ran eagerly ({reason}); same results, no speed-up",
-                RuntimeWarning,
-                stacklevel=4,
-            )
 
     def orders_for(self, batch: Batch, orders=None, k: int | None = None) -> torch.Tensor | None:
         """The ``[K, N]`` orders to run ``batch`` with: ``orders`` (checked: ``K = order_samples``
@@ -232,6 +209,17 @@ class ModelRunner:
             from hyenamd.surrogate.ordering import order_samples
 
             return order_samples(batch.system(0), self.ordering, k or self.order_samples)
+        hit = self._checked_orders  # the orders of the last call (equal content): checked then
+        if (
+            hit is not None
+            and isinstance(orders, torch.Tensor)
+            and orders.shape == hit[0].shape
+            and orders.dtype == hit[0].dtype
+            and hit[1].shape[1] == n
+            and (k is not None or hit[1].shape[0] == self.order_samples)
+            and torch.equal(orders, hit[0])
+        ):
+            return hit[1]
         o = torch.as_tensor(np.asarray(orders), dtype=torch.int64).reshape(-1, n)
         if k is None and o.shape[0] != self.order_samples:
             raise ValueError(
@@ -240,4 +228,7 @@ class ModelRunner:
             )
         if not torch.equal(torch.sort(o, dim=1).values, torch.arange(n).expand(o.shape[0], n)):
             raise ValueError(f"a given sequence order is not a permutation of 0..{n - 1}")
+        if isinstance(orders, torch.Tensor) and orders.device.type == "cpu":
+            o = o.clone() if o.data_ptr() == orders.data_ptr() else o  # never an alias of the caller's
+            self._checked_orders = (orders.clone(), o)
         return o

@@ -48,8 +48,9 @@ from torch import nn
 
 from hyenamd.dtypes import resolve_dtype
 from hyenamd.engine.adapter import ModelRunner, check_species
-from hyenamd.engine.ase_order import ORDER_ARRAY, read_orders, write_orders
+from hyenamd.engine.ase_order import ORDER_ARRAY, ORDER_RULE_INFO, read_orders, write_orders
 from hyenamd.engine.compile_switch import CompileOption, check_compilable
+from hyenamd.engine.static_inputs import same_bits
 from hyenamd.errors import check_finite_outputs
 from hyenamd.system import Labels
 from hyenamd.units import FS_PER_ASE_TIME
@@ -138,6 +139,8 @@ class HyenaCalculator(Calculator):
             model, device=device, dtype=dtype, skin=skin, order_samples=order_samples, compile=compile
         )
         self.compute_stress = bool(stress)
+        #: host-side per-call inputs kept between calls, keyed on content (see ``_read_orders``)
+        self._cache: dict = {}
 
     @classmethod
     def from_checkpoint(
@@ -187,23 +190,23 @@ class HyenaCalculator(Calculator):
         return getattr(self.model, "dynamics_head", None) is not None
 
     def check_state(self, atoms, tol: float = 1e-15) -> list[str]:
-        """Exact comparison with the last calculated atoms (cheap for 10⁶ atoms), over every model input."""
+        """Exact comparison with the last calculated atoms (cheap for 10⁶ atoms), over every model
+        input: bit for bit (:func:`~hyenamd.engine.static_inputs.same_bits`; a dtype change counts)."""
         old = self.atoms
         if old is None:
             return list(all_changes)
         changes = []
-        if len(old) != len(atoms) or not np.array_equal(old.numbers, atoms.numbers):
+        if len(old) != len(atoms) or not same_bits(old.numbers, atoms.numbers):
             return list(all_changes)
-        if not np.array_equal(old.positions, atoms.positions):
+        if not same_bits(old.positions, atoms.positions):
             changes.append("positions")
-        if not np.array_equal(old.cell.array, atoms.cell.array):
+        if not same_bits(old.cell.array, atoms.cell.array):
             changes.append("cell")
-        if not np.array_equal(old.pbc, atoms.pbc):
+        if not same_bits(old.pbc, atoms.pbc):
             changes.append("pbc")
         arrays = ("residuenumbers", ORDER_ARRAY) + (("momenta",) if self.reads_velocities else ())
         for name in arrays:
-            a, b = old.arrays.get(name), atoms.arrays.get(name)
-            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+            if not same_bits(old.arrays.get(name), atoms.arrays.get(name)):
                 changes.append(name)
         return changes
 
@@ -213,12 +216,12 @@ class HyenaCalculator(Calculator):
         if atoms is None:
             raise ValueError("HyenaCalculator.calculate needs atoms")
         numbers = atoms.numbers
-        check_species(self.model, numbers)
+        self._check_species(numbers)
         rule = self.runner.ordering
-        orders = None if rule is None else read_orders(atoms, rule)
+        orders = None if rule is None else self._read_orders(atoms, rule)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         cell = atoms.cell.array
-        full = bool(pbc.all()) and abs(np.linalg.det(cell)) > 0
+        full = bool(pbc.all()) and self._volume(cell) > 0
         if "stress" in properties and not full:
             raise PropertyNotImplementedError("stress needs a 3-D periodic cell")
         with_stress = self.compute_stress and full
@@ -229,7 +232,7 @@ class HyenaCalculator(Calculator):
             pbc,
             masses=atoms.get_masses(),
             labels=_labels(atoms),
-            velocities=atoms.get_velocities() / FS_PER_ASE_TIME if atoms.has("momenta") else None,
+            velocities=self._velocities(atoms),
             stress=with_stress,
             orders=orders,
         )
@@ -247,6 +250,38 @@ class HyenaCalculator(Calculator):
         if with_stress:
             self.results["stress"] = _voigt(out["stress"])
         self.results.update(_committee_results(out))
+
+    # ------------------------------------------------------------------ per-call inputs, cached
+    def _check_species(self, numbers: np.ndarray) -> None:
+        """:func:`check_species` once per distinct ``numbers`` (ValueError naming unknown ones)."""
+        if not same_bits(numbers, self._cache.get("numbers")):
+            check_species(self.model, numbers)
+            self._cache["numbers"] = np.array(numbers, copy=True)
+
+    def _read_orders(self, atoms, rule: str) -> torch.Tensor | None:
+        """:func:`read_orders` of ``atoms``, reused while their ranks array and rule are unchanged
+        (the same tensor, so the runner's check of it is reused too)."""
+        ranks = atoms.arrays.get(ORDER_ARRAY)
+        made_by = atoms.info.get(ORDER_RULE_INFO)
+        hit = self._cache.get("orders")
+        if ranks is not None and hit is not None and hit[0] == (made_by, rule) and same_bits(ranks, hit[1]):
+            return hit[2]
+        orders = read_orders(atoms, rule)
+        self._cache["orders"] = None if orders is None else ((made_by, rule), ranks.copy(), orders)
+        return orders
+
+    def _volume(self, cell: np.ndarray) -> float:
+        """``|det(cell)|`` Å³, recomputed only when the cell changed."""
+        hit = self._cache.get("cell")
+        if hit is None or not same_bits(cell, hit[0]):
+            hit = self._cache["cell"] = (cell.copy(), abs(float(np.linalg.det(cell))))
+        return hit[1]
+
+    def _velocities(self, atoms) -> np.ndarray | None:
+        """Å/fs, for a model whose energy reads them (dynamics head); else None (not computed)."""
+        if not self.reads_velocities or not atoms.has("momenta"):
+            return None
+        return atoms.get_velocities() / FS_PER_ASE_TIME
 
     # ------------------------------------------------------------------ descriptors
     def get_descriptors(self, atoms=None) -> np.ndarray:

@@ -19,6 +19,12 @@ classical potential, a committee, an already wrapped model is returned as is) is
 G-Hyena the compiled path never covers (direct-force or dynamics heads, velocity inputs) is
 wrapped with a ``RuntimeWarning``: it runs eagerly with the same results, and
 ``CompiledGHyena.fallback_reason`` says why.
+
+A wrapper can also fall back per call (e.g. a system of more than ``MAX_TOKENS`` atoms).
+:class:`FallbackWatch` is the one place that turns those calls into a ``RuntimeWarning`` (once
+per new reason) and a record (calls compiled, calls eager, the reasons): the ASE/OpenMM
+runner (:class:`~hyenamd.engine.adapter.ModelRunner`) and the rollout worker
+(:class:`~hyenamd.cluster.worker.RolloutWorker`, ``RolloutResult.compile_fallback``) use it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["CompileOption", "check_compilable", "compile_backend", "compiled_potential"]
+__all__ = ["CompileOption", "FallbackWatch", "check_compilable", "compile_backend", "compiled_potential"]
 
 #: what a ``compile`` argument may be: off (False/None), on (True: inductor), a backend name or callable
 CompileOption = bool | str | Callable | None
@@ -98,3 +104,57 @@ def compiled_potential(model: nn.Module, value: CompileOption, *, what: str = "c
             stacklevel=2,
         )
     return CompiledGHyena(model, backend=backend)
+
+
+class FallbackWatch:
+    """Warns once per new eager-fallback reason of a compiled potential and counts its calls.
+
+    potential: what is evaluated (a :class:`~hyenamd.surrogate.compiled.CompiledGHyena`, or any
+    other potential: then nothing is ever warned or counted). Counts start when the watch is
+    made (a wrapper cached across rollouts keeps its own totals). The wrapper's static reason
+    (a head it never compiles) is taken as already reported: :func:`compiled_potential` warned
+    it; a failed compile is warned by the wrapper itself, so :meth:`check` only records it.
+    """
+
+    def __init__(self, potential: nn.Module) -> None:
+        self.potential = potential
+        self.active = hasattr(potential, "eager_calls")
+        self._compiled0 = int(getattr(potential, "n_compiled_calls", 0))
+        self._eager0 = dict(getattr(potential, "eager_calls", {}))
+        from hyenamd.surrogate.compiled import CompiledGHyena, unsupported_reason
+
+        static = unsupported_reason(potential.model) if isinstance(potential, CompiledGHyena) else None
+        self.seen: set[str] = {static} if static is not None else set()
+
+    def eager_calls(self) -> dict[str, int]:
+        """The calls that ran eagerly since the watch was made, per reason."""
+        now = getattr(self.potential, "eager_calls", {})
+        return {r: n - self._eager0.get(r, 0) for r, n in now.items() if n > self._eager0.get(r, 0)}
+
+    def check(self, *, stacklevel: int = 2) -> None:
+        """A ``RuntimeWarning`` for each eager-fallback reason not reported before (``stacklevel``
+        as for :func:`warnings.warn`, counted from the caller of this method)."""
+        if not self.active:
+            return
+        for reason in self.eager_calls():
+            if reason in self.seen:
+                continue
+            self.seen.add(reason)
+            if not reason.startswith("compiling failed"):
+                warnings.warn(
+                    f"compile is on but this call ran eagerly ({reason}); same results, no speed-up",
+                    RuntimeWarning,
+                    stacklevel=stacklevel + 1,
+                )
+
+    def summary(self) -> dict:
+        """``{"compiled_calls": n, "eager_calls": n, "fallback_reason": str | None}`` since the
+        watch was made; the reason is None when every call ran compiled (several reasons: joined
+        by ``"; "`` in the order they first occurred)."""
+        eager = self.eager_calls()
+        compiled = int(getattr(self.potential, "n_compiled_calls", 0)) - self._compiled0
+        return {
+            "compiled_calls": compiled,
+            "eager_calls": sum(eager.values()),
+            "fallback_reason": "; ".join(eager) or None,
+        }

@@ -40,8 +40,9 @@ is compiled — several systems in the batch, more than
 input, parameters that require gradients (training) — and, after a warning, for good when
 compiling fails (also when this wrapper has compiled ``torch._dynamo.config.recompile_limit``
 graphs: capacities, stress on/off; each wrapper has its own cache).
-:attr:`CompiledGHyena.fallback_reason` says why, :attr:`n_compiled_calls`
-counts the calls that ran compiled. The compiled path is for inference: it never records a
+:attr:`CompiledGHyena.fallback_reason` says why the last call ran eagerly,
+:attr:`n_compiled_calls` counts the calls that ran compiled and :attr:`eager_calls` the others
+per reason. The compiled path is for inference: it never records a
 parameter gradient.
 """
 
@@ -191,6 +192,8 @@ class CompiledGHyena(nn.Module):
         self.fallback_reason: str | None = unsupported_reason(model)
         self._failed: str | None = None
         self.n_compiled_calls = 0
+        #: the calls that ran eagerly, per reason (in the order the reasons first occurred)
+        self.eager_calls: dict[str, int] = {}
         self.capacity = 0
         self._padded: tuple | None = None
 
@@ -279,6 +282,7 @@ class CompiledGHyena(nn.Module):
         reason = self._eager_reason(batch)
         self.fallback_reason = reason
         if reason is not None:
+            self.eager_calls[reason] = self.eager_calls.get(reason, 0) + 1
             return model(batch, neighbors=neighbors)
         model._check(batch)
         if neighbors is None:
@@ -294,6 +298,7 @@ class CompiledGHyena(nn.Module):
             out = model(batch, neighbors=neighbors)  # an error of the input itself raises here
             msg = " ".join(str(exc).split())[:300]
             self._failed = self.fallback_reason = f"compiling failed: {type(exc).__name__}: {msg}"
+            self.eager_calls[self._failed] = 1
             warnings.warn(f"CompiledGHyena: {self._failed}; running eagerly", RuntimeWarning, stacklevel=2)
             return out
         self.n_compiled_calls += 1

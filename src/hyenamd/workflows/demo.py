@@ -70,7 +70,10 @@ class RolloutStage:
     after the last with ``large_step_rescale_every: stride``); ``skin`` Å of the Verlet lists.
     use_ray: run the force-field rollout through ``hyenamd.cluster.run_rollouts`` on a fresh
     embedded Ray instance (``address="local"``), its actor asking for ``ray_cpus`` CPUs (False:
-    in-process)."""
+    in-process). compile: run the force-field rollout's model through the compiled small-system
+    path (false, the default; true: inductor; or a ``torch.compile`` backend name:
+    :mod:`hyenamd.engine.compile_switch`); the learned propagator has no compiled path.
+    ``validate.compile`` does the same for the validation's accuracy model."""
 
     md_steps: int = 6250
     report_interval: int = 10
@@ -80,8 +83,13 @@ class RolloutStage:
     skin: float = 1.0
     use_ray: bool = True
     ray_cpus: int = 1
+    compile: bool | str = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            from hyenamd.engine.compile_switch import compile_backend
+
+            compile_backend(self.compile, what="rollout.compile")  # TypeError/ValueError at load
         if (
             self.md_steps < 2
             or self.report_interval < 1

@@ -161,7 +161,7 @@ def rollout_force_field(
             name="force_field_md",
             initial=str(heldout),
             frame=0,
-            model={"kind": "checkpoint", "path": str(model_path)},
+            model={"kind": "checkpoint", "path": str(model_path), "compile": cfg.rollout.compile},
             integrator=integ,
             steps=n,
             output=str(path),
@@ -182,8 +182,10 @@ def rollout_force_field(
         )
         steps, blowup = res.step, (res.error if res.status != "completed" else None)
         where = f"Ray node {res.node_id[:8]}, manifest {manifest}"
+        compiled = {"compiled_calls": res.compiled_calls, "eager_calls": res.eager_calls,
+                    "compile_fallback": res.compile_fallback}  # fmt: skip
     else:
-        steps, blowup = _simulate_in_process(cfg, model_path, heldout, path, integ, echo)
+        steps, blowup, compiled = _simulate_in_process(cfg, model_path, heldout, path, integ, echo)
         where = "in-process"
     wall = time.perf_counter() - t
     if blowup:
@@ -197,6 +199,8 @@ def rollout_force_field(
         "blowup": blowup,
         "simulated_fs_per_wall_s": steps * ref.dt_fs / wall,
         "runner": where,
+        "compile": cfg.rollout.compile,
+        **compiled,
     }
 
 
@@ -209,21 +213,30 @@ def _model_dtype(model_path) -> str:
 
 def _simulate_in_process(
     cfg: DemoConfig, model_path, heldout, path, integ: dict, echo
-) -> tuple[int, str | None]:
-
+) -> tuple[int, str | None, dict]:
+    """The force-field rollout in this process: (steps, blow-up message or None, the compiled
+    path's record: ``compiled_calls``, ``eager_calls``, ``compile_fallback``)."""
     from hyenamd.engine import LangevinBAOAB, Simulation, TrajectoryReporter
+    from hyenamd.engine.compile_switch import FallbackWatch, compiled_potential
     from hyenamd.surrogate import load_model
 
     model = load_model(model_path)
     system, _ = _first_frame(heldout, model.dtype)
+    potential = compiled_potential(model, cfg.rollout.compile, what="rollout.compile")
+    watch = FallbackWatch(potential)  # eager calls of a compiled model: warned once, recorded
     kw = {k: v for k, v in integ.items() if k not in ("kind", "dt_fs", "temperature_k")}
-    integrator = LangevinBAOAB(model, integ["dt_fs"], integ["temperature_k"], **kw)
+    integrator = LangevinBAOAB(potential, integ["dt_fs"], integ["temperature_k"], **kw)
     rep = TrajectoryReporter(path, cfg.rollout.report_interval, forces=False, overwrite=True)
     n = cfg.rollout.md_steps
     with Simulation(integrator, system, [rep]) as sim:
+        watch.check()  # after the initial forces
         chunk = max(cfg.rollout.report_interval, n // 50)
         blowup = _run_with_progress(sim, n, chunk, "force-field MD", cfg.reference.progress)
-        return sim.state.step, blowup
+        watch.check()
+        rec = watch.summary()
+        compiled = {"compiled_calls": rec["compiled_calls"], "eager_calls": rec["eager_calls"],
+                    "compile_fallback": rec["fallback_reason"]}  # fmt: skip
+        return sim.state.step, blowup, compiled
 
 
 def _run_with_progress(sim, n: int, chunk: int, desc: str, progress: bool) -> str | None:
