@@ -40,7 +40,12 @@ instead of being faulted in afresh: at 2¹⁸ that cost 7–12 µs/atom of kerne
 when gradients are recorded, there is more than one chunk and ``Edges.recompute_chunks`` is set
 (the chunked and lean memory regimes), each chunk runs under activation checkpointing (recomputed in the
 backward pass, double backward included), so only the pair vectors and indices stay in memory
-between the forward and backward passes. Results do not depend on the chunk size beyond
+between the forward and backward passes. Otherwise (the fast regime, small lists, no gradients)
+each chunk's messages and their scatter are one autograd Function
+(:mod:`hyenamd.surrogate.fused_messages`) that keeps only its inputs (``φ``, ``v``, ``r̂``,
+``b u``, ``W``, indices) and recomputes the per-pair products in its backward pass: the plain
+ops' ≈ 1.5 kB per pair of kept activations are not kept (same values; torch.compile and
+torch.func transforms run the plain ops). Results do not depend on the chunk size beyond
 floating-point summation order.
 """
 
@@ -60,6 +65,8 @@ from hyenamd.surrogate.equivariant import (
     vector_linear_pair,
     zero_last_layer_,
 )
+from hyenamd.surrogate.fused_messages import contract_xyz as _contract_xyz
+from hyenamd.surrogate.fused_messages import fused_message_add
 
 __all__ = ["DEFAULT_PAIR_CHUNK", "Edges", "LocalBlock", "local_message", "local_update", "vector_message"]
 
@@ -222,15 +229,6 @@ def _vector_message(dvs: Tensor, unit: Tensor, dvv: Tensor, v_j: Tensor | None) 
     return dv if v_j is None else torch.addcmul(dv, dvv.unsqueeze(-1), v_j)
 
 
-def _contract_xyz(a: Tensor, b: Tensor) -> Tensor:
-    """``Σ_x a[..., x] b[..., x]`` ``[p, C]`` of ``a`` ``[p, C, 3]`` and ``b`` ``[p, C, 3]`` or
-    ``[p, 1, 3]``: three strided products (``(a * b).sum(-1)``, a reduction over an inner axis of
-    3, is ~3× slower on CPU)."""
-    out = a[..., 0] * b[..., 0]
-    out = torch.addcmul(out, a[..., 1], b[..., 1])
-    return torch.addcmul(out, a[..., 2], b[..., 2])
-
-
 class _VectorMessage(torch.autograd.Function):
     """:func:`_vector_message` with a backward of strided products and one batched matrix product.
 
@@ -293,6 +291,9 @@ def local_message(
     v_in = None if zero_vectors_in else v
     n_pairs = len(edges)
     use_ckpt = n_pairs > pair_chunk and torch.is_grad_enabled() and edges.recompute_chunks
+    # eager and not recomputed: one Function per chunk that keeps no per-pair activation
+    # (fused_messages.py); torch.compile / torch.func transforms trace the plain ops
+    use_fused = not (use_ckpt or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active())
     acc_s, acc_v = torch.zeros_like(s), torch.zeros_like(v)
     for a in range(0, n_pairs, pair_chunk):
         if n_pairs <= pair_chunk:  # one chunk: the tensors themselves (no slice views to dispatch)
@@ -306,6 +307,14 @@ def local_message(
                 None if edges.unit is None else edges.unit[sl],
                 None if edges.rbf is None else edges.rbf[sl],
             )
+        if use_fused:
+            unit, rbf = (
+                (e.unit, e.rbf)
+                if e.unit is not None and e.rbf is not None
+                else _pair_geometry(e.vectors, radial)
+            )
+            acc_s, acc_v = fused_message_add(acc_s, acc_v, phi, v_in, rbf, unit, weight, e.i, e.j)
+            continue
         args = (phi, v_in, e.vectors, e.j, weight, radial, n_c, e.unit, e.rbf)
         if use_ckpt:
             ds, dv = checkpoint(_pair_messages, *args, use_reentrant=False)
