@@ -3,12 +3,17 @@
 Three regimes, from fastest to leanest (measured on preset S, 10⁵ atoms, one thread, the CLI's
 allocator; BENCHMARKS.md, "Fast and lean regimes"):
 
-* ``"fast"``: every block's activations and every pair chunk's messages are kept; glibc reuses
-  freed heap memory (the small-system allocator thresholds, :mod:`hyenamd.allocator`).
-  Argon density (7 pairs/atom): 23 kB/atom; water density (34.5 pairs/atom): 64 kB/atom.
-* ``"chunked"``: the same, except that the local blocks' pair chunks are recomputed in the
-  backward pass (only one chunk's per-pair activations alive at a time): ~10 % more time, but
-  the ~1.5 kB per pair of kept messages is gone (argon density: 16.1 kB/atom; water density: 28.3 kB/atom).
+* ``"fast"``: every block's activations are kept; the local blocks' pair chunks run as fused
+  Functions (:mod:`hyenamd.surrogate.fused_messages`) that keep only their inputs and recompute
+  the per-pair products in their backward pass; glibc reuses freed heap memory (the
+  small-system allocator thresholds, :mod:`hyenamd.allocator`). Argon density (7 pairs/atom):
+  16 kB/atom; water density (34.5 pairs/atom): 27 kB/atom (23 and 64 when every chunk's plain-op
+  activations were kept, before the fused Function).
+* ``"chunked"``: the same, except that the local blocks' pair chunks run under activation
+  checkpointing (the plain ops recomputed in the backward pass, one chunk's activations alive at
+  a time). Before the fused Function this saved the ~1.5 kB per pair of kept messages at ~10 %
+  more time; now it is slower than fast and no leaner at 10⁵ atoms (argon density 16.0 kB/atom,
+  water density 30–34 kB/atom, 20–45 % more time; BENCHMARKS.md, "Fused pair messages").
 * ``"lean"``: per-block activation checkpointing (each block's forward recomputed in the
   backward pass) and every large tensor its own mapping, returned to the OS when freed:
   6.1 kB/atom at argon density, at ~3× the fast regime's CPU time (the recomputation and the
@@ -52,11 +57,14 @@ AUTO_MIN_ATOMS = 20_000
 AUTO_MEMORY_FRACTION = 0.5
 #: peak above the pre-call RSS, bytes, fitted to preset S at 10⁵ atoms (argon and water density,
 #: BENCHMARKS.md) with a 1.3× margin: per atom and scalar-equivalent channel (F + 3C) per four
-#: blocks (measured 12.7 kB/atom at F + 3C = 56); per pair with every chunk's messages kept
-#: (measured 1.49 kB); per pair with chunks recomputed (neighbour list, pair vectors: ~0.29 kB)
+#: blocks (measured 12.7 kB/atom at F + 3C = 56); per pair in the fast regime (fused chunks:
+#: the pair geometry, its radial graph and the list; measured 0.41 kB); per pair of one chunk's
+#: plain-op activations (measured 1.49 kB); per pair with chunks recomputed (neighbour list, pair
+#: vectors and what the checkpointed backward holds: measured 0.29–0.38 kB)
 _BYTES_PER_ATOM_CHANNEL = 300.0
+_BYTES_PER_PAIR_FUSED = 550.0
 _BYTES_PER_PAIR_KEPT = 1950.0
-_BYTES_PER_PAIR = 380.0
+_BYTES_PER_PAIR = 500.0
 
 
 def peak_bytes(
@@ -65,14 +73,14 @@ def peak_bytes(
     """Estimated peak memory (bytes above the pre-call RSS) of one energy + forces call in ``regime``.
 
     Linear in the atoms (per-atom activations of every block, ``∝ (F + 3C) · blocks``) and the
-    pairs (the list and pair vectors; in the fast regime every chunk's messages, in the chunked
-    one a single chunk's). The lean regime is not estimated (it is the fallback): ``0``.
+    pairs (the list, pair vectors and geometry; in the chunked regime also one chunk's plain-op
+    activations). The lean regime is not estimated (it is the fallback): ``0``.
     """
     if regime == "lean":
         return 0.0
     per_atom = _BYTES_PER_ATOM_CHANNEL * (n_scalar + 3 * n_vector) * max(n_blocks, 1) / 4.0
     if regime == "fast":
-        return per_atom * n_atoms + _BYTES_PER_PAIR_KEPT * n_pairs
+        return per_atom * n_atoms + _BYTES_PER_PAIR_FUSED * n_pairs
     return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs + _BYTES_PER_PAIR_KEPT * min(pair_chunk, n_pairs)
 
 
