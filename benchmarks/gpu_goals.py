@@ -23,12 +23,9 @@ repository root::
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl vesin==0.6.2
 
-then one ``run`` with ``carry: [".whl"]`` and ``timeout_s`` ≈ 540::
-
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
-    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 && \\
-    python3 -m pytest -q -p no:cacheprovider tests/surrogate/test_cuda.py 2>&1 | tee $OUT/cuda_tests.txt; \\
-    python3 benchmarks/gpu_goals.py --out $OUT/gpu_goals.json --budget-s 300
+then one ``run`` with ``command="bash benchmarks/gpu_check.sh"``, ``carry: [".whl"]`` and
+``timeout_s`` ≈ 560 (the script installs the wheels, runs the tests marked ``gpu`` —
+CUDA against CPU in float64 — and then this file, everything under ``$OUT``).
 
 CPU smoke run (what the test does): ``python benchmarks/gpu_goals.py --device cpu --quick --out /tmp/g.json``.
 """

@@ -13,7 +13,7 @@ import pytest
 import torch
 from cluster_helpers import LJ, make_spec, read_all
 
-from hyenamd.cluster.cli import RolloutConfig, build_specs
+from hyenamd.cluster.cli import RolloutConfig, build_specs, report
 from hyenamd.cluster.spec import RolloutResult, RolloutSpec, SpecError
 from hyenamd.cluster.worker import RolloutWorker, build_model
 from hyenamd.config import load_config
@@ -135,3 +135,20 @@ def test_config_override_reaches_every_spec(tmp_path, checkpoint):
     assert [s.model["compile"] for s in specs] == [True, True]
     with pytest.raises(SpecError, match="not a torch.compile backend"):
         build_specs(load_config(yaml, RolloutConfig, ["model.compile=fast"]))
+
+
+def test_the_cli_report_names_failed_rollouts_and_eager_fallbacks():
+    results = [
+        RolloutResult("a", "completed", "/o/a.h5md", step=10, compile=True, compiled_calls=11),
+        RolloutResult(
+            "b", "completed", "/o/b.h5md", step=10, compile=True, eager_calls=11,
+            compile_fallback="500 atoms > MAX_TOKENS (256)",
+        ),
+        RolloutResult("c", "failed", "/o/c.h5md", step=3, frames=2, error="blow-up at step 3"),
+    ]  # fmt: skip
+    lines = report(results, "/o/manifest.json")
+    assert lines[0] == "2/3 rollouts completed; manifest: /o/manifest.json"
+    assert lines[1:] == [
+        "  b: compile=True but 11/11 model calls ran eagerly: 500 atoms > MAX_TOKENS (256)",
+        "  c: failed at step 3 (2 frames): blow-up at step 3",
+    ]

@@ -18,7 +18,10 @@ from hyenamd.surrogate import fftconv as fc
 from hyenamd.surrogate.geometric_conv import geometric_convs_cf
 from hyenamd.workflows.demo import liquid_like_system
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 DT = torch.float64
 BASE = GHyenaConfig(species=(18,), n_scalar=8, n_vector=4, dtype="float64", residual_init="default")

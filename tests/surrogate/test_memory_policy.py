@@ -79,6 +79,7 @@ def test_auto_plans_against_the_memory_of_the_calls_device():
     assert memory_regime("auto", n, p, **S, device="meta") == "fast"
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_available_memory_on_cuda_is_the_devices():
     total = torch.cuda.get_device_properties(0).total_memory

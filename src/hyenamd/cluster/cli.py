@@ -157,14 +157,21 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=cfg.retry_failed,
         progress=not args.no_progress,
     )
-    n_ok = sum(r.ok for r in results)
-    print(f"{n_ok}/{len(results)} rollouts completed; manifest: {manifest}")
+    for line in report(results, manifest):
+        print(line)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def report(results, manifest: str) -> list[str]:
+    """What ``hyenamd rollout`` prints at the end: the count, then a line per failed rollout and per
+    rollout whose compiled model ran (some) calls eagerly (:class:`~hyenamd.cluster.spec.RolloutResult`)."""
+    lines = [f"{sum(r.ok for r in results)}/{len(results)} rollouts completed; manifest: {manifest}"]
     for r in results:
         if not r.ok:
-            print(f"  {r.name}: {r.status} at step {r.step} ({r.frames} frames): {r.error}")
+            lines.append(f"  {r.name}: {r.status} at step {r.step} ({r.frames} frames): {r.error}")
         if r.compile_fallback is not None:
             n = r.compiled_calls + r.eager_calls
-            print(
+            lines.append(
                 f"  {r.name}: compile={r.compile!r} but {r.eager_calls}/{n} model calls ran eagerly: {r.compile_fallback}"
             )
-    return 0 if n_ok == len(results) else 1
+    return lines
