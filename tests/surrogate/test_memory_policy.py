@@ -32,14 +32,14 @@ def test_auto_is_fast_for_small_batches_whatever_the_memory():
     assert memory_regime("auto", AUTO_MIN_ATOMS - 1, 10**6, **S, available=1) == "fast"
 
 
-def test_auto_takes_the_fastest_regime_that_fits_its_share_of_memory():
+def test_auto_takes_the_fast_regime_when_it_fits_its_share_of_memory_else_lean():
+    """Fast and chunked run the same code since the fused pair messages: one estimate."""
     n, p = 10**6, 7 * 10**6
-    fast, chunked = peak_bytes("fast", n, p, *SHAPE), peak_bytes("chunked", n, p, *SHAPE)
-    assert chunked < fast
-    for need, below, above in ((fast, "chunked", "fast"), (chunked, "lean", "chunked")):
-        edge = int(need / AUTO_MEMORY_FRACTION)
-        assert memory_regime("auto", n, p, **S, available=edge - 1000) == below
-        assert memory_regime("auto", n, p, **S, available=edge + 1000) == above
+    fast = peak_bytes("fast", n, p, *SHAPE)
+    assert peak_bytes("chunked", n, p, *SHAPE) == fast
+    edge = int(fast / AUTO_MEMORY_FRACTION)
+    assert memory_regime("auto", n, p, **S, available=edge - 1000) == "lean"
+    assert memory_regime("auto", n, p, **S, available=edge + 1000) == "fast"
 
 
 def test_the_estimates_are_linear_and_bracket_the_measured_peaks():
@@ -49,17 +49,10 @@ def test_the_estimates_are_linear_and_bracket_the_measured_peaks():
     assert peak_bytes("fast", 10**5, 7 * 10**5, 32, 8, 8, 65536) > a
     assert peak_bytes("lean", 10**5, 7 * 10**5, *SHAPE) == 0
     # preset S, 10⁵ atoms (BENCHMARKS.md, "Fused pair messages"; the largest of the runs): fast
-    # 16.3 kB/atom at 7 pairs/atom, 27.4 at 34.5; chunked 16.0 at 7, 33.5 at 34.5; each estimate
-    # above the measurement, < 1.5×
-    cases = (
-        ("fast", 7.0, 16_300),
-        ("fast", 34.5, 27_400),
-        ("chunked", 7.0, 16_000),
-        ("chunked", 34.5, 33_500),
-    )
-    for regime, pairs, measured in cases:
-        est = peak_bytes(regime, 10**5, int(pairs * 10**5), *SHAPE) / 10**5
-        assert measured < est < 1.5 * measured, (regime, pairs, est)
+    # 16.3 kB/atom at 7 pairs/atom, 27.4 at 34.5; each estimate above the measurement, < 1.5×
+    for pairs, measured in ((7.0, 16_300), (34.5, 27_400)):
+        est = peak_bytes("fast", 10**5, int(pairs * 10**5), *SHAPE) / 10**5
+        assert measured < est < 1.5 * measured, (pairs, est)
 
 
 def test_available_memory_is_a_positive_byte_count():
@@ -94,7 +87,7 @@ def test_available_memory_on_cuda_is_the_devices():
 
 def test_every_regime_gives_the_same_forces():
     """The regime changes what is kept for the backward pass, never a value (fresh evaluations):
-    auto (fast: chunks kept), 0 (lean: blocks and chunks recomputed), -1 (chunked)."""
+    auto (fast: fused pair chunks), 0 (lean: blocks and plain-op chunks recomputed), -1 (chunked)."""
     torch.manual_seed(0)
     system = liquid_like_system(200, 0.021, seed=3)
     base = GHyenaConfig(

@@ -38,9 +38,9 @@ The pairs are processed in chunks of ``pair_chunk`` (default 2¹⁶: a chunk's p
 ≤ 12.6 MB at F + 2C = 48, stay below glibc's 32 MiB mmap threshold, so they reuse heap memory
 instead of being faulted in afresh: at 2¹⁸ that cost 7–12 µs/atom of kernel time at 10⁵ atoms);
 when gradients are recorded, there is more than one chunk and ``Edges.recompute_chunks`` is set
-(the chunked and lean memory regimes), each chunk runs under activation checkpointing (recomputed in the
+(the lean memory regime), each chunk runs under activation checkpointing (recomputed in the
 backward pass, double backward included), so only the pair vectors and indices stay in memory
-between the forward and backward passes. Otherwise (the fast regime, small lists, no gradients)
+between the forward and backward passes. Otherwise (the fast and chunked regimes, small lists, no gradients)
 each chunk's messages and their scatter are one autograd Function
 (:mod:`hyenamd.surrogate.fused_messages`) that keeps only its inputs (``φ``, ``v``, ``r̂``,
 ``b u``, ``W``, indices) and recomputes the per-pair products in its backward pass: the plain
@@ -91,8 +91,8 @@ class Edges:
     rbf: Tensor | None = None
     #: when gradients are recorded and the pairs span several chunks, recompute each chunk's
     #: messages in the backward pass (activation checkpointing: only one chunk's per-pair
-    #: activations alive at a time) instead of keeping them all; the model sets False in its
-    #: fast memory regime (:mod:`hyenamd.surrogate.memory_policy`), where memory is plentiful
+    #: activations alive at a time) instead of the fused messages (which keep only their inputs);
+    #: the model sets it in its lean memory regime only (:mod:`hyenamd.surrogate.memory_policy`)
     recompute_chunks: bool = True
 
     def __len__(self) -> int:

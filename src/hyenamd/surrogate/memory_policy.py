@@ -9,11 +9,12 @@ allocator; BENCHMARKS.md, "Fast and lean regimes"):
   small-system allocator thresholds, :mod:`hyenamd.allocator`). Argon density (7 pairs/atom):
   16 kB/atom; water density (34.5 pairs/atom): 27 kB/atom (23 and 64 when every chunk's plain-op
   activations were kept, before the fused Function).
-* ``"chunked"``: the same, except that the local blocks' pair chunks run under activation
-  checkpointing (the plain ops recomputed in the backward pass, one chunk's activations alive at
-  a time). Before the fused Function this saved the ~1.5 kB per pair of kept messages at ~10 %
-  more time; now it is slower than fast and no leaner at 10⁵ atoms (argon density 16.0 kB/atom,
-  water density 30–34 kB/atom, 20–45 % more time; BENCHMARKS.md, "Fused pair messages").
+* ``"chunked"``: the name of the fixed rule's regime below its threshold (see below). It
+  checkpointed the local blocks' pair chunks (the plain ops recomputed in the backward pass),
+  which saved the ~1.5 kB per pair of kept messages at ~10 % more time; since the fused pair
+  messages it runs exactly as ``"fast"``: the checkpointed chunks measured no leaner and slower
+  (10⁵ atoms: argon density 16.0 against 15.7–16.1 kB/atom, water density 30–34 against 27;
+  20–45 % more CPU time; BENCHMARKS.md, "Fused pair messages"). Its estimate is fast's.
 * ``"lean"``: per-block activation checkpointing (each block's forward recomputed in the
   backward pass) and every large tensor its own mapping, returned to the OS when freed:
   6.1 kB/atom at argon density, at ~3× the fast regime's CPU time (the recomputation and the
@@ -57,14 +58,10 @@ AUTO_MIN_ATOMS = 20_000
 AUTO_MEMORY_FRACTION = 0.5
 #: peak above the pre-call RSS, bytes, fitted to preset S at 10⁵ atoms (argon and water density,
 #: BENCHMARKS.md) with a 1.3× margin: per atom and scalar-equivalent channel (F + 3C) per four
-#: blocks (measured 12.7 kB/atom at F + 3C = 56); per pair in the fast regime (fused chunks:
-#: the pair geometry, its radial graph and the list; measured 0.41 kB); per pair of one chunk's
-#: plain-op activations (measured 1.49 kB); per pair with chunks recomputed (neighbour list, pair
-#: vectors and what the checkpointed backward holds: measured 0.29–0.38 kB)
+#: blocks (measured 12.7 kB/atom at F + 3C = 56); per pair (fused chunks: the list, pair
+#: vectors, geometry and its radial graph; measured 0.41 kB)
 _BYTES_PER_ATOM_CHANNEL = 300.0
-_BYTES_PER_PAIR_FUSED = 550.0
-_BYTES_PER_PAIR_KEPT = 1950.0
-_BYTES_PER_PAIR = 500.0
+_BYTES_PER_PAIR = 550.0
 
 
 def peak_bytes(
@@ -73,15 +70,14 @@ def peak_bytes(
     """Estimated peak memory (bytes above the pre-call RSS) of one energy + forces call in ``regime``.
 
     Linear in the atoms (per-atom activations of every block, ``∝ (F + 3C) · blocks``) and the
-    pairs (the list, pair vectors and geometry; in the chunked regime also one chunk's plain-op
-    activations). The lean regime is not estimated (it is the fallback): ``0``.
+    pairs (the list, pair vectors and geometry); the same for fast and chunked (the same code).
+    The lean regime is not estimated (it is the fallback): ``0``. ``pair_chunk``: kept for the
+    signature (the chunks no longer change the estimate).
     """
     if regime == "lean":
         return 0.0
     per_atom = _BYTES_PER_ATOM_CHANNEL * (n_scalar + 3 * n_vector) * max(n_blocks, 1) / 4.0
-    if regime == "fast":
-        return per_atom * n_atoms + _BYTES_PER_PAIR_FUSED * n_pairs
-    return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs + _BYTES_PER_PAIR_KEPT * min(pair_chunk, n_pairs)
+    return per_atom * n_atoms + _BYTES_PER_PAIR * n_pairs
 
 
 def available_memory(device=None) -> int | None:

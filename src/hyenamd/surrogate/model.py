@@ -365,10 +365,10 @@ class GHyena(nn.Module):
             if keep.shape[0] < r.shape[0]:
                 pi, pj, vectors, r = pi[keep], pj[keep], vectors[keep], r[keep]
         # what the backward pass recomputes (memory_policy.py): lean, blocks and pair chunks;
-        # chunked, the pair chunks; fast, nothing
+        # fast and chunked, the fused pair messages' products only (local_block.py)
         regime = _memory_regime(self.cfg, batch.n_atoms, int(pi.shape[0]), vectors.device)
         ckpt = regime == "lean"
-        edges = Edges(pi, pj, vectors, recompute_chunks=regime != "fast")
+        edges = Edges(pi, pj, vectors, recompute_chunks=ckpt)
         if len(edges) <= self.cfg.pair_chunk and "local" in self.cfg.pattern:
             # one chunk: r̂ and the enveloped basis once for all local blocks
             edges = edges.with_geometry(self.radial, r)
