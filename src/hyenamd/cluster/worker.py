@@ -326,7 +326,7 @@ class RolloutWorker:
             stop_reason=stop_reason,
             uncertainty=guard.summary() if hasattr(guard, "summary") else {},
             compile=spec.model.get("compile", False),
-            **_compile_record(fallbacks),
+            **fallbacks.summary(),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -382,16 +382,6 @@ class RolloutWorker:
             return 0
         with open_store(spec.output, "r") as st:
             return len(st)
-
-
-def _compile_record(fallbacks) -> dict:
-    """The :class:`RolloutResult` fields of a :class:`FallbackWatch` summary."""
-    rec = fallbacks.summary()
-    return {
-        "compiled_calls": rec["compiled_calls"],
-        "eager_calls": rec["eager_calls"],
-        "compile_fallback": rec["fallback_reason"],
-    }
 
 
 def _stop_reason(error: Exception, guard: Any) -> str:

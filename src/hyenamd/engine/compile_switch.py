@@ -148,13 +148,14 @@ class FallbackWatch:
                 )
 
     def summary(self) -> dict:
-        """``{"compiled_calls": n, "eager_calls": n, "fallback_reason": str | None}`` since the
-        watch was made; the reason is None when every call ran compiled (several reasons: joined
-        by ``"; "`` in the order they first occurred)."""
+        """``{"compiled_calls": n, "eager_calls": n, "compile_fallback": str | None}`` since the
+        watch was made (the fields of :class:`~hyenamd.cluster.spec.RolloutResult`); the reason is
+        None when every call ran compiled (several reasons: joined by ``"; "`` in the order they
+        first occurred)."""
         eager = self.eager_calls()
         compiled = int(getattr(self.potential, "n_compiled_calls", 0)) - self._compiled0
         return {
             "compiled_calls": compiled,
             "eager_calls": sum(eager.values()),
-            "fallback_reason": "; ".join(eager) or None,
+            "compile_fallback": "; ".join(eager) or None,
         }

@@ -136,12 +136,9 @@ def memory_regime(
         available = available_memory(device)
         if available is None:
             return "fast"
-    budget = AUTO_MEMORY_FRACTION * available
-    shape = (n_atoms, n_pairs, n_scalar, n_vector, n_blocks, pair_chunk)
-    for regime in ("fast", "chunked"):
-        if peak_bytes(regime, *shape) <= budget:
-            return regime
-    return "lean"
+    # chunked has fast's estimate (the same code), so fast or lean
+    fits = peak_bytes("fast", n_atoms, n_pairs, n_scalar, n_vector, n_blocks, pair_chunk)
+    return "fast" if fits <= AUTO_MEMORY_FRACTION * available else "lean"
 
 
 def config_regime(cfg, n_atoms: int, n_pairs: int, available: int | None = None, device=None) -> Regime:

@@ -182,8 +182,7 @@ def rollout_force_field(
         )
         steps, blowup = res.step, (res.error if res.status != "completed" else None)
         where = f"Ray node {res.node_id[:8]}, manifest {manifest}"
-        compiled = {"compiled_calls": res.compiled_calls, "eager_calls": res.eager_calls,
-                    "compile_fallback": res.compile_fallback}  # fmt: skip
+        compiled = {k: getattr(res, k) for k in ("compiled_calls", "eager_calls", "compile_fallback")}
     else:
         steps, blowup, compiled = _simulate_in_process(cfg, model_path, heldout, path, integ, echo)
         where = "in-process"
@@ -233,10 +232,7 @@ def _simulate_in_process(
         chunk = max(cfg.rollout.report_interval, n // 50)
         blowup = _run_with_progress(sim, n, chunk, "force-field MD", cfg.reference.progress)
         watch.check()
-        rec = watch.summary()
-        compiled = {"compiled_calls": rec["compiled_calls"], "eager_calls": rec["eager_calls"],
-                    "compile_fallback": rec["fallback_reason"]}  # fmt: skip
-        return sim.state.step, blowup, compiled
+        return sim.state.step, blowup, watch.summary()
 
 
 def _run_with_progress(sim, n: int, chunk: int, desc: str, progress: bool) -> str | None:
